@@ -1,0 +1,170 @@
+"""The Faust app: topics, tables and the two agents. Agents only decode, call the core, and send.
+
+Event path:
+  aftersale.orders, aftersale.carrier-scans (key order_id)
+      -> order_stage agent -> core.orders.decide_order -> table "orders"
+      -> aftersale.customer-commands (key customer_id; candidate intents and order facts)
+  aftersale.engagement, aftersale.support, aftersale.customer-commands (key customer_id)
+      -> customer_stage agent -> core.customers.decide_customer -> table "customers"
+      -> aftersale.intents, aftersale.decision-audit
+  anything undecodable or invalid -> aftersale.dead-letters (with reason, original bytes, offset)
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+import faust
+from aiohttp.web import Response
+
+from .codec import Codec
+from .config import Settings
+from .core.customers import decide_customer
+from .core.model import InvalidEvent
+from .core.orders import decide_order
+from .core.state import CustomerState, OrderState
+from .metrics import Metrics
+from .registry import make_registry
+from .serde import AvroSerde, DecodeError
+
+log = logging.getLogger(__name__)
+
+# RocksDB per partition: Faust's defaults (2 GiB block cache, 3 x 64 MiB write buffers per
+# partition DB) grow memory with the partition count; these keep a worker small and bounded.
+ROCKSDB_OPTIONS = {
+    "block_cache_size": 64 * 1024 * 1024,
+    "write_buffer_size": 16 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+}
+
+
+def build_app(settings: Settings) -> faust.App:
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+        producer_acks=-1,
+        table_cleanup_interval=60.0,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_recovery_delay=0.0,
+    )
+    codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
+    metrics = Metrics()
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    def topic(name: str, **kw):
+        return app.topic(settings.topic(name), partitions=settings.partitions, **raw, **kw)
+
+    order_inputs = app.topic(settings.topic("orders"), settings.topic("carrier-scans"), **raw)
+    customer_inputs = app.topic(settings.topic("engagement"), settings.topic("support"),
+                                settings.topic("customer-commands"), **raw)
+    commands_out = topic("customer-commands")
+    intents_out = topic("intents")
+    audit_out = topic("decision-audit")
+    dead_letters_out = topic("dead-letters")
+
+    orders = app.Table("orders", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
+    customers = app.Table("customers", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
+
+    def now_for(event_time: int) -> int:
+        # Live decisions use the wall clock (so stale news is dropped); replays and the demo
+        # use event time, so the same input gives the same output however fast it is fed.
+        return event_time if settings.clock == "event" else int(time.time() * 1000)
+
+    async def dead_letter(message, reason: str, error: str) -> None:
+        metrics.dead_letters.labels(codec.suffix(message.topic), reason).inc()
+        log.warning("dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error)
+        await dead_letters_out.send(
+            key=message.key,
+            value=codec.dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
+                                    reason, error),
+        )
+
+    async def decode(event):
+        """The core record of a stream event, or None after dead-lettering it."""
+        message = event.message
+        try:
+            return codec.decode(message.topic, message.key, message.value)
+        except (DecodeError, InvalidEvent) as exc:
+            await dead_letter(message, exc.reason, exc.detail)
+            return None
+
+    async def send_audit(records) -> None:
+        for audit in records:
+            for reason in audit.reasons[:1]:
+                metrics.audit_out.labels(audit.decision, reason).inc()
+            await audit_out.send(key=audit.customer_id.encode(), value=codec.encode("decision-audit", audit))
+
+    @app.agent(order_inputs, name="order_stage")
+    async def order_stage(stream):
+        async for event in stream.events():
+            record = await decode(event)
+            if record is None:
+                continue
+            topic_name = codec.suffix(event.message.topic)
+            metrics.events_in.labels(topic_name, getattr(record, "type", None) or record.status).inc()
+            try:
+                stored = orders.get(record.order_id)
+                decision = decide_order(OrderState.from_dict(stored) if stored else None, record,
+                                        now_for(record.event_time))
+            except Exception as exc:  # a bug must not stop the partition: park the event, keep going
+                await dead_letter(event.message, "processing_error", traceback.format_exc(limit=5))
+                continue
+            if decision.duplicate:
+                metrics.duplicates.labels(topic_name).inc()
+                continue
+            orders[record.order_id] = decision.state.to_dict()
+            for command in decision.commands:
+                await commands_out.send(key=command.customer_id.encode(), value=codec.encode("customer-commands", command))
+            await send_audit(decision.audit)
+            metrics.latency.labels("order").observe(max(0.0, time.time() - record.event_time / 1000))
+
+    @app.agent(customer_inputs, name="customer_stage")
+    async def customer_stage(stream):
+        async for event in stream.events():
+            record = await decode(event)
+            if record is None:
+                continue
+            topic_name = codec.suffix(event.message.topic)
+            metrics.events_in.labels(topic_name, getattr(record, "type", None) or record.kind).inc()
+            try:
+                stored = customers.get(record.customer_id)
+                decision = decide_customer(CustomerState.from_dict(stored) if stored else None, record,
+                                           now_for(record.event_time))
+            except Exception:
+                await dead_letter(event.message, "processing_error", traceback.format_exc(limit=5))
+                continue
+            if decision.duplicate:
+                metrics.duplicates.labels(topic_name).inc()
+                continue
+            customers[record.customer_id] = decision.state.to_dict()
+            for intent in decision.intents:
+                metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
+                await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent))
+            await send_audit(decision.audit)
+            metrics.latency.labels("customer").observe(max(0.0, time.time() - record.event_time / 1000))
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        return Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    @app.page("/health")
+    async def health(web, request):
+        return web.json({"status": "ok", "app": settings.app_id})
+
+    # Handles for tests and the live-state views.
+    app.aftersale = {"settings": settings, "codec": codec, "metrics": metrics, "orders": orders, "customers": customers,
+                     "outputs": {"commands": commands_out, "intents": intents_out, "audit": audit_out,
+                                 "dead_letters": dead_letters_out}}
+    return app

@@ -1,0 +1,51 @@
+"""Settings from the environment, read once at start-up (never inside the decision core)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str = "aftersale"  # also the topic prefix, so several installations can share a cluster
+    partitions: int = 4  # of every input, internal and changelog topic (co-partitioning needs one number)
+    replication_factor: int = 1
+    data_dir: Path = Path("var/worker")
+    web_port: int = 6066
+    clock: str = "wall"  # wall: decide with the wall clock (live); event: with event time (replay, demo)
+    schema_registry_url: str | None = None
+    schema_registry_auth: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        values = dict(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            app_id=env.get("AFTERSALE_APP_ID", cls.app_id),
+            partitions=_int("AFTERSALE_PARTITIONS", cls.partitions),
+            replication_factor=_int("AFTERSALE_REPLICATION_FACTOR", cls.replication_factor),
+            data_dir=Path(env.get("AFTERSALE_DATA_DIR", str(cls.data_dir))),
+            web_port=_int("AFTERSALE_WEB_PORT", cls.web_port),
+            clock=env.get("AFTERSALE_CLOCK", cls.clock),
+            schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
+            schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH") or None,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        if settings.clock not in ("wall", "event"):
+            raise SystemExit(f"AFTERSALE_CLOCK must be 'wall' or 'event', got {settings.clock!r}")
+        return settings
+
+    def topic(self, name: str) -> str:
+        return f"{self.app_id}.{name}"

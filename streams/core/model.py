@@ -1,0 +1,328 @@
+"""Typed records for the events the core reads and the outputs it writes.
+
+Field names match the Avro schemas in schemas/, so records convert to and from the wire dicts
+without renaming. Times are epoch milliseconds UTC.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+ORDER_TYPES = frozenset({"placed", "paid", "cancelled", "refunded", "fulfilled"})
+SCAN_STATUSES = frozenset({
+    "info_received", "in_transit", "out_for_delivery", "available_for_pickup",
+    "attempt_failed", "exception", "delivered", "returned_to_sender", "expired",
+})
+ENGAGEMENT_TYPES = frozenset({
+    "delivered", "opened", "clicked", "bounced", "unsubscribed", "resubscribed",
+    "spam_report", "review_submitted",
+})
+SUPPORT_TYPES = frozenset({"ticket_opened", "message", "status_changed", "solved", "satisfaction_rating"})
+CHANNELS = ("email", "sms", "push")
+ENGAGEMENT_CHANNELS = frozenset(CHANNELS) | {"web"}
+
+
+class InvalidEvent(ValueError):
+    """A decoded record the core cannot accept. `reason` is a dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def to_ms(value: Any) -> int | None:
+    """fastavro gives aware datetimes for timestamp-millis; the core works in epoch ms."""
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    raise InvalidEvent("invalid_field", f"not a timestamp: {value!r}")
+
+
+@dataclass(slots=True)
+class LineItem:
+    sku: str
+    title: str
+    category: str
+    quantity: int
+    product_id: str | None = None
+    price: float | None = None
+
+
+@dataclass(slots=True)
+class ShippingAddress:
+    country: str
+    time_zone: str
+    region: str | None = None
+    postal_prefix: str | None = None
+
+
+@dataclass(slots=True)
+class ContactChannels:
+    email: bool = True
+    sms: bool = False
+    push: bool = False
+    marketing_email: bool = False
+    marketing_sms: bool = False
+    locale: str | None = None
+
+
+@dataclass(slots=True)
+class Fulfillment:
+    shipment_id: str
+    carrier: str
+    service_level: str | None = None
+    tracking_number: str | None = None
+    skus: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OrderEvent:
+    event_id: str
+    event_time: int
+    source: str
+    type: str
+    order_id: str
+    customer_id: str
+    order_number: str | None = None
+    currency: str | None = None
+    total: float | None = None
+    line_items: list[LineItem] = field(default_factory=list)
+    promised_delivery_at: int | None = None
+    shipping: ShippingAddress | None = None
+    contact: ContactChannels | None = None
+    fulfillment: Fulfillment | None = None
+    reason: str | None = None
+    amount: float | None = None
+
+
+@dataclass(slots=True)
+class CarrierScan:
+    event_id: str
+    event_time: int
+    source: str
+    order_id: str
+    shipment_id: str
+    carrier: str
+    status: str
+    customer_id: str | None = None
+    tracking_number: str | None = None
+    service_level: str | None = None
+    sub_status: str | None = None
+    origin_region: str | None = None
+    destination_region: str | None = None
+    location: str | None = None
+    carrier_estimated_delivery_at: int | None = None
+    raw_status: str | None = None
+
+
+@dataclass(slots=True)
+class EngagementEvent:
+    event_id: str
+    event_time: int
+    source: str
+    type: str
+    customer_id: str
+    channel: str
+    order_id: str | None = None
+    intent_id: str | None = None
+    scope: str | None = None
+    rating: int | None = None
+    product_id: str | None = None
+
+
+@dataclass(slots=True)
+class SupportEvent:
+    event_id: str
+    event_time: int
+    source: str
+    type: str
+    customer_id: str
+    ticket_id: str
+    order_id: str | None = None
+    status: str | None = None
+    from_customer: bool = True
+    text: str | None = None
+    rating: int | None = None
+    topic: str | None = None
+
+
+@dataclass(slots=True)
+class ItemHint:
+    sku: str
+    title: str
+    category: str
+    quantity: int
+
+
+@dataclass(slots=True)
+class ContentHints:
+    items: list[ItemHint] = field(default_factory=list)
+    category: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    window_start: int | None = None
+    window_end: int | None = None
+
+
+@dataclass(slots=True)
+class MessageIntent:
+    intent_id: str
+    decided_at: int
+    order_id: str | None
+    customer_id: str
+    intent_type: str
+    kind: str  # transactional | service | marketing
+    channel: str
+    send_at: int
+    expires_at: int
+    priority: str
+    content: ContentHints
+    reason_codes: list[str]
+    source_event_id: str
+    locale: str | None = None
+    time_zone: str | None = None
+
+
+@dataclass(slots=True)
+class DecisionAudit:
+    audit_id: str
+    decided_at: int
+    customer_id: str
+    intent_type: str
+    decision: str  # suppressed | held | skipped | dropped
+    reasons: list[str]
+    source_event_id: str
+    order_id: str | None = None
+    channel: str | None = None
+    intent_id: str | None = None
+
+
+@dataclass(slots=True)
+class OrderFact:
+    """What the customer stage needs to know about an order (placed, delivered, problem...)."""
+
+    type: str
+    total: float | None = None
+    categories: list[str] = field(default_factory=list)
+    time_zone: str | None = None
+    contact: ContactChannels | None = None
+    detail: str | None = None
+
+
+@dataclass(slots=True)
+class CustomerCommand:
+    """Order stage -> customer stage, re-keyed by customer id."""
+
+    command_id: str
+    event_time: int
+    customer_id: str
+    order_id: str
+    kind: str  # candidate_intent | order_fact
+    intent: MessageIntent | None = None
+    fact: OrderFact | None = None
+
+
+def to_record(obj) -> dict:
+    """A dataclass as the dict the Avro writer expects."""
+    return asdict(obj)
+
+
+# --- from wire dicts -------------------------------------------------------------------------
+
+def _require(record: dict, name: str, *fields: str) -> None:
+    for f in fields:
+        if record.get(f) in (None, ""):
+            raise InvalidEvent("invalid_field", f"{name}.{f} is empty")
+
+
+def order_event_from(record: dict) -> OrderEvent:
+    _require(record, "OrderEvent", "event_id", "type", "order_id", "customer_id")
+    if record["type"] not in ORDER_TYPES:
+        raise InvalidEvent("unknown_type", f"order event type {record['type']!r}; known: {sorted(ORDER_TYPES)}")
+    shipping = record.get("shipping")
+    contact = record.get("contact")
+    fulfillment = record.get("fulfillment")
+    if record["type"] == "fulfilled" and not fulfillment:
+        raise InvalidEvent("invalid_field", "OrderEvent type=fulfilled needs a fulfillment")
+    return OrderEvent(
+        event_id=record["event_id"],
+        event_time=to_ms(record["event_time"]),
+        source=record["source"],
+        type=record["type"],
+        order_id=record["order_id"],
+        customer_id=record["customer_id"],
+        order_number=record.get("order_number"),
+        currency=record.get("currency"),
+        total=record.get("total"),
+        line_items=[LineItem(**li) for li in record.get("line_items") or ()],
+        promised_delivery_at=to_ms(record.get("promised_delivery_at")),
+        shipping=ShippingAddress(**shipping) if shipping else None,
+        contact=ContactChannels(**contact) if contact else None,
+        fulfillment=Fulfillment(**fulfillment) if fulfillment else None,
+        reason=record.get("reason"),
+        amount=record.get("amount"),
+    )
+
+
+def carrier_scan_from(record: dict) -> CarrierScan:
+    _require(record, "CarrierScan", "event_id", "order_id", "shipment_id", "status")
+    if record["status"] not in SCAN_STATUSES:
+        raise InvalidEvent("unknown_type", f"scan status {record['status']!r}; known: {sorted(SCAN_STATUSES)}")
+    values = dict(record)
+    values["event_time"] = to_ms(values["event_time"])
+    values["carrier_estimated_delivery_at"] = to_ms(values.get("carrier_estimated_delivery_at"))
+    return CarrierScan(**values)
+
+
+def engagement_event_from(record: dict) -> EngagementEvent:
+    _require(record, "EngagementEvent", "event_id", "type", "customer_id", "channel")
+    if record["type"] not in ENGAGEMENT_TYPES:
+        raise InvalidEvent("unknown_type", f"engagement type {record['type']!r}; known: {sorted(ENGAGEMENT_TYPES)}")
+    if record["channel"] not in ENGAGEMENT_CHANNELS:
+        raise InvalidEvent("invalid_field", f"engagement channel {record['channel']!r}")
+    return EngagementEvent(**{**record, "event_time": to_ms(record["event_time"])})
+
+
+def support_event_from(record: dict) -> SupportEvent:
+    _require(record, "SupportEvent", "event_id", "type", "customer_id", "ticket_id")
+    if record["type"] not in SUPPORT_TYPES:
+        raise InvalidEvent("unknown_type", f"support event type {record['type']!r}; known: {sorted(SUPPORT_TYPES)}")
+    return SupportEvent(**{**record, "event_time": to_ms(record["event_time"])})
+
+
+def _intent_from(record: dict) -> MessageIntent:
+    content = dict(record["content"])
+    content["items"] = [ItemHint(**i) for i in content.get("items") or ()]
+    content["window_start"] = to_ms(content.get("window_start"))
+    content["window_end"] = to_ms(content.get("window_end"))
+    return MessageIntent(**{
+        **record,
+        "decided_at": to_ms(record["decided_at"]),
+        "send_at": to_ms(record["send_at"]),
+        "expires_at": to_ms(record["expires_at"]),
+        "content": ContentHints(**content),
+    })
+
+
+def customer_command_from(record: dict) -> CustomerCommand:
+    intent = record.get("intent")
+    fact = record.get("fact")
+    if fact:
+        fact = dict(fact)
+        fact["contact"] = ContactChannels(**fact["contact"]) if fact.get("contact") else None
+    return CustomerCommand(
+        command_id=record["command_id"],
+        event_time=to_ms(record["event_time"]),
+        customer_id=record["customer_id"],
+        order_id=record["order_id"],
+        kind=record["kind"],
+        intent=_intent_from(intent) if intent else None,
+        fact=OrderFact(**fact) if fact else None,
+    )
+
+
+def message_intent_from(record: dict) -> MessageIntent:
+    return _intent_from(record)
