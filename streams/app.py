@@ -58,6 +58,9 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_recovery_delay=0.0,
+        consumer_group_instance_id=settings.instance_id,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
     )
     codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
     metrics = Metrics()

@@ -23,6 +23,8 @@ class Settings:
     data_dir: Path = Path("var/worker")
     web_port: int = 6066
     clock: str = "wall"  # wall: decide with the wall clock (live); event: with event time (replay, demo)
+    instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
+    session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
     schema_registry_url: str | None = None
     schema_registry_auth: str | None = None
     extra: dict = field(default_factory=dict)
@@ -38,6 +40,8 @@ class Settings:
             data_dir=Path(env.get("AFTERSALE_DATA_DIR", str(cls.data_dir))),
             web_port=_int("AFTERSALE_WEB_PORT", cls.web_port),
             clock=env.get("AFTERSALE_CLOCK", cls.clock),
+            instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
+            session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
             schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH") or None,
         )

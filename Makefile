@@ -1,0 +1,22 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install what they need first
+# (a virtualenv with the project, and the Kafka broker's jars from Maven Central).
+PY := .venv/bin/python
+
+.PHONY: demo test install jars
+
+demo: install jars
+	$(PY) -m streams.cli demo
+
+test: install jars
+	$(PY) -m pytest -q
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+jars: install
+	$(PY) -m deploy.broker resolve
