@@ -132,6 +132,7 @@ def run_demo(orders: int = 150, rate: float = 40.0, bad: int = 5, seed: int = 7,
             for topic, key, value in malformed(random.Random(seed), bad):
                 out.send(topic, key, value)
             out.flush()
+            del out  # release its connections before the broker stops
             stats["in"]["malformed"] += bad
         # Let the worker finish: wait until nothing new has come out for a few seconds.
         quiet_since, last = time.monotonic(), sum(stats["out"].values())

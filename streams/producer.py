@@ -24,6 +24,7 @@ def make_producer(settings: Settings, **extra) -> Producer:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        "log.connection.close": False,  # idle disconnects are normal, not worth a log line
         **extra,
     })
 

@@ -51,8 +51,9 @@ def decide_customer(state: CustomerState | None, item: CustomerCommand | Engagem
 
 def _on_candidate(decision: CustomerDecision, intent: MessageIntent, now: int) -> None:
     state = decision.state
-    if any(r["intent_id"] == intent.intent_id for r in state.recent_intents):
-        return  # already emitted: a redelivered command
+    if any(intent.intent_id in (r["intent_id"], r.get("candidate_id")) for r in state.recent_intents):
+        return  # already decided: a redelivered command (possibly sent on a fallback channel)
+    candidate_id = intent.intent_id
     channel, reasons = choose_channel(state, intent.channel, intent.kind)
     if channel is None:
         decision.audit.append(DecisionAudit(
@@ -73,7 +74,7 @@ def _on_candidate(decision: CustomerDecision, intent: MessageIntent, now: int) -
     decision.intents.append(intent)
     state.channel(channel).sent += 1
     state.recent_intents.append({
-        "intent_id": intent.intent_id, "intent_type": intent.intent_type, "channel": channel,
+        "intent_id": intent.intent_id, "candidate_id": candidate_id, "intent_type": intent.intent_type, "channel": channel,
         "order_id": intent.order_id, "at": intent.send_at,
     })
     if len(state.recent_intents) > RECENT_INTENTS_KEPT:

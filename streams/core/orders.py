@@ -56,9 +56,17 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int) -> Non
     state = decision.state
     state.customer_id = event.customer_id
     if event.type == "placed":
+        repeated = state.placed_at is not None
         _record_placement(state, event)
+        if repeated:
+            return  # the shop re-sent the order (new event id): details refreshed, nothing new to say
         _fact(decision, event, "placed")
-        if any(s.status == "delivered" for s in state.shipments.values()):
+        if state.status == "cancelled":
+            # The cancellation overtook the order: confirming it now would only confuse.
+            _audit(decision, event, "order_confirmation", "skipped", ["order_cancelled"], now,
+                   occasion("order_confirmation"))
+            state.notified.append(occasion("order_confirmation"))
+        elif any(s.status == "delivered" for s in state.shipments.values()):
             # The order feed lagged behind the carrier's: a confirmation after delivery is noise.
             _audit(decision, event, "order_confirmation", "dropped", ["stale:superseded_by_delivery"], now,
                    occasion("order_confirmation"))
@@ -100,17 +108,33 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int) -> Non
 
 def _catch_up(decision: OrderDecision, now: int) -> None:
     """Scans can be processed before the order itself (topics are consumed independently). Once the
-    order is known, announce only the latest news of each shipment, never the whole backlog."""
-    for shipment in decision.state.shipments.values():
+    order is known, tell the customer stage what happened, and announce only the latest news of
+    each shipment, never the whole backlog."""
+    state = decision.state
+    for shipment in state.shipments.values():
         news = CATCH_UP_NEWS.get(shipment.status) if shipment.status else None
         if news is not None and shipment.last_scan_event_id is not None:
             trigger = Trigger(shipment.last_scan_event_id, shipment.last_scan_at)
             reasons = [f"scan:{shipment.status}", "catch_up"]
-        elif shipment.status is None and shipment.fulfilled_event_id is not None:
+        elif shipment.fulfilled_event_id is not None:
             news, trigger, reasons = "shipped", Trigger(shipment.fulfilled_event_id, shipment.fulfilled_at), ["order_fulfilled", "catch_up"]
         else:
-            continue
-        _propose(decision, trigger, news, shipment, reasons, now, attempt=shipment.failed_attempts)
+            news = None
+        problem = next((p for p in reversed(state.problems) if p.startswith(f"{shipment.shipment_id}:")), None)
+        if problem is not None and shipment.last_scan_event_id is not None:
+            _fact(decision, Trigger(shipment.last_scan_event_id, shipment.last_scan_at), "delivery_problem",
+                  detail=problem.split(":", 1)[1])
+        if shipment.status == "delivered":
+            late = _delivered_late(state, shipment.delivered_at)
+            _fact(decision, trigger, "delivered", detail="late" if late else "on_time")
+            if late:
+                reasons.append("delivered_late")
+        if news is not None:
+            _propose(decision, trigger, news, shipment, reasons, now, attempt=shipment.failed_attempts)
+
+
+def _delivered_late(state: OrderState, delivered_at: int | None) -> bool:
+    return state.promised_delivery_at is not None and delivered_at is not None and delivered_at > state.promised_delivery_at
 
 
 SUPERSEDES_SHIPPED = frozenset({"out_for_delivery", "available_for_pickup", "delivered", "returned_to_sender", "expired"})
@@ -123,7 +147,7 @@ CATCH_UP_NEWS = {
 
 
 def _record_placement(state: OrderState, event: OrderEvent) -> None:
-    state.placed_at = event.event_time
+    state.placed_at = min(state.placed_at or event.event_time, event.event_time)
     state.promised_delivery_at = event.promised_delivery_at
     state.total = event.total
     state.items = [
@@ -177,7 +201,7 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int) -> None:
         _propose(decision, scan, "out_for_delivery", shipment, [f"scan:{scan.status}"], now, attempt=attempt)
     elif touchpoint == "delivered":
         reasons = [f"scan:{scan.status}"]
-        late = state.promised_delivery_at is not None and scan.event_time > state.promised_delivery_at
+        late = _delivered_late(state, scan.event_time)
         if late:
             reasons.append("delivered_late")
         _fact(decision, scan, "delivered", detail="late" if late else "on_time")
@@ -252,8 +276,8 @@ def _content(state: OrderState, shipment: Shipment | None) -> ContentHints:
 
 def _fact(decision: OrderDecision, event, fact_type: str, detail: str | None = None) -> None:
     state = decision.state
-    if state.customer_id is None:
-        return
+    if state.placed_at is None:
+        return  # before the order is known: _catch_up reports it once the order arrives
     contact = None
     if fact_type == "placed" and state.contact is not None:
         contact = ContactChannels(**state.contact)
