@@ -79,11 +79,13 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int) -> Non
     elif event.type == "cancelled":
         state.status = "cancelled"
         state.cancelled_at = event.event_time
+        state.cancel_reason = event.reason
         _fact(decision, event, "cancelled", detail=event.reason)
     elif event.type == "refunded":
         if state.status == "open":
             state.status = "refunded"
         state.refunded_at = event.event_time
+        state.refund_reason = event.reason
         _fact(decision, event, "refunded", detail=event.reason)
     elif event.type == "fulfilled":
         f = event.fulfillment
@@ -111,12 +113,17 @@ def _catch_up(decision: OrderDecision, now: int) -> None:
     order is known, tell the customer stage what happened, and announce only the latest news of
     each shipment, never the whole backlog."""
     state = decision.state
+    # A cancellation or refund processed before the order: the customer stage still needs to know.
+    for fact_type, at, reason in (("cancelled", state.cancelled_at, state.cancel_reason),
+                                  ("refunded", state.refunded_at, state.refund_reason)):
+        if at is not None:
+            _fact(decision, Trigger(f"{state.order_id}:{fact_type}:{at}", at), fact_type, detail=reason)
     for shipment in state.shipments.values():
         news = CATCH_UP_NEWS.get(shipment.status) if shipment.status else None
         if news is not None and shipment.last_scan_event_id is not None:
             trigger = Trigger(shipment.last_scan_event_id, shipment.last_scan_at)
             reasons = [f"scan:{shipment.status}", "catch_up"]
-        elif shipment.fulfilled_event_id is not None:
+        elif shipment.fulfilled_event_id is not None and shipment.status not in SUPERSEDES_SHIPPED:
             news, trigger, reasons = "shipped", Trigger(shipment.fulfilled_event_id, shipment.fulfilled_at), ["order_fulfilled", "catch_up"]
         else:
             news = None

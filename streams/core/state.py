@@ -49,6 +49,8 @@ class OrderState:
     paid_at: int | None = None
     cancelled_at: int | None = None
     refunded_at: int | None = None
+    cancel_reason: str | None = None
+    refund_reason: str | None = None
     promised_delivery_at: int | None = None
     time_zone: str | None = None
     region: str | None = None

@@ -344,8 +344,9 @@ def test_placed_after_delivery_proposes_only_the_latest_news():
     run.feed(event, now=now)
 
     assert [(c.kind, c.fact.type if c.fact else c.intent.intent_type) for c in run.commands] == [
-        ("order_fact", "placed"), ("candidate_intent", "delivered"),
+        ("order_fact", "placed"), ("order_fact", "delivered"), ("candidate_intent", "delivered"),
     ]
+    assert run.facts[1].detail == "on_time"
     assert audits(run) == [("order_confirmation", "dropped", ["stale:superseded_by_delivery"])]
     assert run.audit[0].source_event_id == event.event_id
     (intent,) = run.intents
@@ -400,6 +401,17 @@ def test_placed_after_fulfilled_proposes_shipped():
     assert run.intents[1].source_event_id == event.event_id
 
 
+def test_placed_resent_after_delivery_does_not_report_the_sent_confirmation_as_dropped():
+    """The confirmation already went out: a re-sent "placed" (new event id) must not add an audit
+    saying it was dropped, nor record the occasion twice (the fulfilled branch guards this)."""
+    run = run_orders(placed(T0), fulfilled(), scan("delivered", T0 + 40 * HOUR))
+    assert types(run.intents) == ["order_confirmation", "shipped", "delivered"]
+    run.feed(placed(T0, event_id="placed-resent"), now=T0 + 41 * HOUR)
+    assert types(run.intents) == ["order_confirmation", "shipped", "delivered"]
+    assert run.audit == []
+    assert run.state.notified.count("order_confirmation") == 1
+
+
 # --- fulfilled after the carrier's news ------------------------------------------------------
 
 def test_fulfilled_after_out_for_delivery_is_superseded():
@@ -451,6 +463,7 @@ def test_cancelled_before_placed_is_not_confirmed():
     run = run_orders(cancelled(T0 + HOUR), placed(T0))
     assert run.state.status == "cancelled"
     assert types(run.intents) == []
+    assert ("order_confirmation", "skipped", ["order_cancelled"]) in audits(run)
 
 
 def test_refunded_order_still_reports_delivery():
@@ -592,3 +605,28 @@ def test_late_delivery_seen_before_placed_is_reported_late(scan_customer):
     assert [(f.type, f.detail) for f in run.facts if f.type == "delivered"] == [("delivered", "late")]
     (delivered,) = [i for i in run.intents if i.intent_type == "delivered"]
     assert "delivered_late" in delivered.reason_codes
+
+
+@pytest.mark.parametrize("early", [cancelled(T0 + HOUR, reason="customer"),
+                                   order_event("refunded", T0 + HOUR, reason="customer", amount=1.0)],
+                         ids=["cancelled", "refunded"])
+def test_cancel_or_refund_processed_before_placed_still_reaches_the_customer_stage(early):
+    """In order, the customer stage gets a "cancelled"/"refunded" fact (last_cancel_at/last_refund_at).
+    Out of order it must get the same fact once the order is known, not lose it."""
+    in_order = run_orders(placed(T0), early)
+    assert [(f.type, f.detail) for f in in_order.facts] == [("placed", None), (early.type, "customer")]
+
+    lagged = run_orders(early, placed(T0))
+    assert sorted((f.type, f.detail or "") for f in lagged.facts) == sorted([(early.type, "customer"), ("placed", "")])
+
+
+def test_placed_after_fulfilled_and_returned_to_sender_does_not_announce_shipped():
+    """In order, a fulfilment after "returned_to_sender" is dropped as superseded (SUPERSEDES_SHIPPED);
+    the catch-up for a lagging order feed must not announce "shipped" for that parcel either."""
+    in_order = run_orders(placed(T0), scan("returned_to_sender", T0 + 5 * HOUR, sub_status="return"),
+                          fulfilled(T0 + HOUR))
+    assert "shipped" not in types(in_order.intents)
+
+    lagged = run_orders(fulfilled(T0 + HOUR), scan("returned_to_sender", T0 + 5 * HOUR, sub_status="return"))
+    lagged.feed(placed(T0), now=T0 + 6 * HOUR)
+    assert types(lagged.intents) == ["order_confirmation"]
