@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 import traceback
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def build_app(settings: Settings) -> faust.App:
     )
     codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
     metrics = Metrics()
+    # What this worker decided lately, newest last: for the ops page and support lookups.
+    recent = {"intents": deque(maxlen=200), "audit": deque(maxlen=200), "dead_letters": deque(maxlen=100)}
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     def topic(name: str, **kw):
@@ -87,6 +90,8 @@ def build_app(settings: Settings) -> faust.App:
 
     async def dead_letter(message, reason: str, error: str) -> None:
         metrics.dead_letters.labels(codec.suffix(message.topic), reason).inc()
+        recent["dead_letters"].append({"topic": message.topic, "partition": message.partition, "offset": message.offset,
+                                       "reason": reason, "error": error[:300], "at": int(time.time() * 1000)})
         log.warning("dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error)
         await dead_letters_out.send(
             key=message.key,
@@ -107,6 +112,7 @@ def build_app(settings: Settings) -> faust.App:
         for audit in records:
             for reason in audit.reasons[:1]:
                 metrics.audit_out.labels(audit.decision, reason).inc()
+            recent["audit"].append(audit)
             await audit_out.send(key=audit.customer_id.encode(), value=codec.encode("decision-audit", audit))
 
     @app.agent(order_inputs, name="order_stage")
@@ -154,6 +160,7 @@ def build_app(settings: Settings) -> faust.App:
             customers[record.customer_id] = decision.state.to_dict()
             for intent in decision.intents:
                 metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
+                recent["intents"].append(intent)
                 await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent))
             await send_audit(decision.audit)
             metrics.latency.labels("customer").observe(max(0.0, time.time() - record.event_time / 1000))
@@ -168,6 +175,7 @@ def build_app(settings: Settings) -> faust.App:
 
     # Handles for tests and the live-state views.
     app.aftersale = {"settings": settings, "codec": codec, "metrics": metrics, "orders": orders, "customers": customers,
+                     "recent": recent,
                      "outputs": {"commands": commands_out, "intents": intents_out, "audit": audit_out,
                                  "dead_letters": dead_letters_out}}
     return app

@@ -83,6 +83,16 @@ def _demo(args) -> int:
     return run_demo(orders=args.orders, rate=args.rate, bad=args.bad, seed=args.seed, verbose=args.verbose)
 
 
+def _bench(args) -> int:
+    from . import bench
+
+    unknown = [n for n in args.only or [] if n not in bench.BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; known: {sorted(bench.BENCHMARKS)}")
+    bench.run(args.only, {"orders": args.orders}, save=not args.no_save)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aftersale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("schemas", help="check or register schema versions in the local registry")
     p.add_argument("action", choices=["check", "register"])
     p.set_defaults(func=_schemas)
+
+    p = sub.add_parser("bench", help="throughput/latency figures as ratios against same-run baselines")
+    p.add_argument("--only", nargs="*", help="benchmark names (default: all)")
+    p.add_argument("--orders", type=int, default=5000)
+    p.add_argument("--no-save", action="store_true", help="do not update bench/results.json")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("broker", help="the local Kafka broker (python -m deploy.broker)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
