@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from . import ids
 from .consent import choose_channel
 from .model import (
-    CHANNELS, CustomerCommand, DecisionAudit, EngagementEvent, MessageIntent, OrderFact, SupportEvent,
+    CHANNELS, CustomerCommand, DecisionAudit, EngagementEvent, MessageIntent, OrderFact, Schedule, SupportEvent,
 )
 from .state import RECENT_INTENTS_KEPT, CustomerState
 
@@ -23,6 +23,7 @@ class CustomerDecision:
     state: CustomerState
     intents: list[MessageIntent] = field(default_factory=list)
     audit: list[DecisionAudit] = field(default_factory=list)
+    schedule: list[Schedule] = field(default_factory=list)  # call me back (see model.Schedule)
     duplicate: bool = False
 
 

@@ -210,6 +210,9 @@ class OrderFact:
     time_zone: str | None = None
     contact: ContactChannels | None = None
     detail: str | None = None
+    items: list[ItemHint] = field(default_factory=list)
+    had_problem: bool = False
+    promised_delivery_at: int | None = None
 
 
 @dataclass(slots=True)
@@ -220,9 +223,36 @@ class CustomerCommand:
     event_time: int
     customer_id: str
     order_id: str
-    kind: str  # candidate_intent | order_fact
+    kind: str  # candidate_intent | order_fact | tick
     intent: MessageIntent | None = None
     fact: OrderFact | None = None
+    due: DueTick | None = None
+
+
+@dataclass(slots=True)
+class DueTick:
+    now: int
+
+
+@dataclass(slots=True, frozen=True)
+class Schedule:
+    """Ask to be called back: `decide_*` gets a Due for (key, kind) once `due_at` has passed.
+    The state remembers the wanted time in its `timers`; an older schedule entry that no longer
+    matches is ignored, so rescheduling or cancelling needs no index clean-up."""
+
+    key: str  # order id or customer id: the partition that owns it fires it
+    kind: str
+    due_at: int
+
+
+@dataclass(slots=True, frozen=True)
+class Due:
+    """A scheduled decision coming due (see Schedule)."""
+
+    key: str
+    kind: str
+    due_at: int
+    now: int
 
 
 def to_record(obj) -> dict:
@@ -313,6 +343,9 @@ def customer_command_from(record: dict) -> CustomerCommand:
     if fact:
         fact = dict(fact)
         fact["contact"] = ContactChannels(**fact["contact"]) if fact.get("contact") else None
+        fact["items"] = [ItemHint(**i) for i in fact.get("items") or ()]
+        fact["promised_delivery_at"] = to_ms(fact.get("promised_delivery_at"))
+    due = record.get("due")
     return CustomerCommand(
         command_id=record["command_id"],
         event_time=to_ms(record["event_time"]),
@@ -321,6 +354,7 @@ def customer_command_from(record: dict) -> CustomerCommand:
         kind=record["kind"],
         intent=_intent_from(intent) if intent else None,
         fact=OrderFact(**fact) if fact else None,
+        due=DueTick(now=to_ms(due["now"])) if due else None,
     )
 
 

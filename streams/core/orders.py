@@ -12,7 +12,7 @@ from typing import NamedTuple
 from . import ids
 from .model import (
     CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, ItemHint,
-    MessageIntent, OrderEvent, OrderFact,
+    MessageIntent, OrderEvent, OrderFact, Schedule,
 )
 from .state import OrderState, Shipment
 from .tracking import PROBLEMS, apply_scan
@@ -31,6 +31,8 @@ class OrderDecision:
     state: OrderState
     commands: list[CustomerCommand] = field(default_factory=list)  # to the customer stage
     audit: list[DecisionAudit] = field(default_factory=list)
+    schedule: list[Schedule] = field(default_factory=list)  # call me back (see model.Schedule)
+    lanes: dict = field(default_factory=dict)  # lane key -> updated LaneStats dict, to store
     duplicate: bool = False
 
 
