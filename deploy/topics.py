@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from streams.config import Settings
+from streams.security import librdkafka_config
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ TOPICS = [
     TopicSpec("carrier-scans", "io.aftersale.CarrierScan", "order_id", _retain(14), "normalized tracking scans"),
     TopicSpec("engagement", "io.aftersale.EngagementEvent", "customer_id", _retain(14), "deliveries, opens, clicks, unsubscribes, reviews"),
     TopicSpec("support", "io.aftersale.SupportEvent", "customer_id", _retain(14), "help-desk tickets, messages, ratings"),
-    TopicSpec("customer-commands", "io.aftersale.CustomerCommand", "customer_id", _retain(7), "internal: order stage to customer stage"),
+    TopicSpec("customer-commands", "io.aftersale.CustomerCommand", "customer_id", _retain(7), "internal: order stage to customer stage, ticks"),
+    TopicSpec("order-commands", "io.aftersale.OrderCommand", "order_id", _retain(1), "internal: ticks for the order stage's schedule"),
     TopicSpec("intents", "io.aftersale.MessageIntent", "customer_id", _retain(14), "messages to send, for sender services"),
     TopicSpec("decision-audit", "io.aftersale.DecisionAudit", "customer_id", _retain(30), "suppressed, held, skipped, dropped decisions"),
     TopicSpec("dead-letters", "io.aftersale.DeadLetter", "original key", _retain(30), "inputs that could not be processed"),
@@ -44,7 +46,7 @@ TOPICS = [
 
 # Faust names changelogs "<app id>-<table>-changelog"; declared here so `aftersale topics` shows
 # and creates them with the right partitions and compaction before a worker starts.
-TABLES = ["orders", "customers"]
+TABLES = ["orders", "customers", "lanes", "order_schedule", "customer_schedule"]
 
 
 def changelog_name(app_id: str, table: str) -> str:
@@ -66,7 +68,7 @@ def apply(settings: Settings, timeout: float = 30.0) -> list[str]:
     for a matching partition count, since co-partitioning silently breaks without it."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **librdkafka_config(settings)})
     existing = admin.list_topics(timeout=timeout).topics
     wanted = all_topics(settings)
     mismatched = [

@@ -1,13 +1,16 @@
 """The Faust app: topics, tables and the two agents. Agents only decode, call the core, and send.
 
 Event path:
-  aftersale.orders, aftersale.carrier-scans (key order_id)
-      -> order_stage agent -> core.orders.decide_order -> table "orders"
+  aftersale.orders, aftersale.carrier-scans (key order_id), aftersale.order-commands (ticks)
+      -> order_stage agent -> core.orders.decide_order -> tables "orders", "lanes", "order_schedule"
       -> aftersale.customer-commands (key customer_id; candidate intents and order facts)
   aftersale.engagement, aftersale.support, aftersale.customer-commands (key customer_id)
-      -> customer_stage agent -> core.customers.decide_customer -> table "customers"
+      -> customer_stage agent -> core.customers.decide_customer -> tables "customers", "customer_schedule"
       -> aftersale.intents, aftersale.decision-audit
   anything undecodable or invalid -> aftersale.dead-letters (with reason, original bytes, offset)
+
+Scheduled decisions (stall checks, delay re-assessment, post-delivery messages, quiet-hours release)
+fire inside the same agents, from the partition that owns the key: see streams/scheduling.py.
 """
 from __future__ import annotations
 
@@ -22,12 +25,12 @@ from aiohttp.web import Response
 
 from .codec import Codec
 from .config import Settings
-from .core.customers import decide_customer
 from .core.model import InvalidEvent
-from .core.orders import decide_order
-from .core.state import CustomerState, OrderState
+from .engine import CustomerStage, OrderStage, Outputs
 from .metrics import Metrics
 from .registry import make_registry
+from .scheduling import Scheduler
+from .security import faust_credentials
 from .serde import AvroSerde, DecodeError
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ def build_app(settings: Settings) -> faust.App:
         consumer_group_instance_id=settings.instance_id,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
+        broker_credentials=faust_credentials(settings),  # SASL/SCRAM and TLS from AFTERSALE_SECURITY_*
     )
     codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
     metrics = Metrics()
@@ -72,7 +76,9 @@ def build_app(settings: Settings) -> faust.App:
     def topic(name: str, **kw):
         return app.topic(settings.topic(name), partitions=settings.partitions, **raw, **kw)
 
-    order_inputs = app.topic(settings.topic("orders"), settings.topic("carrier-scans"), **raw)
+    order_inputs = app.topic(settings.topic("orders"), settings.topic("carrier-scans"), settings.topic("order-commands"),
+                             **raw)
+    order_commands_out = topic("order-commands")
     customer_inputs = app.topic(settings.topic("engagement"), settings.topic("support"),
                                 settings.topic("customer-commands"), **raw)
     commands_out = topic("customer-commands")
@@ -82,6 +88,12 @@ def build_app(settings: Settings) -> faust.App:
 
     orders = app.Table("orders", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
     customers = app.Table("customers", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
+    # Transit statistics are learned per partition, from the deliveries that partition sees.
+    lanes = app.Table("lanes", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
+    order_schedule_table = app.Table("order_schedule", default=None, partitions=settings.partitions,
+                                     options=ROCKSDB_OPTIONS)
+    customer_schedule_table = app.Table("customer_schedule", default=None, partitions=settings.partitions,
+                                        options=ROCKSDB_OPTIONS)
 
     def now_for(event_time: int) -> int:
         # Live decisions use the wall clock (so stale news is dropped); replays and the demo
@@ -115,55 +127,75 @@ def build_app(settings: Settings) -> faust.App:
             recent["audit"].append(audit)
             await audit_out.send(key=audit.customer_id.encode(), value=codec.encode("decision-audit", audit))
 
+    order_stage_core = OrderStage(orders, lanes, order_schedule_table)
+    customer_stage_core = CustomerStage(customers, customer_schedule_table)
+
+    async def send_outputs(out: Outputs) -> None:
+        for command in out.commands:
+            await commands_out.send(key=command.customer_id.encode(), value=codec.encode("customer-commands", command))
+        for intent in out.intents:
+            metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
+            recent["intents"].append(intent)
+            await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent))
+        await send_audit(out.audit)
+
+    async def run_stage(stage, event, record, key_of) -> None:
+        """One input through one stage: decide, then fire what became due, then send."""
+        partition = event.message.partition
+        topic_name = codec.suffix(event.message.topic)
+        if getattr(record, "kind", None) == "tick":  # wall-clock time for this partition's schedule
+            await send_outputs(stage.fire(partition, record.due.now))
+            return
+        metrics.events_in.labels(topic_name, getattr(record, "type", None) or getattr(record, "status", None)
+                                 or record.kind).inc()
+        try:
+            out = stage.handle(partition, record, now_for(record.event_time))
+            if out.duplicate:
+                metrics.duplicates.labels(topic_name).inc()
+            out.extend(stage.fire(partition, schedule_time(stage.schedule, partition, record.event_time)))
+        except Exception:  # a bug must not stop the partition: park the event, keep going
+            await dead_letter(event.message, "processing_error", traceback.format_exc(limit=5))
+            return
+        await send_outputs(out)
+        metrics.latency.labels(key_of).observe(max(0.0, time.time() - record.event_time / 1000))
+
     @app.agent(order_inputs, name="order_stage")
     async def order_stage(stream):
         async for event in stream.events():
             record = await decode(event)
-            if record is None:
-                continue
-            topic_name = codec.suffix(event.message.topic)
-            metrics.events_in.labels(topic_name, getattr(record, "type", None) or record.status).inc()
-            try:
-                stored = orders.get(record.order_id)
-                decision = decide_order(OrderState.from_dict(stored) if stored else None, record,
-                                        now_for(record.event_time))
-            except Exception as exc:  # a bug must not stop the partition: park the event, keep going
-                await dead_letter(event.message, "processing_error", traceback.format_exc(limit=5))
-                continue
-            if decision.duplicate:
-                metrics.duplicates.labels(topic_name).inc()
-                continue
-            orders[record.order_id] = decision.state.to_dict()
-            for command in decision.commands:
-                await commands_out.send(key=command.customer_id.encode(), value=codec.encode("customer-commands", command))
-            await send_audit(decision.audit)
-            metrics.latency.labels("order").observe(max(0.0, time.time() - record.event_time / 1000))
+            if record is not None:
+                await run_stage(order_stage_core, event, record, "order")
 
     @app.agent(customer_inputs, name="customer_stage")
     async def customer_stage(stream):
         async for event in stream.events():
             record = await decode(event)
-            if record is None:
-                continue
-            topic_name = codec.suffix(event.message.topic)
-            metrics.events_in.labels(topic_name, getattr(record, "type", None) or record.kind).inc()
-            try:
-                stored = customers.get(record.customer_id)
-                decision = decide_customer(CustomerState.from_dict(stored) if stored else None, record,
-                                           now_for(record.event_time))
-            except Exception:
-                await dead_letter(event.message, "processing_error", traceback.format_exc(limit=5))
-                continue
-            if decision.duplicate:
-                metrics.duplicates.labels(topic_name).inc()
-                continue
-            customers[record.customer_id] = decision.state.to_dict()
-            for intent in decision.intents:
-                metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
-                recent["intents"].append(intent)
-                await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent))
-            await send_audit(decision.audit)
-            metrics.latency.labels("customer").observe(max(0.0, time.time() - record.event_time / 1000))
+            if record is not None:
+                await run_stage(customer_stage_core, event, record, "customer")
+
+    def schedule_time(scheduler: Scheduler, partition: int, event_time: int) -> int:
+        """The time up to which a partition's schedule is due: its event-time watermark when
+        replaying, the wall clock when live."""
+        if settings.clock == "event":
+            return scheduler.watermark(partition, event_time)
+        return int(time.time() * 1000)
+
+    @app.timer(interval=settings.tick_interval)
+    async def tick() -> None:
+        """Live only: wake every owned partition so its due decisions fire without waiting for traffic."""
+        if settings.clock != "wall":
+            return
+        now = int(time.time() * 1000)
+        due = {"due": {"now": now}}
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == order_commands_out.get_topic_name():
+                value = codec.encode("order-commands", {"command_id": f"tick:{tp.partition}:{now}", "event_time": now,
+                                                         "order_id": None, "kind": "tick", **due})
+                await order_commands_out.send(value=value, partition=tp.partition)
+            elif tp.topic == commands_out.get_topic_name():
+                value = codec.encode("customer-commands", {"command_id": f"tick:{tp.partition}:{now}", "event_time": now,
+                                                            "customer_id": "", "order_id": "", "kind": "tick", **due})
+                await commands_out.send(value=value, partition=tp.partition)
 
     @app.page("/metrics")
     async def metrics_page(web, request):
@@ -175,7 +207,8 @@ def build_app(settings: Settings) -> faust.App:
 
     # Handles for tests and the live-state views.
     app.aftersale = {"settings": settings, "codec": codec, "metrics": metrics, "orders": orders, "customers": customers,
-                     "recent": recent,
+                     "recent": recent, "lanes": lanes,
+                     "scheduled_backlog": lambda: order_stage_core.schedule.pending + customer_stage_core.schedule.pending,
                      "outputs": {"commands": commands_out, "intents": intents_out, "audit": audit_out,
                                  "dead_letters": dead_letters_out}}
     return app

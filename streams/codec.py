@@ -14,6 +14,7 @@ INPUTS = {
     "engagement": ("io.aftersale.EngagementEvent", model.engagement_event_from),
     "support": ("io.aftersale.SupportEvent", model.support_event_from),
     "customer-commands": ("io.aftersale.CustomerCommand", model.customer_command_from),
+    "order-commands": ("io.aftersale.OrderCommand", model.order_command_from),
 }
 # What each input must be keyed by, so its state lives on the partition that owns the key.
 KEY_FIELD = {
@@ -22,6 +23,7 @@ KEY_FIELD = {
     "engagement": "customer_id",
     "support": "customer_id",
     "customer-commands": "customer_id",
+    "order-commands": "order_id",
 }
 OUTPUTS = {
     "customer-commands": "io.aftersale.CustomerCommand",
@@ -55,7 +57,7 @@ class Codec:
         except (TypeError, ValueError, KeyError) as exc:
             raise InvalidEvent("invalid_field", f"{schema}: {exc}") from exc
         expected_key = getattr(event, KEY_FIELD[name])
-        if key is not None and key.decode("utf-8", "replace") != expected_key:
+        if key is not None and expected_key is not None and key.decode("utf-8", "replace") != expected_key:
             # Keyed by something else, the event would land on a partition that does not own its state.
             raise InvalidEvent("wrong_key", f"{topic} must be keyed by {KEY_FIELD[name]} ({expected_key!r}), got {key!r}")
         return event

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .security import problems as security_problems
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -23,10 +25,20 @@ class Settings:
     data_dir: Path = Path("var/worker")
     web_port: int = 6066
     clock: str = "wall"  # wall: decide with the wall clock (live); event: with event time (replay, demo)
+    tick_interval: float = 5.0  # seconds between wall-clock ticks that fire scheduled decisions (live)
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
     session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
     schema_registry_url: str | None = None
     schema_registry_auth: str | None = None
+    # Kafka client security, turned into Faust and librdkafka settings by streams/security.py.
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str = "SCRAM-SHA-512"  # or SCRAM-SHA-256
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)  # kept out of logs and tracebacks
+    ssl_cafile: str | None = None  # CA bundle that signed the brokers' certificates (default: the system's)
+    ssl_certfile: str | None = None  # client certificate and key, for brokers that require mutual TLS
+    ssl_keyfile: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -40,15 +52,27 @@ class Settings:
             data_dir=Path(env.get("AFTERSALE_DATA_DIR", str(cls.data_dir))),
             web_port=_int("AFTERSALE_WEB_PORT", cls.web_port),
             clock=env.get("AFTERSALE_CLOCK", cls.clock),
+            tick_interval=float(env.get("AFTERSALE_TICK_INTERVAL") or cls.tick_interval),
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
             schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH") or None,
+            security_protocol=(env.get("AFTERSALE_SECURITY_PROTOCOL") or cls.security_protocol).upper(),
+            sasl_mechanism=(env.get("AFTERSALE_SASL_MECHANISM") or cls.sasl_mechanism).upper(),
+            sasl_username=env.get("AFTERSALE_SASL_USERNAME") or None,
+            sasl_password=env.get("AFTERSALE_SASL_PASSWORD") or None,
+            ssl_cafile=env.get("AFTERSALE_SSL_CAFILE") or None,
+            ssl_certfile=env.get("AFTERSALE_SSL_CERTFILE") or None,
+            ssl_keyfile=env.get("AFTERSALE_SSL_KEYFILE") or None,
+            ssl_key_password=env.get("AFTERSALE_SSL_KEY_PASSWORD") or None,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         if settings.clock not in ("wall", "event"):
             raise SystemExit(f"AFTERSALE_CLOCK must be 'wall' or 'event', got {settings.clock!r}")
+        bad_security = security_problems(settings)  # fail at start-up, not at the first connection
+        if bad_security:
+            raise SystemExit("Kafka security settings: " + "; ".join(bad_security))
         return settings
 
     def topic(self, name: str) -> str:

@@ -1,7 +1,7 @@
 """Prometheus metrics of a worker (served at /metrics by the worker's web server)."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -17,6 +17,13 @@ class Metrics:
         self.latency = Histogram("aftersale_event_to_decision_seconds", "Event time to decision (wall clock)",
                                  ["stage"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600))
+        # Refreshed every few seconds by streams/ops.py from what this worker owns.
+        self.consumer_lag = Gauge("aftersale_consumer_lag", "Messages not yet processed: end offset - committed offset",
+                                  ["topic", "partition"], registry=self.registry)
+        self.table_keys = Gauge("aftersale_table_keys", "Keys in this worker's active table partitions (RocksDB estimate)",
+                                ["table"], registry=self.registry)
+        self.scheduled_backlog = Gauge("aftersale_scheduled_backlog", "Scheduled decisions waiting for their time",
+                                       registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

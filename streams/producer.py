@@ -9,6 +9,7 @@ from confluent_kafka import Producer
 from .codec import Codec
 from .config import Settings
 from .registry import make_registry
+from .security import librdkafka_config
 from .serde import AvroSerde
 from .simulate import SimEvent
 
@@ -21,10 +22,14 @@ def make_producer(settings: Settings, **extra) -> Producer:
     return Producer({
         "bootstrap.servers": settings.bootstrap_servers,
         "enable.idempotence": True,  # retries never duplicate or reorder within a partition
+        # The Java client's partitioner, as aiokafka (and so Faust) uses: co-partitioning only holds
+        # if every producer of a key picks the same partition (librdkafka's default is CRC32).
+        "partitioner": "murmur2_random",
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
         "log.connection.close": False,  # idle disconnects are normal, not worth a log line
+        **librdkafka_config(settings),
         **extra,
     })
 

@@ -27,6 +27,7 @@ SCHEMA_FILES = [
     "decision_audit",
     "dead_letter",
     "customer_command",
+    "order_command",
 ]
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}

@@ -8,6 +8,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from .codec import OUTPUTS, Codec
 from .config import Settings
+from .security import librdkafka_config
 
 
 class OutputReader:
@@ -22,6 +23,7 @@ class OutputReader:
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            **librdkafka_config(settings),
         })
         self.consumer.subscribe([settings.topic(t) for t in topics])
 

@@ -234,6 +234,17 @@ class DueTick:
     now: int
 
 
+@dataclass(slots=True)
+class OrderCommand:
+    """For the order stage; today only ticks (wall-clock time for the partition's schedule)."""
+
+    command_id: str
+    event_time: int
+    kind: str  # tick
+    order_id: str | None = None
+    due: DueTick | None = None
+
+
 @dataclass(slots=True, frozen=True)
 class Schedule:
     """Ask to be called back: `decide_*` gets a Due for (key, kind) once `due_at` has passed.
@@ -356,6 +367,13 @@ def customer_command_from(record: dict) -> CustomerCommand:
         fact=OrderFact(**fact) if fact else None,
         due=DueTick(now=to_ms(due["now"])) if due else None,
     )
+
+
+def order_command_from(record: dict) -> OrderCommand:
+    if record["kind"] != "tick" or not record.get("due"):
+        raise InvalidEvent("unknown_type", f"order command kind {record['kind']!r}; known: ['tick']")
+    return OrderCommand(command_id=record["command_id"], event_time=to_ms(record["event_time"]), kind="tick",
+                        order_id=record.get("order_id"), due=DueTick(now=to_ms(record["due"]["now"])))
 
 
 def message_intent_from(record: dict) -> MessageIntent:

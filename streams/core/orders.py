@@ -7,16 +7,24 @@ before they become intents.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 from . import ids
+from .calendar import HOUR, add_business_days, business_days_between
+from .delays import DELAY_POLICY, assess, shipment_lanes
+from .lanes import LaneStats
 from .model import (
-    CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, ItemHint,
+    CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, Due, ItemHint,
     MessageIntent, OrderEvent, OrderFact, Schedule,
 )
 from .state import OrderState, Shipment
-from .tracking import PROBLEMS, apply_scan
-from .transactional import SCAN_TOUCHPOINT, TOUCHPOINTS, occasion, preferred_channel
+from .tracking import PROBLEMS, TERMINAL, apply_scan
+from .touchpoints import SCAN_TOUCHPOINT, TOUCHPOINTS, exception_touchpoint, occasion, preferred_channel
+
+# Stall rules, in business days (weekends would otherwise raise false alarms).
+DISPATCH_SLA_DAYS = 2.0  # placed but not fulfilled
+PRE_TRANSIT_STALL_DAYS = 2.0  # label created but no carrier scan
+IN_TRANSIT_STALL_DAYS = 3.0  # no scan while in transit
 
 
 class Trigger(NamedTuple):
@@ -36,8 +44,16 @@ class OrderDecision:
     duplicate: bool = False
 
 
-def decide_order(state: OrderState | None, event: OrderEvent | CarrierScan, now: int) -> OrderDecision:
-    """Fold one event into the order. Takes ownership of `state` (it may be changed in place)."""
+def decide_order(state: OrderState | None, event: OrderEvent | CarrierScan | Due, now: int,
+                 lanes: Mapping[str, dict] | None = None) -> OrderDecision:
+    """Fold one event (or a scheduled decision coming due) into the order. Takes ownership of
+    `state` (it may be changed in place). `lanes` maps lane keys to learned transit statistics."""
+    if isinstance(event, Due):
+        decision = OrderDecision(state or OrderState(order_id=event.key))
+        if state is not None and state.timers.get(event.kind) == event.due_at:
+            del state.timers[event.kind]
+            _on_due(decision, event, now, lanes or {})
+        return decision
     if state is None:
         state = OrderState(order_id=event.order_id)
     decision = OrderDecision(state)
@@ -46,15 +62,20 @@ def decide_order(state: OrderState | None, event: OrderEvent | CarrierScan, now:
         return decision
     state.updated_at = max(state.updated_at or 0, event.event_time)
     if isinstance(event, OrderEvent):
-        _on_order_event(decision, event, now)
+        _on_order_event(decision, event, now, lanes or {})
     else:
-        _on_scan(decision, event, now)
+        _on_scan(decision, event, now, lanes or {})
     return decision
+
+
+def _set_timer(decision: OrderDecision, kind: str, due_at: int) -> None:
+    decision.state.timers[kind] = due_at
+    decision.schedule.append(Schedule(decision.state.order_id, kind, due_at))
 
 
 # --- order events ----------------------------------------------------------------------------
 
-def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int) -> None:
+def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes: Mapping[str, dict]) -> None:
     state = decision.state
     state.customer_id = event.customer_id
     if event.type == "placed":
@@ -75,7 +96,9 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int) -> Non
             state.notified.append(occasion("order_confirmation"))
         else:
             _propose(decision, event, "order_confirmation", None, ["order_placed"], now)
-        _catch_up(decision, now)
+        if not state.shipments and state.status == "open":
+            _set_timer(decision, "dispatch", add_business_days(state.placed_at, DISPATCH_SLA_DAYS))
+        _catch_up(decision, now, lanes)
     elif event.type == "paid":
         state.paid_at = event.event_time
     elif event.type == "cancelled":
@@ -100,6 +123,7 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int) -> Non
         shipment.skus = list(f.skus) or shipment.skus
         shipment.fulfilled_at = event.event_time
         shipment.fulfilled_event_id = event.event_id
+        state.timers.pop("dispatch", None)
         if shipment.status in SUPERSEDES_SHIPPED:
             # The carrier's news is ahead of the shop's: "shipped" now would be old news.
             occ = occasion("shipped", shipment.shipment_id)
@@ -108,9 +132,12 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int) -> Non
                 _audit(decision, event, "shipped", "dropped", [f"stale:superseded_by_{shipment.status}"], now, occ)
         else:
             _propose(decision, event, "shipped", shipment, ["order_fulfilled"], now)
+        if shipment.handoff_at is None and shipment.status not in TERMINAL:
+            _set_timer(decision, f"stall_pre_transit:{shipment.shipment_id}",
+                       add_business_days(event.event_time, PRE_TRANSIT_STALL_DAYS))
 
 
-def _catch_up(decision: OrderDecision, now: int) -> None:
+def _catch_up(decision: OrderDecision, now: int, lanes: Mapping[str, dict]) -> None:
     """Scans can be processed before the order itself (topics are consumed independently). Once the
     order is known, tell the customer stage what happened, and announce only the latest news of
     each shipment, never the whole backlog."""
@@ -135,11 +162,13 @@ def _catch_up(decision: OrderDecision, now: int) -> None:
                   detail=problem.split(":", 1)[1])
         if shipment.status == "delivered":
             late = _delivered_late(state, shipment.delivered_at)
-            _fact(decision, trigger, "delivered", detail="late" if late else "on_time")
+            _fact(decision, trigger, "delivered", detail="late" if late else "on_time", shipment=shipment)
             if late:
                 reasons.append("delivered_late")
         if news is not None:
             _propose(decision, trigger, news, shipment, reasons, now, attempt=shipment.failed_attempts)
+        if shipment.status not in TERMINAL and shipment.last_scan_event_id is not None:
+            _review_delay(decision, shipment, Trigger(shipment.last_scan_event_id, shipment.last_scan_at), now, lanes)
 
 
 def _delivered_late(state: OrderState, delivered_at: int | None) -> bool:
@@ -181,7 +210,7 @@ def _contact_dict(contact: ContactChannels) -> dict:
 
 # --- carrier scans ---------------------------------------------------------------------------
 
-def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int) -> None:
+def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mapping[str, dict]) -> None:
     state = decision.state
     if state.customer_id is None and scan.customer_id:
         state.customer_id = scan.customer_id
@@ -200,21 +229,118 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int) -> None:
             _audit(decision, scan, touchpoint, "dropped", [f"stale:{outcome.stale_reason}"], now,
                    occasion(touchpoint, shipment.shipment_id, attempt))
         return
+    reason = f"scan:{scan.status}" + (f":{scan.sub_status}" if scan.sub_status else "")
+    _drop_settled_timers(state, shipment)
     if scan.status in PROBLEMS:
         state.problems.append(f"{shipment.shipment_id}:{scan.status}:{scan.sub_status or ''}")
         _fact(decision, scan, "delivery_problem", detail=f"{scan.status}:{scan.sub_status or ''}")
+        problem = exception_touchpoint(scan.status, scan.sub_status)
+        if problem:
+            _propose(decision, scan, problem, shipment, [reason], now, attempt=attempt)
     if touchpoint == "shipped":
         # A first transit scan announces the shipment when the shop never sent "fulfilled".
-        _propose(decision, scan, "shipped", shipment, [f"scan:{scan.status}"], now)
+        _propose(decision, scan, "shipped", shipment, [reason], now)
     elif touchpoint == "out_for_delivery":
-        _propose(decision, scan, "out_for_delivery", shipment, [f"scan:{scan.status}"], now, attempt=attempt)
+        _propose(decision, scan, "out_for_delivery", shipment, [reason], now, attempt=attempt)
+    elif touchpoint == "ready_for_pickup":
+        _propose(decision, scan, "ready_for_pickup", shipment, [reason], now)
     elif touchpoint == "delivered":
-        reasons = [f"scan:{scan.status}"]
+        reasons = [reason]
         late = _delivered_late(state, scan.event_time)
         if late:
             reasons.append("delivered_late")
-        _fact(decision, scan, "delivered", detail="late" if late else "on_time")
+        _fact(decision, scan, "delivered", detail="late" if late else "on_time", shipment=shipment)
         _propose(decision, scan, "delivered", shipment, reasons, now)
+        _learn_transit(decision, shipment, lanes)
+    if shipment.status not in TERMINAL:
+        if shipment.handoff_at is not None:
+            _set_timer(decision, f"stall_in_transit:{shipment.shipment_id}",
+                       add_business_days(scan.event_time, IN_TRANSIT_STALL_DAYS))
+        _review_delay(decision, shipment, scan, now, lanes)
+
+
+def _drop_settled_timers(state: OrderState, shipment: Shipment) -> None:
+    """Checks that can no longer matter are cancelled, so they do not sit in the schedule."""
+    sid = shipment.shipment_id
+    state.timers.pop("dispatch", None)
+    if shipment.handoff_at is not None:
+        state.timers.pop(f"stall_pre_transit:{sid}", None)
+    if shipment.status in TERMINAL:
+        state.timers.pop(f"stall_in_transit:{sid}", None)
+        state.timers.pop(f"delay_check:{sid}", None)
+
+
+def _learn_transit(decision: OrderDecision, shipment: Shipment, lanes: Mapping[str, dict]) -> None:
+    """A delivered shipment teaches its lane (and every coarser one) how long transit takes."""
+    if shipment.handoff_at is None or shipment.delivered_at is None:
+        return
+    days = business_days_between(shipment.handoff_at, shipment.delivered_at)
+    for key in shipment_lanes(shipment):
+        stats = LaneStats.from_dict(decision.lanes.get(key) or lanes.get(key))
+        stats.add(days)
+        decision.lanes[key] = stats.to_dict()
+
+
+# --- scheduled decisions ---------------------------------------------------------------------
+
+def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dict]) -> None:
+    state = decision.state
+    trigger = Trigger(f"due:{due.kind}:{due.due_at}", due.due_at)
+    kind, _, shipment_id = due.kind.partition(":")
+    shipment = state.shipments.get(shipment_id) if shipment_id else None
+    if state.status != "open":
+        return
+    if kind == "dispatch":
+        if not state.shipments:
+            _problem(decision, trigger, "dispatch_delayed", None, "stall:dispatch", [f"no_fulfilment_after:{DISPATCH_SLA_DAYS:g}bd"], now)
+    elif shipment is None or shipment.status in TERMINAL:
+        return
+    elif kind == "stall_pre_transit":
+        if shipment.handoff_at is None:
+            _problem(decision, trigger, "stalled_pre_transit", shipment, "stall:pre_transit",
+                     [f"no_carrier_scan_after:{PRE_TRANSIT_STALL_DAYS:g}bd"], now)
+    elif kind == "stall_in_transit":
+        _problem(decision, trigger, "stalled_in_transit", shipment, "stall:in_transit",
+                 [f"no_scan_for:{IN_TRANSIT_STALL_DAYS:g}bd"], now)
+    elif kind == "delay_check":
+        _review_delay(decision, shipment, trigger, now, lanes)
+
+
+def _problem(decision: OrderDecision, trigger, intent_type: str, shipment: Shipment | None, detail: str,
+             reasons: list[str], now: int) -> None:
+    occ = occasion(intent_type, shipment.shipment_id if shipment else None)
+    if occ in decision.state.notified:
+        return
+    decision.state.problems.append(f"{shipment.shipment_id if shipment else '-'}:{detail}")
+    _fact(decision, trigger, "delivery_problem", detail=detail)
+    _propose(decision, trigger, intent_type, shipment, reasons, now)
+
+
+def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int, lanes: Mapping[str, dict]) -> None:
+    """Warn before the customer notices: once when a miss becomes likely, once more if it slips again."""
+    state = decision.state
+    if state.promised_delivery_at is None or shipment.status in TERMINAL:
+        return
+    stats = {k: LaneStats.from_dict(v) for k in shipment_lanes(shipment) if (v := decision.lanes.get(k) or lanes.get(k))}
+    open_problems = sum(1 for p in state.problems if p.startswith(f"{shipment.shipment_id}:exception")
+                        or p.startswith(f"{shipment.shipment_id}:attempt_failed"))
+    a = assess(shipment, state.promised_delivery_at, now, stats, open_problems)
+    if a is not None:
+        shipment.p_late, shipment.window_start, shipment.window_end = round(a.p_late, 4), a.window_start, a.window_end
+        reasons = [f"p_late:{a.p_late:.2f}", f"basis:{a.basis}"]
+        if now > state.promised_delivery_at:
+            reasons.append("promise_missed")
+        if shipment.delay_level == 0 and a.p_late >= DELAY_POLICY.threshold:
+            shipment.delay_level, shipment.announced_window_end = 1, a.window_end
+            _fact(decision, trigger, "delivery_problem", detail="delay:predicted")
+            _propose(decision, trigger, "delay_warning", shipment, reasons, now)
+        elif (shipment.delay_level == 1 and shipment.announced_window_end is not None
+              and a.window_end > add_business_days(shipment.announced_window_end, DELAY_POLICY.escalate_slip_days)):
+            shipment.delay_level, shipment.announced_window_end = 2, a.window_end
+            _propose(decision, trigger, "delay_update", shipment, reasons + ["window_slipped"], now)
+    # Time passing without a scan can make a parcel late too: look again later.
+    if shipment.handoff_at is not None:
+        _set_timer(decision, f"delay_check:{shipment.shipment_id}", max(now, trigger.event_time) + DELAY_POLICY.recheck_ms)
 
 
 # --- outputs ---------------------------------------------------------------------------------
@@ -245,7 +371,7 @@ def _propose(decision: OrderDecision, event, intent_type: str, shipment: Shipmen
         order_id=state.order_id,
         customer_id=state.customer_id,
         intent_type=intent_type,
-        kind="transactional",
+        kind=touchpoint.kind,
         channel=channel,
         send_at=max(now, event.event_time),
         expires_at=event.event_time + touchpoint.ttl_ms,
@@ -267,31 +393,38 @@ def _propose(decision: OrderDecision, event, intent_type: str, shipment: Shipmen
 
 
 def _content(state: OrderState, shipment: Shipment | None) -> ContentHints:
-    items = state.items
-    if shipment is not None and shipment.skus:
-        wanted = set(shipment.skus)
-        items = [i for i in items if i["sku"] in wanted]
+    items = _items(state, shipment)
     hints = [ItemHint(i["sku"], i["title"], i["category"], i["quantity"]) for i in items]
     main = max(items, key=lambda i: i["quantity"], default=None)
+    predicted = shipment is not None and shipment.window_end is not None and shipment.status not in TERMINAL
     return ContentHints(
         items=hints,
         category=main["category"] if main else None,
         carrier=shipment.carrier if shipment else None,
         tracking_number=shipment.tracking_number if shipment else None,
-        window_start=None,
-        window_end=shipment.carrier_eta if shipment else state.promised_delivery_at,
+        window_start=shipment.window_start if predicted else None,
+        window_end=shipment.window_end if predicted else (shipment.carrier_eta if shipment else state.promised_delivery_at),
     )
 
 
-def _fact(decision: OrderDecision, event, fact_type: str, detail: str | None = None) -> None:
+def _items(state: OrderState, shipment: Shipment | None) -> list[dict]:
+    if shipment is not None and shipment.skus:
+        wanted = set(shipment.skus)
+        return [i for i in state.items if i["sku"] in wanted]
+    return state.items
+
+
+def _fact(decision: OrderDecision, event, fact_type: str, detail: str | None = None,
+          shipment: Shipment | None = None) -> None:
     state = decision.state
     if state.placed_at is None:
         return  # before the order is known: _catch_up reports it once the order arrives
     contact = None
     if fact_type == "placed" and state.contact is not None:
         contact = ContactChannels(**state.contact)
+    items = _items(state, shipment) if fact_type in ("placed", "delivered") else []
     decision.commands.append(CustomerCommand(
-        command_id=ids.stable_id("fact", event.event_id, fact_type),
+        command_id=ids.stable_id("fact", event.event_id, fact_type, detail),
         event_time=event.event_time,
         customer_id=state.customer_id,
         order_id=state.order_id,
@@ -303,6 +436,9 @@ def _fact(decision: OrderDecision, event, fact_type: str, detail: str | None = N
             time_zone=state.time_zone,
             contact=contact,
             detail=detail,
+            items=[ItemHint(i["sku"], i["title"], i["category"], i["quantity"]) for i in items],
+            had_problem=fact_type == "delivered" and (bool(state.problems) or detail == "late"),
+            promised_delivery_at=state.promised_delivery_at,
         ),
     ))
 

@@ -38,6 +38,12 @@ class Shipment:
     failed_attempts: int = 0
     origin_region: str | None = None
     destination_region: str | None = None
+    handoff_at: int | None = None  # first scan that shows the carrier has the parcel
+    delay_level: int = 0  # 0 none, 1 warned, 2 warned again (never more)
+    announced_window_end: int | None = None
+    p_late: float | None = None  # latest predicted chance of missing the promise
+    window_start: int | None = None  # latest predicted delivery window
+    window_end: int | None = None
 
 
 @dataclass(slots=True)
@@ -61,6 +67,7 @@ class OrderState:
     shipments: dict[str, Shipment] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # e.g. "S1:exception:customs_delay"
     notified: list[str] = field(default_factory=list)  # occasions already decided (sent or dropped)
+    timers: dict[str, int] = field(default_factory=dict)  # scheduled decision kind -> due time
     seen_events: list[str] = field(default_factory=list)
     updated_at: int | None = None
 

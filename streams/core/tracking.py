@@ -42,6 +42,8 @@ def apply_scan(shipment: Shipment, scan: CarrierScan) -> ScanOutcome:
         shipment.carrier_eta = scan.carrier_estimated_delivery_at
     shipment.origin_region = scan.origin_region or shipment.origin_region
     shipment.destination_region = scan.destination_region or shipment.destination_region
+    if shipment.handoff_at is None and scan.status != "info_received":
+        shipment.handoff_at = scan.event_time  # a label is not a parcel: transit starts at the first real scan
     if scan.status == "attempt_failed":
         shipment.failed_attempts += 1
     if scan.status == "delivered":

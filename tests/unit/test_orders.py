@@ -41,7 +41,7 @@ def test_placed_gives_placed_fact_then_order_confirmation():
 
     assert [c.kind for c in run.commands] == ["order_fact", "candidate_intent"]
     fact_cmd, cand_cmd = run.commands
-    assert fact_cmd.command_id == ids.stable_id("fact", event.event_id, "placed")
+    assert fact_cmd.command_id == ids.stable_id("fact", event.event_id, "placed", None)
     assert (fact_cmd.customer_id, fact_cmd.order_id, fact_cmd.event_time) == (CUSTOMER, ORDER, T0)
     assert fact_cmd.fact.type == "placed"
     assert fact_cmd.fact.total == 147.0
@@ -202,7 +202,7 @@ def test_delivered_on_time():
     assert [c.kind for c in new] == ["order_fact", "candidate_intent"]
     assert new[0].fact.type == "delivered"
     assert new[0].fact.detail == "on_time"
-    assert new[0].command_id == ids.stable_id("fact", event.event_id, "delivered")
+    assert new[0].command_id == ids.stable_id("fact", event.event_id, "delivered", "on_time")
     delivered = new[1].intent
     assert delivered.intent_type == "delivered"
     assert delivered.reason_codes == ["scan:delivered"]
@@ -520,7 +520,8 @@ def test_same_timeline_in_a_fresh_state_gives_the_same_ids_and_commands():
     first = run_orders(*timeline)
     second = run_orders(*timeline)
     assert types(first.intents) == [
-        "order_confirmation", "shipped", "out_for_delivery", "out_for_delivery", "delivered",
+        "order_confirmation", "shipped", "out_for_delivery", "delivery_attempt_failed", "delay_warning",
+        "out_for_delivery", "delivered",
     ]
     assert [i.intent_id for i in first.intents] == [i.intent_id for i in second.intents]
     assert first.commands == second.commands
@@ -570,15 +571,21 @@ def test_full_lifecycle_outputs():
         ("order_confirmation", "email", ["order_placed"]),
         ("shipped", "email", ["order_fulfilled"]),
         ("out_for_delivery", "sms", ["scan:out_for_delivery"]),
+        ("delivery_attempt_failed", "sms", ["scan:attempt_failed:recipient_unavailable"]),
+        # The failed attempt pushes the carrier's estimate past the promise: warn before they ask.
+        ("delay_warning", "email", ["p_late:0.90", "basis:carrier_eta"]),
         ("out_for_delivery", "sms", ["scan:out_for_delivery"]),
         ("delivered", "email", ["scan:delivered", "delivered_late"]),
     ]
+    assert run.state.timers == {}  # a delivered parcel leaves nothing scheduled
     assert [(f.type, f.detail) for f in run.facts] == [
-        ("placed", None), ("delivery_problem", "attempt_failed:recipient_unavailable"), ("delivered", "late"),
+        ("placed", None), ("delivery_problem", "attempt_failed:recipient_unavailable"),
+        ("delivery_problem", "delay:predicted"), ("delivered", "late"),
     ]
     assert run.audit == []
     assert run.state.notified == [
         "order_confirmation", f"shipped:{SHIPMENT}", f"out_for_delivery:{SHIPMENT}:0",
+        f"delivery_attempt_failed:{SHIPMENT}:0", f"delay_warning:{SHIPMENT}",
         f"out_for_delivery:{SHIPMENT}:1", f"delivered:{SHIPMENT}",
     ]
 

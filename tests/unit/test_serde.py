@@ -253,10 +253,10 @@ def test_dead_letter_keeps_the_original_bytes(codec, serde):
 def test_register_current_on_an_empty_registry(tmp_path):
     local = LocalRegistry(registry_file=tmp_path / "registry.json", frozen_dir=tmp_path / "registry")
     added = local.register_current()
-    assert [i for i, _ in added] == list(range(1, len(SCHEMA_FILES) + 1)) == list(range(1, 9))
+    assert [i for i, _ in added] == list(range(1, len(SCHEMA_FILES) + 1))
     assert [s.file for _, s in added] == [f"{stem}.avsc" for stem in SCHEMA_FILES]
     assert local.unregistered() == []
-    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == sorted(f"{i}.avsc" for i in range(1, 9))
+    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == sorted(f"{i}.avsc" for i in range(1, len(SCHEMA_FILES) + 1))
     # Every current version is in the repo's registry too (which also keeps older versions), and a
     # second run adds nothing.
     fresh = {e["fingerprint"] for e in json.loads((tmp_path / "registry.json").read_text())["schemas"]}

@@ -1,0 +1,83 @@
+"""Transit times learned online per lane, as distributions (histograms of business days), with
+fallbacks to coarser lanes when a lane has seen too few deliveries.
+
+A lane is (carrier, service level, origin region, destination region). Every delivered shipment
+adds its transit time (first carrier scan to delivery, business days) to its lane and to each
+coarser lane, so a new lane borrows the shape of its carrier's network until it has data of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BUCKET_DAYS = 0.25  # resolution of the histogram
+BUCKETS = 80  # 0 .. 20 business days; longer transits land in the last bucket
+MIN_SAMPLES = 20  # fewer than this and the next coarser lane is used
+DECAY_AT = 4000  # counts are halved past this total, so the lane follows recent behaviour
+
+
+def lane_keys(carrier: str | None, service: str | None, origin: str | None, destination: str | None) -> list[str]:
+    """From the most specific lane to the global one."""
+    c, s, o, d = carrier or "?", service or "?", origin or "?", destination or "?"
+    return [f"{c}|{s}|{o}|{d}", f"{c}|{s}|*|{d}", f"{c}|{s}|*|*", f"{c}|*|*|*", "*|*|*|*"]
+
+
+@dataclass(slots=True)
+class LaneStats:
+    counts: list[float]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls) -> "LaneStats":
+        return cls([0.0] * BUCKETS, 0.0)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "LaneStats":
+        return cls(list(data["counts"]), data["total"]) if data else cls.empty()
+
+    def to_dict(self) -> dict:
+        return {"counts": self.counts, "total": self.total}
+
+    def add(self, transit_days: float) -> None:
+        if self.total >= DECAY_AT:
+            self.counts = [c / 2 for c in self.counts]
+            self.total /= 2
+        index = min(BUCKETS - 1, max(0, int(transit_days / BUCKET_DAYS)))
+        self.counts[index] += 1
+        self.total += 1
+
+    def survival(self, days: float) -> float:
+        """P(transit > days), linear inside a bucket."""
+        if self.total <= 0:
+            return 1.0
+        if days < 0:
+            return 1.0
+        position = days / BUCKET_DAYS
+        index = int(position)
+        if index >= BUCKETS:
+            return 0.0
+        below = sum(self.counts[:index]) + self.counts[index] * (position - index)
+        return max(0.0, 1.0 - below / self.total)
+
+    def quantile_after(self, elapsed: float, q: float) -> float:
+        """The q-quantile of transit time given it already exceeds `elapsed` business days."""
+        s_elapsed = self.survival(elapsed)
+        if s_elapsed <= 0:
+            return elapsed
+        target = s_elapsed * (1 - q)  # survival level to find
+        lo, hi = max(0.0, elapsed), BUCKETS * BUCKET_DAYS
+        for _ in range(40):  # bisection on the monotone survival function
+            mid = (lo + hi) / 2
+            if self.survival(mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+
+def pick(stats: dict[str, LaneStats], keys: list[str]) -> tuple[str, LaneStats] | None:
+    """The most specific lane with enough deliveries, or None."""
+    for key in keys:
+        lane = stats.get(key)
+        if lane is not None and lane.total >= MIN_SAMPLES:
+            return key, lane
+    return None
