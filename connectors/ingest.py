@@ -1,0 +1,214 @@
+"""The ingest service: one webhook endpoint per provider, POST /webhooks/<provider>.
+
+Per request: the endpoint's secret must be configured (else 503, the provider retries later); the
+signature must match (else 401); the body must be JSON the provider's mapping can read (else 400
+with the reason). Then the mapped records are produced and the answer is 200 only once the broker
+has acknowledged them; a broker failure answers 503 so the provider retries. Nothing is produced
+for a rejected request.
+
+Duplicates: a delivery or event id accepted recently (bounded LRU) is answered 200 without producing
+again; the engine de-duplicates on event id as well, so a retry after a restart is harmless too.
+Unknown topics/event types and events that cannot be attributed (no order or customer id) are
+accepted, counted in aftersale_ingest_events_total{outcome="unknown"|"unmapped"}, logged, and their
+body is produced to <app>.connector-unknown (DeadLetter schema; AFTERSALE_INGEST_RECORD_UNKNOWN=0
+turns that off) so they can be looked at and replayed. Events that are known but carry nothing for
+the engine (e.g. an orders/updated that changed a note) are counted as "ignored".
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from streams.config import Settings
+from streams.core.model import InvalidEvent
+
+from .memory import LRU, Directory
+from .providers import MAPPERS
+from .records import Inbound, Malformed, Mapped, Skip
+from .settings import SECRET_ENV, IngestSettings
+from .signatures import VERIFIERS, SignatureError, check_secret
+from .sink import EventSink, Message
+
+log = logging.getLogger(__name__)
+
+
+class IngestMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("aftersale_ingest_requests", "Webhook requests by answer", ["provider", "outcome"],
+                                registry=self.registry)
+        self.events = Counter("aftersale_ingest_events", "Provider events by what became of them",
+                              ["provider", "outcome"], registry=self.registry)
+        self.seconds = Histogram("aftersale_ingest_seconds", "Webhook handling time, broker acknowledgement included",
+                                 ["provider"], registry=self.registry,
+                                 buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+class Answer(Exception):
+    """Ends a request early with a status and a JSON reason."""
+
+    def __init__(self, status: int, outcome: str, reason: str):
+        super().__init__(reason)
+        self.status, self.outcome, self.reason = status, outcome, reason
+
+
+class IngestService:
+    def __init__(self, settings: Settings, ingest: IngestSettings, sink: EventSink | None = None):
+        self.settings = settings
+        self.ingest = ingest
+        self.sink = sink or EventSink(settings)
+        self.metrics = IngestMetrics()
+        self.accepted = LRU(ingest.dedupe_size)
+        self.directory = Directory(ingest.lookup_size)
+        for provider, secret in ingest.secrets.items():
+            if secret:
+                check_secret(provider, secret)
+
+    @property
+    def configured(self) -> list[str]:
+        return [p for p in MAPPERS if self.ingest.secrets.get(p)]
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.ingest.max_body_bytes)
+        app.router.add_post("/webhooks/{provider}", self.webhook)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics_page)
+
+        async def start_sink(_app) -> None:
+            await self.sink.start()
+
+        async def stop_sink(_app) -> None:
+            await self.sink.stop()
+
+        app.on_startup.append(start_sink)
+        app.on_cleanup.append(stop_sink)
+        return app
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        provider = request.match_info["provider"]
+        if provider not in MAPPERS:
+            return web.json_response({"error": "unknown_provider", "reason": f"no endpoint for {provider!r}; "
+                                      f"known: {sorted(MAPPERS)}"}, status=404)
+        started = time.perf_counter()
+        try:
+            body = await self._handle(provider, request)
+            status, outcome = 200, body["status"]
+        except Answer as answer:
+            status, outcome, body = answer.status, answer.outcome, {"error": answer.outcome, "reason": answer.reason}
+        self.metrics.requests.labels(provider, outcome).inc()
+        self.metrics.seconds.labels(provider).observe(time.perf_counter() - started)
+        return web.json_response(body, status=status)
+
+    async def health(self, _request: web.Request) -> web.Response:
+        endpoints = {p: "ready" if p in self.configured else f"off: {SECRET_ENV[p]} is not set" for p in MAPPERS}
+        ok = self.sink.started
+        return web.json_response({"status": "ok" if ok else "starting", "producer": "started" if ok else "stopped",
+                                  "acknowledged": self.sink.acknowledged, "endpoints": endpoints},
+                                 status=200 if ok else 503)
+
+    async def metrics_page(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # --- one webhook ---------------------------------------------------------------------------
+
+    async def _handle(self, provider: str, request: web.Request) -> dict:
+        secret = self.ingest.secrets.get(provider)
+        if not secret:
+            raise Answer(503, "not_configured", f"{SECRET_ENV[provider]} is not set: this endpoint is off")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise Answer(413, "too_large", f"body over {self.ingest.max_body_bytes} bytes") from None
+        headers = _headers(request)
+        now = time.time()
+        try:
+            VERIFIERS[provider](headers, raw, secret, now, self.ingest.signature_tolerance)
+        except SignatureError as exc:
+            raise Answer(401, "bad_signature", str(exc)) from None
+        mapped, payload = self._map(provider, raw, Inbound(headers, int(now * 1000), dict(request.query),
+                                                          self.directory, self.ingest.mapping))
+        if mapped.delivery_id and mapped.delivery_id in self.accepted:
+            self.metrics.events.labels(provider, "duplicate").inc(max(1, len(mapped.records)))
+            return {"status": "duplicate", "produced": 0}
+        fresh = [r for r in mapped.records if r.event_id not in self.accepted]
+        messages = self._messages(provider, fresh, mapped, payload, raw, int(now * 1000))
+        try:
+            await self.sink.send_all(messages, self.ingest.produce_timeout)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("%s: broker did not acknowledge %d records: %r", provider, len(messages), exc)
+            raise Answer(503, "broker_unavailable", "the event bus did not acknowledge the events; retry later") from None
+        for key in [mapped.delivery_id, *(r.event_id for r in fresh)]:
+            if key:
+                self.accepted.put(key)
+        self.directory.learn(mapped.learned)
+        return self._account(provider, mapped, len(fresh))
+
+    def _map(self, provider: str, raw: bytes, inbound: Inbound) -> tuple[Mapped, object]:
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Answer(400, "malformed", f"body is not JSON: {exc}") from None
+        try:
+            return MAPPERS[provider](payload, inbound), payload
+        except Malformed as exc:
+            raise Answer(400, "malformed", str(exc)) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A payload shape none of the mapping's checks foresaw: still the sender's data, not our crash.
+            log.warning("%s: unexpected payload shape", provider, exc_info=True)
+            raise Answer(400, "malformed", f"unexpected payload shape: {exc!r}"[:500]) from None
+
+    def _messages(self, provider: str, fresh, mapped: Mapped, payload, raw: bytes, now_ms: int) -> list[Message]:
+        try:
+            messages = [self.sink.prepare(r) for r in fresh]
+            if self.ingest.record_unknown:
+                messages += [self._unknown(provider, skip, payload, raw, now_ms, mapped.delivery_id)
+                             for skip in mapped.skipped if skip.kind in ("unknown", "unmapped")]
+        except (InvalidEvent, ValueError, TypeError) as exc:
+            raise Answer(400, "malformed", f"event does not fit our schema: {exc}"[:500]) from None
+        return messages
+
+    def _unknown(self, provider: str, skip: Skip, payload, raw: bytes, now_ms: int, delivery_id: str | None) -> Message:
+        # The whole body when the skip is the whole delivery, else just the one event of a batch.
+        value = raw if skip.raw is payload or skip.raw is None else orjson.dumps(skip.raw)
+        return self.sink.prepare_raw("connector-unknown", provider, {
+            "received_at": now_ms, "topic": f"{provider}:{skip.what}"[:200], "partition": -1, "offset": -1,
+            "key": delivery_id.encode() if delivery_id else None, "value": value,
+            "reason": skip.kind, "error": skip.reason[:2000],
+        })
+
+    def _account(self, provider: str, mapped: Mapped, produced: int) -> dict:
+        counts = {"produced": produced, "duplicate": len(mapped.records) - produced, "ignored": 0, "unknown": 0, "unmapped": 0}
+        for skip in mapped.skipped:
+            counts[skip.kind] += 1
+            level = logging.INFO if skip.kind == "ignored" else logging.WARNING
+            log.log(level, "%s %s %s: %s", provider, skip.kind, skip.what, skip.reason)
+        for outcome, n in counts.items():
+            if n:
+                self.metrics.events.labels(provider, outcome).inc(n)
+        return {"status": "accepted", **counts}
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    """Lower-cased names; values as valid text. aiohttp keeps undecodable header bytes as surrogate
+    escapes, which no provider signs and no Avro string can hold: they become U+FFFD."""
+    return {k.lower(): v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for k, v in request.headers.items()}
+
+
+def run(settings: Settings, ingest: IngestSettings) -> None:
+    try:
+        service = IngestService(settings, ingest)
+    except ValueError as exc:  # a configured secret that cannot work: say so, no traceback
+        raise SystemExit(str(exc)) from None
+    if not service.configured:
+        log.warning("no provider secret is set: every webhook endpoint answers 503 (see %s)", ", ".join(SECRET_ENV.values()))
+    print(f"aftersale ingest on http://{ingest.host}:{ingest.port}/webhooks/<provider>; "
+          f"ready: {', '.join(service.configured) or 'none'}; producing to {settings.bootstrap_servers}", flush=True)
+    web.run_app(service.app(), host=ingest.host, port=ingest.port, print=None)

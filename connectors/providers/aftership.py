@@ -1,0 +1,130 @@
+"""AfterShip tracking webhooks (tracking_update, edd_revise) -> CarrierScan.
+
+The order comes from the tracking's own `order_id` (set when the shop or its platform integration
+created the tracking): it must be the same order id the shop's order events carry. The shipment is
+the tracking number, like the shop's fulfilment (connectors.shipping). Event id: aftership:<event_id>.
+"""
+from __future__ import annotations
+
+from ..records import Inbound, Malformed, Mapped, OutRecord, Skip, first_ms, ident, items, obj, text, to_ms
+from ..shipping import carrier_name, shipment_key
+
+SOURCE = "aftership"
+
+TAG_STATUS = {
+    "InfoReceived": "info_received",
+    "InTransit": "in_transit",
+    "OutForDelivery": "out_for_delivery",
+    "AttemptFail": "attempt_failed",
+    "Delivered": "delivered",
+    "AvailableForPickup": "available_for_pickup",
+    "Exception": "exception",
+    "Expired": "expired",
+}
+# Subtags that say more than the tag: (status, sub_status). Status None keeps the tag's status.
+SUBTAG = {
+    "Exception_002": (None, "address_issue"),  # customer moved
+    "Exception_003": (None, "refused"),
+    "Exception_004": (None, "customs_delay"),
+    "Exception_005": (None, "external_delay"),
+    "Exception_006": (None, "held_for_payment"),
+    "Exception_007": (None, "address_issue"),  # incorrect address
+    "Exception_008": (None, "pickup_missed"),
+    "Exception_009": (None, "rejected_by_carrier"),
+    "Exception_010": (None, "returning_to_sender"),
+    "Exception_011": ("returned_to_sender", None),
+    "Exception_012": (None, "damaged"),
+    "Exception_013": (None, "lost"),
+    "Exception_016": (None, "processing_delay"),
+    "Exception_017": (None, "weather_delay"),
+    "Exception_018": (None, "missing_documents"),
+    "Exception_019": (None, "transport_delay"),  # late flight
+    "Exception_020": (None, "cancelled"),
+    "Exception_021": (None, "disposed"),
+    "AttemptFail_002": (None, "recipient_unavailable"),
+    "AttemptFail_003": (None, "business_closed"),
+    "Delivered_002": (None, "picked_up"),
+    "Delivered_003": (None, "signed"),
+    "Delivered_005": (None, "left_with_neighbour"),
+    "InTransit_004": (None, "arrived_in_destination_country"),
+    "InTransit_005": (None, "customs_cleared"),
+    "InTransit_006": (None, "in_customs"),
+    "InTransit_008": (None, "problem_resolved"),
+    "OutForDelivery_004": (None, "appointment_scheduled"),
+}
+EVENTS = ("tracking_update", "edd_revise")
+
+
+def map_webhook(payload, inbound: Inbound) -> Mapped:
+    body = obj(payload, "the AfterShip webhook body")
+    event_id = ident(body.get("event_id"))
+    out = Mapped(delivery_id=f"aftership:{event_id}" if event_id else None)
+    event = body.get("event")
+    if event not in EVENTS:
+        kind = "ignored" if event == "tracking_pending_time" else "unknown"
+        out.skipped.append(Skip(kind, str(event), "event not handled", None if kind == "ignored" else body))
+        return out
+    if event_id is None:
+        raise Malformed("event_id is missing")
+    tracking = obj(body.get("msg"), "msg")
+    tag = tracking.get("tag")
+    if tag == "Pending":
+        out.skipped.append(Skip("ignored", event, "tag Pending: the carrier has no news yet"))
+        return out
+    status = TAG_STATUS.get(tag) if isinstance(tag, str) else None
+    if status is None:
+        out.skipped.append(Skip("unknown", f"{event}:{tag}", "tag not handled", body))
+        return out
+    subtag = text(tracking.get("subtag"), 40)
+    override, sub_status = SUBTAG.get(subtag, (None, None))
+    order_id = ident(tracking.get("order_id"))
+    if order_id is None:
+        out.skipped.append(Skip("unmapped", event, "the tracking has no order_id", body))
+        return out
+    checkpoint = _latest_checkpoint(tracking)
+    event_time = first_ms(checkpoint.get("checkpoint_time"), checkpoint.get("created_at"), tracking.get("updated_at"), body.get("ts"))
+    if event_time is None:
+        raise Malformed("no checkpoint time, msg.updated_at or ts")
+    tracking_number = text(tracking.get("tracking_number"), 100)
+    our_id = f"aftership:{event_id}"
+    out.records.append(OutRecord("carrier-scans", order_id, {
+        "event_id": our_id, "event_time": event_time, "source": SOURCE, "order_id": order_id,
+        "customer_id": inbound.lookups.customer_for_order(order_id),
+        "shipment_id": shipment_key(tracking_number, f"aftership:{ident(tracking.get('id')) or event_id}"),
+        "tracking_number": tracking_number, "carrier": carrier_name(tracking.get("slug")),
+        "service_level": text(tracking.get("shipment_type"), 100),
+        "status": override or status, "sub_status": sub_status,
+        "location": _location(checkpoint),
+        "carrier_estimated_delivery_at": _estimate(tracking),
+        "raw_status": subtag or tag,
+    }, our_id))
+    return out
+
+
+def _latest_checkpoint(tracking: dict) -> dict:
+    checkpoints = [c for c in items(tracking.get("checkpoints")) if isinstance(c, dict)]
+    if not checkpoints:
+        return {}
+    # AfterShip lists them oldest first; sort anyway, since carriers backfill.
+    return max(checkpoints, key=lambda c: first_ms(c.get("checkpoint_time"), c.get("created_at")) or 0)
+
+
+def _location(checkpoint: dict) -> str | None:
+    location = text(checkpoint.get("location"), 200)
+    if location:
+        return location
+    parts = [text(checkpoint.get(k), 100) for k in ("city", "country_name")]
+    return ", ".join(p for p in parts if p) or None
+
+
+def _estimate(tracking: dict) -> int | None:
+    """The carrier's estimate first, then AfterShip's; either a date string or an object."""
+    for key in ("courier_estimated_delivery_date", "aftership_estimated_delivery_date", "expected_delivery"):
+        value = tracking.get(key)
+        if isinstance(value, dict):
+            value = value.get("estimated_delivery_date") or value.get("estimated_delivery_date_max")
+        ms = to_ms(value)
+        if ms is not None:
+            return ms
+    return None
+

@@ -1,0 +1,218 @@
+"""The ingest service over real HTTP into a real Kafka broker, read back from our topics."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from connectors.settings import IngestSettings
+from connectors.sink import EventSink
+from streams.core import model
+
+from connector_helpers import SECRETS, IngestHarness, load, raw, signed
+
+pytestmark = pytest.mark.integration
+
+ORDER_ID, CUSTOMER_ID = "5829381734601", "7382910456"
+
+
+def shopify(topic: str, webhook_id: str) -> dict:
+    return {"X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": webhook_id, "X-Shopify-Shop-Domain": "northpeak.myshopify.com",
+            "X-Shopify-API-Version": "2026-01"}
+
+
+def post_fixture(ingest, provider, name, **headers):
+    body = raw(name)
+    return ingest.post(provider, body, signed(provider, body, **headers))
+
+
+def test_one_order_through_every_provider_lands_on_our_topics(ingest, read_topics):
+    answers = [
+        post_fixture(ingest, "shopify", "shopify_orders_create.json", **shopify("orders/create", "wh-1")),
+        post_fixture(ingest, "shopify", "shopify_fulfillments_create.json", **shopify("fulfillments/create", "wh-2")),
+        # The same fulfilment again inside orders/updated: same event id, not produced twice.
+        post_fixture(ingest, "shopify", "shopify_orders_updated_fulfilled.json", **shopify("orders/updated", "wh-3")),
+        post_fixture(ingest, "shopify", "shopify_fulfillments_update.json", **shopify("fulfillments/update", "wh-4")),
+        post_fixture(ingest, "shopify", "shopify_refunds_create.json", **shopify("refunds/create", "wh-5")),
+        post_fixture(ingest, "aftership", "aftership_tracking_update.json"),
+        # EasyPost has no order id: found through the tracking number of the Shopify fulfilment.
+        post_fixture(ingest, "easypost", "easypost_tracker_updated.json"),
+        post_fixture(ingest, "sendgrid", "sendgrid_events.json"),
+        post_fixture(ingest, "klaviyo", "klaviyo_events.json", **{"Klaviyo-Webhook-Id": "01KP4928STE8FKCWB6WDHZ4ZB7"}),
+        post_fixture(ingest, "zendesk", "zendesk_ticket_created.json"),
+        post_fixture(ingest, "zendesk", "zendesk_comment_added.json"),
+        post_fixture(ingest, "gorgias", "gorgias_ticket_updated.json"),
+    ]
+    assert [status for status, _ in answers] == [200] * len(answers), answers
+    produced = [body["produced"] for _, body in answers]
+    assert produced == [2, 1, 0, 1, 1, 1, 1, 7, 3, 1, 1, 3]
+    assert answers[2][1]["duplicate"] == 2  # paid and fulfilled, already accepted via create/fulfillments
+    expected = sum(produced) + 1  # + the Klaviyo event without a profile external id, on connector-unknown
+    out = read_topics(lambda got: len(got) >= expected, quiet=0.5)
+    assert len(out) == expected
+    by_topic = {}
+    for topic, key, record in out:
+        by_topic.setdefault(topic, []).append((key.decode(), record))
+    orders = by_topic["orders"]
+    assert [r["type"] for _, r in orders] == ["placed", "paid", "fulfilled", "refunded"]  # one partition, in order
+    assert {k for k, _ in orders} == {ORDER_ID}
+    scans = by_topic["carrier-scans"]
+    assert [(k, r["source"], r["status"], r["shipment_id"]) for k, r in scans] == [
+        (ORDER_ID, "shopify", "out_for_delivery", "1Z999AA10123456784"),
+        (ORDER_ID, "aftership", "exception", "1Z999AA10123456784"),
+        (ORDER_ID, "easypost", "out_for_delivery", "1Z999AA10123456784"),
+    ]
+    assert all(r["customer_id"] == CUSTOMER_ID for _, r in scans)  # learned from the order webhook
+    assert len(by_topic["engagement"]) == 10 and len(by_topic["support"]) == 5
+    # Every record is what the engine accepts, keyed as it requires.
+    for key, record in orders:
+        assert model.order_event_from(record).order_id == key
+    for key, record in by_topic["engagement"]:
+        assert model.engagement_event_from(record).customer_id == key
+    for key, record in by_topic["support"]:
+        assert model.support_event_from(record).customer_id == key
+    (unknown,) = by_topic["connector-unknown"]
+    assert unknown[0] == "klaviyo" and unknown[1]["reason"] == "unmapped"
+    assert json.loads(unknown[1]["value"])["external_id"] == "9Yd4bO7Pu3V"
+
+
+def test_a_retried_webhook_is_answered_200_without_producing_again(ingest, read_topics):
+    headers = shopify("orders/create", "wh-retry")
+    first = post_fixture(ingest, "shopify", "shopify_orders_create.json", **headers)
+    again = post_fixture(ingest, "shopify", "shopify_orders_create.json", **headers)
+    assert first == (200, {"status": "accepted", "produced": 2, "duplicate": 0, "ignored": 0, "unknown": 0, "unmapped": 0})
+    assert again == (200, {"status": "duplicate", "produced": 0})
+    # A SendGrid batch retried with one new event: only the new one is produced.
+    events = load("sendgrid_events.json")[:3]
+    body = json.dumps(events).encode()
+    assert ingest.post("sendgrid", body, signed("sendgrid", body))[1]["produced"] == 2
+    events.append({**events[1], "event": "click", "sg_event_id": "n3w-cl1ck", "url": "https://shop.example.com/"})
+    body = json.dumps(events).encode()
+    status, answer = ingest.post("sendgrid", body, signed("sendgrid", body))
+    assert (status, answer["produced"], answer["duplicate"]) == (200, 1, 2)
+    out = read_topics(lambda got: len(got) >= 5, quiet=1.0)
+    assert sorted(r["event_id"] for _t, _k, r in out) == sorted([
+        f"shopify:{ORDER_ID}:placed", f"shopify:{ORDER_ID}:paid", "sendgrid:rWVYmVk90MjZJ9iohOBa3w==",
+        "sendgrid:FOTFFO0ecsBE-zxFXfs6WA==", "sendgrid:n3w-cl1ck"])
+    metrics = ingest.get("/metrics")[1]
+    assert 'aftersale_ingest_requests_total{outcome="duplicate",provider="shopify"} 1.0' in metrics
+    assert 'aftersale_ingest_events_total{outcome="produced",provider="sendgrid"} 3.0' in metrics
+
+
+NO_TIME = b'{"id": 1, "customer": {"id": 2}}'
+
+
+def test_rejected_requests_answer_with_a_reason_and_produce_nothing(ingest, read_topics):
+    body = raw("shopify_orders_create.json")
+    cases = [
+        ("shopify", body, {"X-Shopify-Topic": "orders/create", "X-Shopify-Hmac-Sha256": "bm90IGl0"}, 401, "does not match"),
+        ("shopify", body, shopify("orders/create", "w"), 401, "missing X-Shopify-Hmac-Sha256"),
+        ("shopify", body[:200], signed("shopify", body[:200], **shopify("orders/create", "w")), 400, "not JSON"),
+        ("shopify", NO_TIME, signed("shopify", NO_TIME, **shopify("orders/create", "w")), 400, "order.created_at is missing"),
+        ("zendesk", raw("zendesk_ticket_created.json"),
+         signed("zendesk", raw("zendesk_ticket_created.json"), now=1_000_000_000 + 0.0), 401, "tolerance"),
+        ("sendgrid", b'{"event": "open"}', signed("sendgrid", b'{"event": "open"}'), 400, "JSON array"),
+        ("gorgias", raw("gorgias_ticket_created.json"), {"X-Aftersale-Token": "guess"}, 401, "wrong"),
+    ]
+    for provider, payload, headers, status, reason in cases:
+        got_status, answer = ingest.post(provider, payload, headers)
+        assert (got_status, answer["error"]) == (status, {400: "malformed", 401: "bad_signature"}[status]), answer
+        assert reason in answer["reason"], answer
+    assert ingest.post("mailchimp", b"{}", {})[0] == 404
+    assert ingest.service.sink.acknowledged == 0
+    assert read_topics(lambda got: False, timeout=2.0) == []
+
+
+def test_an_endpoint_without_a_secret_answers_503_and_health_says_why(kafka_settings):
+    harness = IngestHarness(kafka_settings, IngestSettings(secrets={"shopify": SECRETS["shopify"]}))
+    try:
+        status, answer = harness.post("zendesk", raw("zendesk_ticket_created.json"), {})
+        assert (status, answer["error"]) == (503, "not_configured")
+        assert "AFTERSALE_ZENDESK_SECRET is not set" in answer["reason"]
+        status, health = harness.get("/health")
+        assert status == 200 and health["producer"] == "started"
+        assert health["endpoints"]["shopify"] == "ready"
+        assert health["endpoints"]["sendgrid"] == "off: AFTERSALE_SENDGRID_PUBLIC_KEY is not set"
+    finally:
+        harness.close()
+
+
+def test_unknown_topics_are_accepted_and_recorded_with_the_raw_body(ingest, read_topics):
+    body = b'{"id": 706405506930370084, "email": "bob@example.com", "accepts_marketing": true}'
+    status, answer = ingest.post("shopify", body, signed("shopify", body, **shopify("customers/create", "wh-c")))
+    assert (status, answer["unknown"], answer["produced"]) == (200, 1, 0)
+    (record,) = [r for _t, _k, r in read_topics(lambda got: len(got) >= 1, topics=["connector-unknown"])]
+    assert (record["topic"], record["reason"], record["value"], record["key"]) == \
+        ("shopify:customers/create", "unknown", body, b"shopify:wh-c")
+    assert 'aftersale_ingest_events_total{outcome="unknown",provider="shopify"} 1.0' in ingest.get("/metrics")[1]
+
+
+class UnreachableBroker(EventSink):
+    """The real producer, whose first sends fail the way they do while the broker is unreachable."""
+
+    def __init__(self, settings, attempts_before_recovery: int):
+        super().__init__(settings)
+        self.failures_left = attempts_before_recovery
+
+    async def send_all(self, messages, timeout):
+        if self.failures_left:
+            self.failures_left -= 1
+            raise KafkaConnectionError("broker unreachable")
+        await super().send_all(messages, timeout)
+
+
+def test_a_webhook_the_broker_did_not_acknowledge_is_503_and_its_retry_is_produced(kafka_settings, read_topics):
+    harness = IngestHarness(kafka_settings, sink=UnreachableBroker(kafka_settings, 1))
+    try:
+        headers = shopify("orders/create", "wh-503")
+        assert post_fixture(harness, "shopify", "shopify_orders_create.json", **headers)[0] == 503
+        # Not remembered as accepted: Shopify's retry is produced, not answered as a duplicate.
+        assert post_fixture(harness, "shopify", "shopify_orders_create.json", **headers)[1]["produced"] == 2
+        assert len(read_topics(lambda got: len(got) >= 2, quiet=0.5)) == 2
+    finally:
+        harness.close()
+
+
+def test_produce_timeout_answers_503(kafka_settings):
+    class Slow(EventSink):
+        async def send_all(self, messages, timeout):
+            await asyncio.sleep(timeout + 0.2)
+            raise asyncio.TimeoutError()
+
+    harness = IngestHarness(kafka_settings, IngestSettings(secrets=dict(SECRETS), produce_timeout=0.1),
+                            sink=Slow(kafka_settings))
+    try:
+        status, answer = post_fixture(harness, "aftership", "aftership_tracking_update.json")
+        assert (status, answer["error"]) == (503, "broker_unavailable")
+    finally:
+        harness.close()
+
+
+def test_undecodable_header_bytes_are_rejected_not_a_crash(ingest):
+    """Raw bytes on the socket, since an HTTP client only sends valid text headers."""
+
+    async def send(path: bytes, headers: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", ingest.port)
+        writer.write(b"POST " + path + b" HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 2\r\nConnection: close\r\n" + headers + b"\r\n{}")
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        return answer.split(b"\r\n", 1)[0]
+
+    bad = b"\xff\xfe\xc3"
+    for path, headers in [
+        (b"/webhooks/gorgias", b"X-Aftersale-Token: " + bad + b"\r\n"),
+        (b"/webhooks/zendesk", b"X-Zendesk-Webhook-Signature: YWJj\r\nX-Zendesk-Webhook-Signature-Timestamp: " + bad + b"\r\n"),
+        (b"/webhooks/klaviyo", b"Klaviyo-Signature: abc\r\nKlaviyo-Timestamp: " + bad + b"\r\n"),
+        (b"/webhooks/shopify", b"X-Shopify-Topic: " + bad + b"\r\nX-Shopify-Hmac-Sha256: " + bad + b"\r\n"),
+    ]:
+        assert ingest.thread.run(send(path, headers)) == b"HTTP/1.1 401 Unauthorized", path
+    # Signed correctly, but with an undecodable topic and webhook id: recorded as an unknown topic.
+    body = b"{}"
+    signature = signed("shopify", body)["X-Shopify-Hmac-Sha256"].encode()
+    status = ingest.thread.run(send(b"/webhooks/shopify", b"X-Shopify-Hmac-Sha256: " + signature + b"\r\nX-Shopify-Topic: "
+                                    + bad + b"\r\nX-Shopify-Webhook-Id: " + bad + b"\r\n"))
+    assert status == b"HTTP/1.1 200 OK"
