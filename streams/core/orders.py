@@ -12,7 +12,7 @@ from typing import Mapping, NamedTuple
 from . import ids
 from .calendar import HOUR, add_business_days, business_days_between
 from .delays import DELAY_POLICY, assess, shipment_lanes
-from .lanes import LaneStats
+from .lanes import LaneStats, pick
 from .model import (
     CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, Due, ItemHint,
     MessageIntent, OrderEvent, OrderFact, Schedule,
@@ -254,9 +254,23 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
         _learn_transit(decision, shipment, lanes)
     if shipment.status not in TERMINAL:
         if shipment.handoff_at is not None:
-            _set_timer(decision, f"stall_in_transit:{shipment.shipment_id}",
-                       add_business_days(scan.event_time, IN_TRANSIT_STALL_DAYS))
+            _set_timer(decision, f"stall_in_transit:{shipment.shipment_id}", _stall_due(decision, shipment, scan, lanes))
         _review_delay(decision, shipment, scan, now, lanes)
+
+
+def _stall_due(decision: OrderDecision, shipment: Shipment, scan: CarrierScan, lanes: Mapping[str, dict]) -> int:
+    """When silence since this scan becomes a stall. A carrier that has scanned the parcel en route
+    is expected to keep doing so; one that only scanned the hand-off may be silent until delivery
+    (some feeds have no intermediate scans), so then only a transit longer than the lane's 95th
+    percentile counts."""
+    due = add_business_days(scan.event_time, IN_TRANSIT_STALL_DAYS)
+    if shipment.scans >= 2:
+        return due
+    chosen = pick({k: LaneStats.from_dict(v) for k in shipment_lanes(shipment)
+                   if (v := decision.lanes.get(k) or lanes.get(k))}, shipment_lanes(shipment))
+    if chosen is None:
+        return due
+    return max(due, add_business_days(shipment.handoff_at, chosen[1].quantile_after(0.0, 0.95)))
 
 
 def _drop_settled_timers(state: OrderState, shipment: Shipment) -> None:

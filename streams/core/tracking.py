@@ -44,6 +44,8 @@ def apply_scan(shipment: Shipment, scan: CarrierScan) -> ScanOutcome:
     shipment.destination_region = scan.destination_region or shipment.destination_region
     if shipment.handoff_at is None and scan.status != "info_received":
         shipment.handoff_at = scan.event_time  # a label is not a parcel: transit starts at the first real scan
+    if shipment.handoff_at is not None:
+        shipment.scans += 1  # carrier scans since hand-off: how chatty this feed is
     if scan.status == "attempt_failed":
         shipment.failed_attempts += 1
     if scan.status == "delivered":

@@ -154,3 +154,14 @@ def test_not_fulfilled_by_the_dispatch_promise():
     # Fulfilled in time: the check is cancelled.
     state, _ = feed([placed(start, event_id="p2"), fulfilled(start + HOUR)], {})
     assert "dispatch" not in state.timers
+
+
+def test_a_feed_that_only_scans_the_handoff_stalls_only_past_the_lanes_95th_percentile():
+    lanes = learned_lanes(6.0)  # deliveries on this lane take six business days
+    start = MONDAY
+    state, _ = feed([placed(start, promised=start + 10 * DAY), fulfilled(start + HOUR),
+                     scan("in_transit", start + 2 * HOUR)], lanes)
+    assert state.timers["stall_in_transit:S1"] >= add_business_days(start + 2 * HOUR, 6)
+    # Once the carrier has scanned en route, three silent business days are a stall again.
+    d = decide_order(state, scan("in_transit", start + 26 * HOUR, event_id="s2"), start + 26 * HOUR, lanes)
+    assert d.state.timers["stall_in_transit:S1"] == add_business_days(start + 26 * HOUR, 3)
