@@ -41,6 +41,7 @@ class Shipment:
     origin_region: str | None = None
     destination_region: str | None = None
     handoff_at: int | None = None  # first scan that shows the carrier has the parcel
+    scans: int = 0  # carrier scans since hand-off
     delay_level: int = 0  # 0 none, 1 warned, 2 warned again (never more)
     announced_window_end: int | None = None
     p_late: float | None = None  # latest predicted chance of missing the promise
@@ -122,7 +123,9 @@ class CustomerOrder:
     returned: bool = False
     negative_contact: bool = False  # a complaint, negative message or bad rating about this order
     reviewed: bool = False  # the customer reviewed something of this order already
-    engaged_at: int | None = None  # first open/click of a message about this order
+    engaged: list[int] = field(default_factory=list)  # times of opens/clicks about this order (newest few)
+    parcels: dict[str, int] = field(default_factory=dict)  # tracking number -> furthest stage proposed (1-3)
+    planned: list[str] = field(default_factory=list)  # post-delivery messages planned (each once per order)
     last_fact_at: int = 0  # event time of the newest fact (for eviction)
 
 
@@ -136,6 +139,7 @@ class HeldIntent:
     reasons: list[str]
     held_at: int
     release_at: int
+    parcel_stage: int = 0  # how far its parcel's news had got when it started waiting (gate.superseded)
 
 
 @dataclass(slots=True)
