@@ -7,7 +7,7 @@ coarser lane, so a new lane borrows the shape of its carrier's network until it 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BUCKET_DAYS = 0.25  # resolution of the histogram
 BUCKETS = 80  # 0 .. 20 business days; longer transits land in the last bucket
@@ -25,6 +25,7 @@ def lane_keys(carrier: str | None, service: str | None, origin: str | None, dest
 class LaneStats:
     counts: list[float]
     total: float = 0.0
+    _below: list[float] | None = field(default=None, repr=False, compare=False)  # prefix sums, built on first use
 
     @classmethod
     def empty(cls) -> "LaneStats":
@@ -44,6 +45,7 @@ class LaneStats:
         index = min(BUCKETS - 1, max(0, int(transit_days / BUCKET_DAYS)))
         self.counts[index] += 1
         self.total += 1
+        self._below = None
 
     def survival(self, days: float) -> float:
         """P(transit > days), linear inside a bucket."""
@@ -55,7 +57,13 @@ class LaneStats:
         index = int(position)
         if index >= BUCKETS:
             return 0.0
-        below = sum(self.counts[:index]) + self.counts[index] * (position - index)
+        if self._below is None:
+            # Prefix sums in the same order as sum(counts[:i]): identical results, computed once.
+            running, self._below = 0.0, []
+            for c in self.counts:
+                self._below.append(running)
+                running += c
+        below = self._below[index] + self.counts[index] * (position - index)
         return max(0.0, 1.0 - below / self.total)
 
     def quantile_after(self, elapsed: float, q: float) -> float:

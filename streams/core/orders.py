@@ -12,7 +12,7 @@ from typing import Mapping, NamedTuple
 from . import ids
 from .calendar import HOUR, add_business_days, business_days_between
 from .delays import DELAY_POLICY, assess, shipment_lanes
-from .lanes import LaneStats, pick
+from .lanes import MIN_SAMPLES, LaneStats, pick
 from .model import (
     CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, Due, ItemHint,
     MessageIntent, OrderEvent, OrderFact, Schedule,
@@ -258,6 +258,15 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
         _review_delay(decision, shipment, scan, now, lanes)
 
 
+def _lane_stats(decision: OrderDecision, shipment: Shipment, lanes: Mapping[str, dict]) -> dict[str, LaneStats]:
+    """The most specific lane with enough data (only that one is built; lanes.pick would take it)."""
+    for key in shipment_lanes(shipment):
+        data = decision.lanes.get(key) or lanes.get(key)
+        if data and data["total"] >= MIN_SAMPLES:
+            return {key: LaneStats.from_dict(data)}
+    return {}
+
+
 def _stall_due(decision: OrderDecision, shipment: Shipment, scan: CarrierScan, lanes: Mapping[str, dict]) -> int:
     """When silence since this scan becomes a stall. A carrier that has scanned the parcel en route
     is expected to keep doing so; one that only scanned the hand-off may be silent until delivery
@@ -266,8 +275,7 @@ def _stall_due(decision: OrderDecision, shipment: Shipment, scan: CarrierScan, l
     due = add_business_days(scan.event_time, IN_TRANSIT_STALL_DAYS)
     if shipment.scans >= 2:
         return due
-    chosen = pick({k: LaneStats.from_dict(v) for k in shipment_lanes(shipment)
-                   if (v := decision.lanes.get(k) or lanes.get(k))}, shipment_lanes(shipment))
+    chosen = pick(_lane_stats(decision, shipment, lanes), shipment_lanes(shipment))
     if chosen is None:
         return due
     return max(due, add_business_days(shipment.handoff_at, chosen[1].quantile_after(0.0, 0.95)))
@@ -335,7 +343,7 @@ def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int
     state = decision.state
     if state.promised_delivery_at is None or shipment.status in TERMINAL:
         return
-    stats = {k: LaneStats.from_dict(v) for k in shipment_lanes(shipment) if (v := decision.lanes.get(k) or lanes.get(k))}
+    stats = _lane_stats(decision, shipment, lanes)
     open_problems = sum(1 for p in state.problems if p.startswith(f"{shipment.shipment_id}:exception")
                         or p.startswith(f"{shipment.shipment_id}:attempt_failed"))
     a = assess(shipment, state.promised_delivery_at, now, stats, open_problems)
