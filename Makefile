@@ -2,12 +2,12 @@
 # (a virtualenv with the project, and the Kafka broker's jars from Maven Central).
 PY := .venv/bin/python
 
-.PHONY: demo test install jars
+.PHONY: demo test install jars chromium
 
 demo: install jars
 	$(PY) -m streams.cli demo
 
-test: install jars
+test: install jars chromium
 	$(PY) -m pytest -q
 
 install: .venv/.installed
@@ -20,3 +20,7 @@ install: .venv/.installed
 
 jars: install
 	$(PY) -m deploy.broker resolve
+
+# The ops page is tested in a real headless browser: Debian's chromium (needs root; once).
+chromium:
+	test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }

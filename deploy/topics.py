@@ -38,10 +38,13 @@ TOPICS = [
     TopicSpec("engagement", "io.aftersale.EngagementEvent", "customer_id", _retain(14), "deliveries, opens, clicks, unsubscribes, reviews"),
     TopicSpec("support", "io.aftersale.SupportEvent", "customer_id", _retain(14), "help-desk tickets, messages, ratings"),
     TopicSpec("customer-commands", "io.aftersale.CustomerCommand", "customer_id", _retain(7), "internal: order stage to customer stage, ticks"),
-    TopicSpec("order-commands", "io.aftersale.OrderCommand", "order_id", _retain(1), "internal: ticks for the order stage's schedule"),
+    TopicSpec("erasure-requests", "io.aftersale.ErasureRequest", "customer_id", _retain(7), "erase a customer's state (GDPR)"),
+    TopicSpec("order-commands", "io.aftersale.OrderCommand", "order_id", _retain(1), "internal: ticks and erasures for the order stage"),
     TopicSpec("intents", "io.aftersale.MessageIntent", "customer_id", _retain(14), "messages to send, for sender services"),
     TopicSpec("decision-audit", "io.aftersale.DecisionAudit", "customer_id", _retain(30), "suppressed, held, skipped, dropped decisions"),
     TopicSpec("dead-letters", "io.aftersale.DeadLetter", "original key", _retain(30), "inputs that could not be processed"),
+    TopicSpec("connector-unknown", "io.aftersale.DeadLetter", "provider", _retain(7), "webhook events of unknown type or without ids, raw body"),
+    TopicSpec("sender-dead-letters", "io.aftersale.DeadLetter", "customer_id", _retain(30), "intents the reference sender could not deliver"),
 ]
 
 # Faust names changelogs "<app id>-<table>-changelog"; declared here so `aftersale topics` shows

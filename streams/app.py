@@ -32,6 +32,7 @@ from .registry import make_registry
 from .scheduling import Scheduler
 from .security import faust_credentials
 from .serde import AvroSerde, DecodeError
+from .web import register_views
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def build_app(settings: Settings) -> faust.App:
                              **raw)
     order_commands_out = topic("order-commands")
     customer_inputs = app.topic(settings.topic("engagement"), settings.topic("support"),
-                                settings.topic("customer-commands"), **raw)
+                                settings.topic("customer-commands"), settings.topic("erasure-requests"), **raw)
     commands_out = topic("customer-commands")
     intents_out = topic("intents")
     audit_out = topic("decision-audit")
@@ -138,6 +139,10 @@ def build_app(settings: Settings) -> faust.App:
             recent["intents"].append(intent)
             await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent))
         await send_audit(out.audit)
+        for order_id in out.erase_orders:
+            value = codec.encode("order-commands", {"command_id": f"erase:{order_id}", "event_time": int(time.time() * 1000),
+                                                     "order_id": order_id, "kind": "erase", "due": None})
+            await order_commands_out.send(key=order_id.encode(), value=value)
 
     async def run_stage(stage, event, record, key_of) -> None:
         """One input through one stage: decide, then fire what became due, then send."""
@@ -146,8 +151,8 @@ def build_app(settings: Settings) -> faust.App:
         if getattr(record, "kind", None) == "tick":  # wall-clock time for this partition's schedule
             await send_outputs(stage.fire(partition, record.due.now))
             return
-        metrics.events_in.labels(topic_name, getattr(record, "type", None) or getattr(record, "status", None)
-                                 or record.kind).inc()
+        kind = getattr(record, "type", None) or getattr(record, "status", None) or getattr(record, "kind", None)
+        metrics.events_in.labels(topic_name, kind or type(record).__name__).inc()
         try:
             out = stage.handle(partition, record, now_for(record.event_time))
             if out.duplicate:
@@ -211,4 +216,5 @@ def build_app(settings: Settings) -> faust.App:
                      "scheduled_backlog": lambda: order_stage_core.schedule.pending + customer_stage_core.schedule.pending,
                      "outputs": {"commands": commands_out, "intents": intents_out, "audit": audit_out,
                                  "dead_letters": dead_letters_out}}
+    register_views(app)
     return app

@@ -121,3 +121,19 @@ def run(names: list[str] | None, options: dict, save: bool = True) -> list[Figur
                                   "machine": machine()} for f in figures})
         RESULTS_FILE.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
     return figures
+
+
+try:
+    from connectors import bench as _connectors_bench  # noqa: E402,F401
+except ModuleNotFoundError as exc:  # a checkout without connectors/ still benches the core
+    if exc.name != "connectors":
+        raise
+
+
+@register("replay", "in-process replay of simulated traffic vs reading the same events (target >= 100k events/s)")
+def bench_replay(options: dict) -> list[Figure]:
+    from .replay.benchmark import run_benchmark
+
+    return run_benchmark(options, Figure)
+
+if (Path(__file__).parent / "benchmarks.py").exists(): from . import benchmarks  # noqa: E402,E701,F401  (e2e, latency, restart: streams/benchmarks.py)

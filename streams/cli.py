@@ -93,6 +93,39 @@ def _bench(args) -> int:
     return 0
 
 
+def _ingest(args) -> int:
+    from connectors.ingest import run
+    from connectors.settings import IngestSettings
+
+    run(Settings.from_env(), IngestSettings.from_env(host=args.host, port=args.port))
+    return 0
+
+
+def _sender(args) -> int:
+    import asyncio
+
+    from connectors.sender import serve
+    from connectors.settings import SenderSettings
+
+    try:
+        asyncio.run(serve(Settings.from_env(), SenderSettings.from_env(web_port=args.web_port)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _replay(args) -> int:
+    from .replay.cli import replay_command
+
+    return replay_command(args)
+
+
+def _backtest(args) -> int:
+    from .replay.cli import backtest_command
+
+    return backtest_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aftersale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +167,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=5000)
     p.add_argument("--no-save", action="store_true", help="do not update bench/results.json")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("ingest", help="webhook ingest service: provider webhooks -> our input topics")
+    p.add_argument("--host", help="bind address; env AFTERSALE_INGEST_HOST (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="env AFTERSALE_INGEST_PORT (default 8085)")
+    p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("sender", help="reference sender: intents -> HTTP endpoint / SMTP, failures dead-lettered")
+    p.add_argument("--web-port", type=int, help="serve /metrics and /health here; env AFTERSALE_SENDER_WEB_PORT")
+    p.set_defaults(func=_sender)
+
+    for name, func, text in (("replay", _replay, "a historical dataset (JSONL event log or Olist folder) through the decision core"),
+                             ("backtest", _backtest, "replay, then a report of what would have been sent against what happened")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--input", help="events.jsonl (as `simulate --out` writes) or a folder of Olist CSVs")
+        p.add_argument("--simulate", type=int, metavar="ORDERS", help="replay simulated traffic of this many orders instead")
+        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--partitions", type=int, default=4, help="as the worker's topics (decisions depend on it)")
+        p.add_argument("--run-on-days", type=float, default=30.0, help="let time run on past the last event")
+        p.add_argument("--tick-hours", type=float, default=1.0,
+                       help="time ticks for every partition this often, as a live worker's timer (0: only at the end)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        if name == "replay":
+            p.add_argument("--file-order", action="store_true", help="feed a JSONL log in file order, not event time")
+            p.add_argument("--kafka", action="store_true", help="through Kafka and a Faust worker, in lockstep (slow)")
+            p.add_argument("--app-id", help="with --kafka: use this app's running worker (--clock event, empty topics) "
+                                            "instead of starting one")
+        else:
+            p.add_argument("--baseline-days", type=int, default=7, help="review request baseline: N days after delivery")
+            p.add_argument("--from-replay", help="use the outputs of an earlier `aftersale replay --out DIR`")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("broker", help="the local Kafka broker (python -m deploy.broker)")
     p.add_argument("rest", nargs=argparse.REMAINDER)

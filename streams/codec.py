@@ -15,6 +15,7 @@ INPUTS = {
     "support": ("io.aftersale.SupportEvent", model.support_event_from),
     "customer-commands": ("io.aftersale.CustomerCommand", model.customer_command_from),
     "order-commands": ("io.aftersale.OrderCommand", model.order_command_from),
+    "erasure-requests": ("io.aftersale.ErasureRequest", model.erasure_request_from),
 }
 # What each input must be keyed by, so its state lives on the partition that owns the key.
 KEY_FIELD = {
@@ -24,6 +25,7 @@ KEY_FIELD = {
     "support": "customer_id",
     "customer-commands": "customer_id",
     "order-commands": "order_id",
+    "erasure-requests": "customer_id",
 }
 OUTPUTS = {
     "customer-commands": "io.aftersale.CustomerCommand",
@@ -31,6 +33,8 @@ OUTPUTS = {
     "decision-audit": "io.aftersale.DecisionAudit",
     "dead-letters": "io.aftersale.DeadLetter",
     **{name: schema for name, (schema, _) in INPUTS.items()},
+    "connector-unknown": "io.aftersale.DeadLetter",  # webhook events the ingest service could not map
+    "sender-dead-letters": "io.aftersale.DeadLetter",  # intents the reference sender could not deliver
 }
 
 

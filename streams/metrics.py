@@ -20,7 +20,7 @@ class Metrics:
         # Refreshed every few seconds by streams/ops.py from what this worker owns.
         self.consumer_lag = Gauge("aftersale_consumer_lag", "Messages not yet processed: end offset - committed offset",
                                   ["topic", "partition"], registry=self.registry)
-        self.table_keys = Gauge("aftersale_table_keys", "Keys in this worker's active table partitions (RocksDB estimate)",
+        self.table_keys = Gauge("aftersale_table_keys", "Keys in this worker's active table partitions (estimated when large)",
                                 ["table"], registry=self.registry)
         self.scheduled_backlog = Gauge("aftersale_scheduled_backlog", "Scheduled decisions waiting for their time",
                                        registry=self.registry)

@@ -28,6 +28,7 @@ SCHEMA_FILES = [
     "dead_letter",
     "customer_command",
     "order_command",
+    "erasure_request",
 ]
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}

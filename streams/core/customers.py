@@ -2,103 +2,207 @@
 
 Runs on the partition that owns the customer: engagement and support events, and the commands the
 order stage re-keys by customer id, are co-partitioned. Candidate intents pass the guardrails here
-and become intents, or audit records saying why not.
+(gate.py) and become intents, or audit records saying why not. The customer-side policies plan their
+own messages with timers: post-delivery window (post_delivery.py), replenishment (replenishment.py),
+win-back (winback.py); held messages are released by timers too (gate.py).
+
+Time: every item advances the customer's clock to `now`. Timers due at or before `now` fire first,
+oldest first, then the item is applied: what was due before the item happened is decided on what
+was known before it. A `Due` (or a tick) only advances the clock. Timer kinds:
+  "release:<candidate id>"       a held message (quiet hours, reputation guard)
+  "care_tips:<order>", "onboarding_<n>:<order>", "review_request:<order>", "cross_sell:<order>"
+  "replenish:<sku>", "winback"
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
-from . import ids
-from .consent import choose_channel
+from . import gate, post_delivery, replenishment, winback
+from .decisions import CustomerDecision, cancel_timer
 from .model import (
-    CHANNELS, CustomerCommand, DecisionAudit, EngagementEvent, MessageIntent, OrderFact, Schedule, SupportEvent,
+    CHANNELS, CustomerCommand, Due, EngagementEvent, MessageIntent, OrderFact, SupportEvent,
 )
-from .state import RECENT_INTENTS_KEPT, CustomerState
+from .policy import (
+    CATEGORIES_KEPT, DEFAULT_POLICY, ENGAGEMENTS_KEPT, ITEMS_KEPT, OPEN_TICKETS_KEPT, ORDERS_KEPT, PROBLEMS_KEPT,
+    PolicyConfig,
+)
+from .sentiment import is_negative
+from .state import CustomerOrder, CustomerState
 
-NEGATIVE_RATING = 2  # satisfaction or review rating at or below this is a negative contact
+__all__ = ["CustomerDecision", "decide_customer"]
+
+NEGATIVE_RATING = DEFAULT_POLICY.negative_rating  # kept for callers of the earlier module
+MAX_FIRINGS = 200  # per decision: a safety net, timers never schedule themselves in the past
 
 
-@dataclass(slots=True)
-class CustomerDecision:
-    state: CustomerState
-    intents: list[MessageIntent] = field(default_factory=list)
-    audit: list[DecisionAudit] = field(default_factory=list)
-    schedule: list[Schedule] = field(default_factory=list)  # call me back (see model.Schedule)
-    duplicate: bool = False
+def decide_customer(state: CustomerState | None, item: CustomerCommand | EngagementEvent | SupportEvent | Due,
+                    now: int, config: PolicyConfig = DEFAULT_POLICY) -> CustomerDecision:
+    """Fold one item into the customer. Takes ownership of `state` (it may be changed in place).
 
-
-def decide_customer(state: CustomerState | None, item: CustomerCommand | EngagementEvent | SupportEvent,
-                    now: int) -> CustomerDecision:
-    """Fold one item into the customer. Takes ownership of `state` (it may be changed in place)."""
+    A Due, or a "tick" command, that finds nothing due returns `duplicate=True`: nothing changed,
+    nothing to store."""
+    if isinstance(item, Due):
+        if state is None:
+            return CustomerDecision(CustomerState(customer_id=item.key), duplicate=True)
+        matching = state.timers.get(item.kind) == item.due_at
+        return _advance(CustomerDecision(state), max(now, item.due_at) if matching else now, config)
     if state is None:
         state = CustomerState(customer_id=item.customer_id)
     decision = CustomerDecision(state)
+    if isinstance(item, CustomerCommand) and item.kind == "tick":
+        return _advance(decision, item.due.now if item.due is not None else now, config)
     item_id = item.command_id if isinstance(item, CustomerCommand) else item.event_id
     if not state.first_time(item_id):
         decision.duplicate = True
         return decision
     state.updated_at = max(state.updated_at or 0, item.event_time)
+    run_due(decision, now, config)
     if isinstance(item, CustomerCommand):
-        if item.kind == "candidate_intent":
-            _on_candidate(decision, item.intent, now)
-        else:
-            _on_fact(state, item.fact, item.event_time)
+        if item.kind == "candidate_intent" and item.intent is not None:
+            _on_candidate(decision, item.intent, now, config)
+        elif item.kind == "order_fact" and item.fact is not None:
+            _on_fact(decision, item, now, config)
     elif isinstance(item, EngagementEvent):
-        _on_engagement(state, item)
+        _on_engagement(decision, item, now, config)
     else:
-        _on_support(state, item)
+        _on_support(decision, item, now, config)
     return decision
 
 
-def _on_candidate(decision: CustomerDecision, intent: MessageIntent, now: int) -> None:
+# --- time ------------------------------------------------------------------------------------
+
+def _advance(decision: CustomerDecision, now: int, config: PolicyConfig) -> CustomerDecision:
+    if run_due(decision, now, config):
+        decision.state.updated_at = max(decision.state.updated_at or 0, now)
+    else:
+        decision.duplicate = True
+    return decision
+
+
+def run_due(decision: CustomerDecision, now: int, config: PolicyConfig) -> int:
+    """Fire every timer due at or before `now`, oldest first. Returns how many fired."""
+    timers = decision.state.timers
+    fired = 0
+    while fired < MAX_FIRINGS:
+        due = [(at, kind) for kind, at in timers.items() if at <= now]
+        if not due:
+            break
+        at, kind = min(due)
+        del timers[kind]
+        _fire(decision, kind, at, now, config)
+        fired += 1
+    return fired
+
+
+def _fire(decision: CustomerDecision, kind: str, due_at: int, now: int, config: PolicyConfig) -> None:
+    name, _, key = kind.partition(":")
+    if kind.startswith(gate.RELEASE):
+        gate.release(decision, key, now, config)
+    elif name in post_delivery.TYPES:
+        post_delivery.fire(decision, kind, due_at, now, config)
+    elif kind.startswith(replenishment.PREFIX):
+        replenishment.fire(decision, key, due_at, now, config)
+    elif kind == winback.KIND:
+        winback.fire(decision, due_at, now, config)
+
+
+# --- candidates from the order stage ---------------------------------------------------------
+
+def _on_candidate(decision: CustomerDecision, intent: MessageIntent, now: int, config: PolicyConfig) -> None:
+    if gate.already_decided(decision.state, intent.intent_id):
+        return  # a redelivered command (possibly sent on a fallback channel, or waiting in `held`)
+    if intent.order_id:
+        _order(decision.state, intent.order_id, intent.decided_at)
+    gate.note_progress(decision.state, intent)
+    gate.consider(decision, gate.Proposal(intent, intent.intent_id, gate.candidate_news(intent)), now, config)
+
+
+# --- facts from the order stage --------------------------------------------------------------
+
+def _order(state: CustomerState, order_id: str, at: int) -> CustomerOrder:
+    """The customer's memory of an order; the oldest is forgotten beyond ORDERS_KEPT."""
+    order = state.orders.get(order_id)
+    if order is None:
+        order = state.orders[order_id] = CustomerOrder(order_id=order_id)
+    order.last_fact_at = max(order.last_fact_at, at)
+    while len(state.orders) > ORDERS_KEPT:
+        # Stubs (an order only heard of through engagement or a candidate) go first, then the oldest.
+        oldest = min(state.orders.values(),
+                     key=lambda o: (o.placed_at is not None, o.placed_at or o.last_fact_at, o.order_id))
+        del state.orders[oldest.order_id]
+        for kind in post_delivery.timer_kinds(oldest.order_id):
+            cancel_timer(state, kind)
+    return order
+
+
+def _items(fact: OrderFact) -> list[dict]:
+    return [{"sku": i.sku, "title": i.title, "category": i.category, "quantity": i.quantity}
+            for i in fact.items[:ITEMS_KEPT]]
+
+
+def _on_fact(decision: CustomerDecision, command: CustomerCommand, now: int, config: PolicyConfig) -> None:
     state = decision.state
-    if any(intent.intent_id in (r["intent_id"], r.get("candidate_id")) for r in state.recent_intents):
-        return  # already decided: a redelivered command (possibly sent on a fallback channel)
-    candidate_id = intent.intent_id
-    channel, reasons = choose_channel(state, intent.channel, intent.kind)
-    if channel is None:
-        decision.audit.append(DecisionAudit(
-            audit_id=ids.audit_id(intent.intent_id, intent.intent_type, "skipped"),
-            decided_at=now, customer_id=state.customer_id, intent_type=intent.intent_type,
-            decision="skipped", reasons=["no_allowed_channel", *reasons],
-            source_event_id=intent.source_event_id, order_id=intent.order_id,
-            channel=intent.channel, intent_id=intent.intent_id,
-        ))
-        return
-    if channel != intent.channel:
-        intent = replace(
-            intent, channel=channel, intent_id=ids.rechannel(intent.intent_id, channel),
-            reason_codes=[*intent.reason_codes, f"fallback_from:{intent.channel}", *reasons],
-        )
-    intent = replace(intent, decided_at=now, time_zone=intent.time_zone or state.time_zone,
-                     locale=intent.locale or state.locale)
-    decision.intents.append(intent)
-    state.channel(channel).sent += 1
-    state.recent_intents.append({
-        "intent_id": intent.intent_id, "candidate_id": candidate_id, "intent_type": intent.intent_type, "channel": channel,
-        "order_id": intent.order_id, "at": intent.send_at,
-    })
-    if len(state.recent_intents) > RECENT_INTENTS_KEPT:
-        del state.recent_intents[: len(state.recent_intents) - RECENT_INTENTS_KEPT]
-
-
-def _on_fact(state: CustomerState, fact: OrderFact, at: int) -> None:
+    fact, at = command.fact, command.event_time
     if fact.time_zone:
         state.time_zone = fact.time_zone
+    order = _order(state, command.order_id, at)
     if fact.type == "placed":
-        state.orders_count += 1
-        state.first_order_at = min(state.first_order_at or at, at)
-        state.last_order_at = max(state.last_order_at or at, at)
-        state.total_spent += fact.total or 0.0
-        state.categories = sorted(set(state.categories) | set(fact.categories))
-        if fact.contact is not None:
-            _apply_checkout_contact(state, fact, at)
-    elif fact.type == "cancelled":
-        state.last_cancel_at = at
-    elif fact.type == "refunded":
-        state.last_refund_at = at
-    elif fact.type == "delivery_problem" or (fact.type == "delivered" and fact.detail == "late"):
+        _on_placed(decision, order, fact, at, now, config)
+    elif fact.type == "delivered":
+        first = order.delivered_at is None
+        order.delivered_at = min(order.delivered_at or at, at)
+        delivered = _items(fact) or list(order.items)  # no items given: the whole order
+        known = {i["sku"] for i in order.delivered_items}
+        order.delivered_items.extend(i for i in delivered if i["sku"] not in known)
+        del order.delivered_items[ITEMS_KEPT:]
+        if first:
+            order.delivered_source = command.command_id
+        order.late = order.late or fact.detail == "late"
+        order.had_problem = order.had_problem or fact.had_problem
+        order.problem_open_at = None  # the parcel arrived: what was wrong on the way is over
+        if fact.detail == "late":
+            state.last_problem_at = max(state.last_problem_at or at, at)
+        post_delivery.on_delivered(decision, order, at, now, config)
+        replenishment.on_delivered(decision, order, delivered, command.command_id, now, config)
+    elif fact.type == "delivery_problem":
         state.last_problem_at = max(state.last_problem_at or at, at)
+        order.problems.append(fact.detail or "unknown")
+        del order.problems[:-PROBLEMS_KEPT]
+        if order.delivered_at is None or at > order.delivered_at:
+            order.problem_open_at = max(order.problem_open_at or at, at)
+        if (fact.detail or "").startswith("returned_to_sender"):
+            order.returned = True
+            state.last_return_at = max(state.last_return_at or at, at)
+        post_delivery.on_problem(decision, order, now, config)
+    elif fact.type == "cancelled":
+        state.last_cancel_at = max(state.last_cancel_at or at, at)
+        order.cancelled_at = at
+        order.problem_open_at = None
+        post_delivery.on_problem(decision, order, now, config)
+    elif fact.type == "refunded":
+        state.last_refund_at = max(state.last_refund_at or at, at)
+        order.refunded_at = at
+        order.problem_open_at = None
+        if fact.detail and "return" in fact.detail:
+            order.returned = True
+            state.last_return_at = max(state.last_return_at or at, at)
+        post_delivery.on_problem(decision, order, now, config)
+
+
+def _on_placed(decision: CustomerDecision, order: CustomerOrder, fact: OrderFact, at: int, now: int,
+               config: PolicyConfig) -> None:
+    state = decision.state
+    state.orders_count += 1
+    state.first_order_at = min(state.first_order_at or at, at)
+    state.last_order_at = max(state.last_order_at or at, at)
+    state.total_spent += fact.total or 0.0
+    state.max_order_total = max(state.max_order_total, fact.total or 0.0)
+    state.categories = sorted(set(state.categories) | set(fact.categories))[:CATEGORIES_KEPT]
+    order.placed_at = at
+    order.total = fact.total
+    order.items = _items(fact) or order.items
+    if fact.contact is not None:
+        _apply_checkout_contact(state, fact, at)
+    replenishment.on_placed(decision, order, order.items, now, config)
+    winback.on_placed(decision, at, now, config)
 
 
 def _apply_checkout_contact(state: CustomerState, fact: OrderFact, at: int) -> None:
@@ -120,10 +224,19 @@ def _apply_checkout_contact(state: CustomerState, fact: OrderFact, at: int) -> N
                 ch.consent_at = at
 
 
-def _on_engagement(state: CustomerState, event: EngagementEvent) -> None:
+# --- engagement ------------------------------------------------------------------------------
+
+def _on_engagement(decision: CustomerDecision, event: EngagementEvent, now: int, config: PolicyConfig) -> None:
+    state = decision.state
+    if event.type in ("opened", "clicked") and event.order_id:
+        order = _order(state, event.order_id, event.event_time)
+        if event.event_time not in order.engaged:
+            order.engaged = sorted([*order.engaged, event.event_time])[-ENGAGEMENTS_KEPT:]
+        if order.delivered_at is not None:
+            post_delivery.on_engagement(decision, order, now, config)
     if event.channel not in CHANNELS:
         if event.type == "review_submitted":
-            _record_review(state, event)
+            _record_review(decision, event, now, config)
         return
     ch = state.channel(event.channel)
     kind = event.type
@@ -145,20 +258,26 @@ def _on_engagement(state: CustomerState, event: EngagementEvent) -> None:
             ch.unsubscribed_all = False
             ch.consent_at = event.event_time
     elif kind == "review_submitted":
-        _record_review(state, event)
+        _record_review(decision, event, now, config)
 
 
-def _record_review(state: CustomerState, event: EngagementEvent) -> None:
+def _record_review(decision: CustomerDecision, event: EngagementEvent, now: int, config: PolicyConfig) -> None:
+    state = decision.state
     state.reviews.append({
         "order_id": event.order_id, "product_id": event.product_id, "rating": event.rating,
         "at": event.event_time,
     })
     del state.reviews[:-20]
-    if event.rating is not None and event.rating <= NEGATIVE_RATING:
-        state.last_negative_contact_at = max(state.last_negative_contact_at or 0, event.event_time)
+    if event.order_id:
+        _order(state, event.order_id, event.event_time).reviewed = True
+    if event.rating is not None and event.rating <= config.negative_rating:
+        _negative_contact(decision, event.event_time, event.order_id, now, config)
 
 
-def _on_support(state: CustomerState, event: SupportEvent) -> None:
+# --- support ---------------------------------------------------------------------------------
+
+def _on_support(decision: CustomerDecision, event: SupportEvent, now: int, config: PolicyConfig) -> None:
+    state = decision.state
     closing = event.type == "solved" or (event.type == "status_changed" and event.status in ("solved", "closed"))
     opening = (
         event.type == "ticket_opened"
@@ -169,5 +288,20 @@ def _on_support(state: CustomerState, event: SupportEvent) -> None:
         state.open_tickets.remove(event.ticket_id)
     elif opening and event.ticket_id not in state.open_tickets:
         state.open_tickets.append(event.ticket_id)
-    if event.type == "satisfaction_rating" and event.rating is not None and event.rating <= NEGATIVE_RATING:
-        state.last_negative_contact_at = max(state.last_negative_contact_at or 0, event.event_time)
+        del state.open_tickets[:-OPEN_TICKETS_KEPT]
+    negative = (
+        (event.type == "satisfaction_rating" and event.rating is not None and event.rating <= config.negative_rating)
+        or (event.from_customer and is_negative(event.text, config.negative_sentiment))
+    )
+    if negative:
+        _negative_contact(decision, event.event_time, event.order_id, now, config)
+
+
+def _negative_contact(decision: CustomerDecision, at: int, order_id: str | None, now: int,
+                      config: PolicyConfig) -> None:
+    state = decision.state
+    state.last_negative_contact_at = max(state.last_negative_contact_at or 0, at)
+    if order_id:  # a complaint about an order we have not heard of yet still counts when we do
+        order = _order(state, order_id, at)
+        order.negative_contact = True
+        post_delivery.on_problem(decision, order, now, config)

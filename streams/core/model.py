@@ -244,9 +244,23 @@ class OrderCommand:
 
     command_id: str
     event_time: int
-    kind: str  # tick
+    kind: str  # tick | erase
     order_id: str | None = None
     due: DueTick | None = None
+
+
+@dataclass(slots=True)
+class ErasureRequest:
+    event_id: str
+    event_time: int
+    source: str
+    customer_id: str
+    order_ids: list[str] = field(default_factory=list)
+
+
+def erasure_request_from(record: dict) -> ErasureRequest:
+    _require(record, "ErasureRequest", "event_id", "customer_id")
+    return ErasureRequest(**{**record, "event_time": to_ms(record["event_time"]), "order_ids": list(record.get("order_ids") or [])})
 
 
 @dataclass(slots=True, frozen=True)
@@ -375,10 +389,14 @@ def customer_command_from(record: dict) -> CustomerCommand:
 
 
 def order_command_from(record: dict) -> OrderCommand:
-    if record["kind"] != "tick" or not record.get("due"):
-        raise InvalidEvent("unknown_type", f"order command kind {record['kind']!r}; known: ['tick']")
-    return OrderCommand(command_id=record["command_id"], event_time=to_ms(record["event_time"]), kind="tick",
-                        order_id=record.get("order_id"), due=DueTick(now=to_ms(record["due"]["now"])))
+    kind = record["kind"]
+    if kind == "tick" and record.get("due"):
+        return OrderCommand(command_id=record["command_id"], event_time=to_ms(record["event_time"]), kind="tick",
+                            order_id=record.get("order_id"), due=DueTick(now=to_ms(record["due"]["now"])))
+    if kind == "erase" and record.get("order_id"):
+        return OrderCommand(command_id=record["command_id"], event_time=to_ms(record["event_time"]), kind="erase",
+                            order_id=record["order_id"])
+    raise InvalidEvent("unknown_type", f"order command kind {kind!r} (or its fields); known: tick, erase")
 
 
 def message_intent_from(record: dict) -> MessageIntent:

@@ -12,8 +12,8 @@ import orjson
 from streams.core import ids
 from streams.core.customers import decide_customer
 from streams.core.model import (
-    CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, EngagementEvent, Fulfillment,
-    ItemHint, LineItem, MessageIntent, OrderEvent, OrderFact, ShippingAddress, SupportEvent,
+    CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, Due, DueTick, EngagementEvent,
+    Fulfillment, ItemHint, LineItem, MessageIntent, OrderEvent, OrderFact, Schedule, ShippingAddress, SupportEvent,
 )
 from streams.core.orders import decide_order
 from streams.core.state import CustomerState, OrderState
@@ -130,25 +130,41 @@ def json_roundtrip(data: dict) -> dict:
 def fact_command(fact_type: str = "placed", at: int = T0, customer_id: str = CUSTOMER, order_id: str = ORDER,
                  channels: ContactChannels | None = None, total: float | None = None, categories=(),
                  detail: str | None = None, command_id: str | None = None,
-                 time_zone: str | None = "Europe/Berlin") -> CustomerCommand:
+                 time_zone: str | None = "Europe/Berlin", items=(), had_problem: bool = False,
+                 promised: int | None = None) -> CustomerCommand:
     if fact_type == "placed" and channels is None:
         channels = contact()
+    if fact_type == "placed" and items and not categories:
+        categories = sorted({i.category for i in items})
     return CustomerCommand(
         command_id=command_id or ids.stable_id("fact", f"{order_id}-{fact_type}-{at}", fact_type),
         event_time=at, customer_id=customer_id, order_id=order_id, kind="order_fact",
         fact=OrderFact(type=fact_type, total=total, categories=list(categories), time_zone=time_zone,
-                       contact=channels, detail=detail),
+                       contact=channels, detail=detail, items=list(items), had_problem=had_problem,
+                       promised_delivery_at=promised),
     )
+
+
+def item(sku: str, category: str, quantity: int = 1, title: str | None = None) -> ItemHint:
+    return ItemHint(sku=sku, title=title or sku.title(), category=category, quantity=quantity)
+
+
+def tick(at: int, customer_id: str = CUSTOMER) -> CustomerCommand:
+    """Wall-clock time advanced (the app sends these to every partition it owns)."""
+    return CustomerCommand(command_id=f"tick:{at}", event_time=at, customer_id=customer_id, order_id="",
+                           kind="tick", due=DueTick(now=at))
 
 
 def intent(intent_type: str = "order_confirmation", channel: str = "email", kind: str = "transactional",
            at: int = T0, customer_id: str = CUSTOMER, order_id: str | None = ORDER, occasion: str | None = None,
-           reason_codes=("order_placed",), source_event_id: str = "ev-1") -> MessageIntent:
+           reason_codes=("order_placed",), source_event_id: str = "ev-1", priority: str = "high",
+           ttl: int = DAY, tracking: str | None = None) -> MessageIntent:
     return MessageIntent(
         intent_id=ids.intent_id(customer_id, order_id, intent_type, occasion or intent_type, channel),
         decided_at=at, order_id=order_id, customer_id=customer_id, intent_type=intent_type, kind=kind,
-        channel=channel, send_at=at, expires_at=at + DAY, priority="high",
-        content=ContentHints(items=[ItemHint("TEE", "Tee", "fashion", 2)], category="fashion"),
+        channel=channel, send_at=at, expires_at=at + ttl, priority=priority,
+        content=ContentHints(items=[ItemHint("TEE", "Tee", "fashion", 2)], category="fashion",
+                             tracking_number=tracking),
         reason_codes=list(reason_codes), source_event_id=source_event_id,
     )
 
@@ -171,29 +187,57 @@ def engagement(type_: str, channel: str = "email", at: int = T0 + HOUR, customer
 
 def support(type_: str, ticket_id: str = "T1", at: int = T0 + HOUR, customer_id: str = CUSTOMER,
             status: str | None = None, from_customer: bool = True, rating: int | None = None,
-            event_id: str | None = None) -> SupportEvent:
+            event_id: str | None = None, text: str | None = None, order_id: str | None = ORDER) -> SupportEvent:
     return SupportEvent(event_id=event_id or f"sup-{customer_id}-{ticket_id}-{type_}-{at}", event_time=at,
-                        source="test", type=type_, customer_id=customer_id, ticket_id=ticket_id, order_id=ORDER,
-                        status=status, from_customer=from_customer, rating=rating, topic="wismo")
+                        source="test", type=type_, customer_id=customer_id, ticket_id=ticket_id, order_id=order_id,
+                        status=status, from_customer=from_customer, text=text, rating=rating, topic="wismo")
 
 
 # --- customer stage runner -------------------------------------------------------------------
 
 @dataclass
 class CustomerRun:
+    """The customer stage as the app runs it: state kept between items, and (with `fire_dues`)
+    scheduled decisions fired as Dues once time has passed them, oldest first."""
+
     state: CustomerState | None = None
     intents: list[MessageIntent] = field(default_factory=list)
     audit: list[DecisionAudit] = field(default_factory=list)
     duplicates: int = 0
+    schedule: list[Schedule] = field(default_factory=list)  # entries not fired yet (the app's schedule table)
+    fire_dues: bool = False  # after each item, fire what is due by its time (the app on the event clock)
 
     def feed(self, *items, now: int | None = None) -> "CustomerRun":
         for item in items:
-            decision = decide_customer(self.state, item, item.event_time if now is None else now)
-            self.state = decision.state
-            self.intents.extend(decision.intents)
-            self.audit.extend(decision.audit)
+            at = item.event_time if now is None else now
+            decision = decide_customer(self.state, item, at)
+            self._take(decision)
             self.duplicates += decision.duplicate
+            if self.fire_dues:
+                self.advance(at, live=False)
         return self
+
+    def advance(self, now: int, live: bool = True) -> "CustomerRun":
+        """Fire every schedule entry due by `now`, as the app does (a Due each; stale ones are no-ops).
+        live: the wall clock passes every due time on the way (each fires at its own time, like a live
+        worker's ticks); else all fire at `now` (the event clock jumping ahead, or a worker catching up)."""
+        clock = 0
+        while due := sorted((s for s in self.schedule if s.due_at <= now), key=lambda s: (s.due_at, s.key, s.kind)):
+            batch = due[:1] if live else due
+            for entry in batch:
+                self.schedule.remove(entry)
+            for entry in batch:
+                at = max(clock, entry.due_at) if live else now
+                clock = at
+                if self.state is not None:
+                    self._take(decide_customer(self.state, Due(entry.key, entry.kind, entry.due_at, at), at))
+        return self
+
+    def _take(self, decision) -> None:
+        self.state = decision.state
+        self.intents.extend(decision.intents)
+        self.audit.extend(decision.audit)
+        self.schedule.extend(decision.schedule)
 
 
 def run_customer(*items, now: int | None = None) -> CustomerRun:
@@ -205,3 +249,14 @@ def send(run: CustomerRun, *items, now: int | None = None) -> tuple[list[Message
     n_intents, n_audit = len(run.intents), len(run.audit)
     run.feed(*items, now=now)
     return run.intents[n_intents:], run.audit[n_audit:]
+
+
+def advance(run: CustomerRun, now: int, live: bool = True) -> tuple[list[MessageIntent], list[DecisionAudit]]:
+    """Let time pass to `now` (scheduled decisions fire); return only what that produced."""
+    n_intents, n_audit = len(run.intents), len(run.audit)
+    run.advance(now, live)
+    return run.intents[n_intents:], run.audit[n_audit:]
+
+
+def audits(records) -> list[tuple[str, str, list[str]]]:
+    return [(a.intent_type, a.decision, a.reasons) for a in records]

@@ -28,12 +28,14 @@ def test_candidate_for_a_reachable_customer_passes_through():
     now = T0 + MINUTE
     intents, audit = send(run, candidate_command(message), now=now)
     assert audit == []
-    assert intents == [replace(message, decided_at=now, time_zone="Europe/Berlin", locale="de-DE")]
+    # The customer stage adds the customer's segment and a matching tone (segments.py).
+    content = replace(message.content, segment="first_time", tone="welcoming")
+    assert intents == [replace(message, decided_at=now, time_zone="Europe/Berlin", locale="de-DE", content=content)]
     assert run.state.channels["email"].sent == 1
     (recent,) = run.state.recent_intents
     assert {k: recent[k] for k in ("intent_id", "intent_type", "channel", "order_id", "at")} == {
         "intent_id": message.intent_id, "intent_type": "order_confirmation", "channel": "email",
-        "order_id": ORDER, "at": message.send_at,
+        "order_id": ORDER, "at": now,  # when it goes out (decided after its send_at): what caps count
     }
 
 
@@ -159,7 +161,7 @@ def test_hard_bounce_blocks_email_until_a_new_order_brings_an_address():
 def test_bounced_email_falls_back_to_sms():
     run = reachable_by_email(sms=True)
     send(run, engagement("bounced", "email"))
-    intents, _ = send(run, candidate_command(intent("shipped", "email")))
+    intents, _ = send(run, candidate_command(intent("shipped", "email", at=T0 + DAYTIME)))
     assert [i.channel for i in intents] == ["sms"]
     assert intents[0].reason_codes[-2:] == ["fallback_from:email", "bounced:email"]
 
@@ -173,12 +175,16 @@ def test_a_new_order_without_email_does_not_clear_the_bounce():
 
 # --- consent ---------------------------------------------------------------------------------
 
-def marketing(channel: str = "email", at: int = T0 + 2 * DAY, occasion: str = "m1"):
+# 11:00 in Berlin: outside quiet hours (21:00-08:00 for SMS/push, and for marketing e-mail).
+DAYTIME = 10 * HOUR
+
+
+def marketing(channel: str = "email", at: int = T0 + 2 * DAY + DAYTIME, occasion: str = "m1"):
     return candidate_command(intent("cross_sell", channel, kind="marketing", at=at, order_id=None, occasion=occasion,
                                     reason_codes=["test"]))
 
 
-def transactional(channel: str = "email", at: int = T0 + 2 * DAY, occasion: str = "t1"):
+def transactional(channel: str = "email", at: int = T0 + 2 * DAY + DAYTIME, occasion: str = "t1"):
     return candidate_command(intent("delivered", channel, at=at, occasion=occasion))
 
 
@@ -228,7 +234,10 @@ def test_unsubscribe_from_all_on_email_leaves_sms():
     send(run, engagement("unsubscribed", "email", at=T0 + DAY, scope="all"))
     intents, _ = send(run, transactional("email"))
     assert [i.channel for i in intents] == ["sms"]
-    intents, _ = send(run, transactional("sms", occasion="t2"))
+    # Other news (another order): "delivered" twice for one order from one event would be the same
+    # news, skipped as a duplicate (gate.py), so the second message is about order O2.
+    other = intent("delivered", "sms", at=T0 + 2 * DAY + DAYTIME, order_id="O2", occasion="t2", source_event_id="ev-2")
+    intents, _ = send(run, candidate_command(other))
     assert [i.channel for i in intents] == ["sms"]
 
 

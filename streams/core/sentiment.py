@@ -1,0 +1,22 @@
+"""Sentiment of what the customer writes (support tickets and replies), with VADER.
+
+VADER is a lexicon and rules, no model download: fast and deterministic. The analyzer loads its
+lexicon once, at import, and is shared (it holds no per-call state).
+"""
+from __future__ import annotations
+
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+_ANALYZER = SentimentIntensityAnalyzer()
+_MAX_CHARS = 2000  # a whole e-mail thread pasted in a ticket says no more than its start
+
+
+def compound(text: str | None) -> float:
+    """VADER's normalized score in [-1, 1]; 0 for no text."""
+    if not text or not text.strip():
+        return 0.0
+    return _ANALYZER.polarity_scores(text[:_MAX_CHARS])["compound"]
+
+
+def is_negative(text: str | None, threshold: float) -> bool:
+    return compound(text) <= threshold

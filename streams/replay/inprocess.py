@@ -1,0 +1,271 @@
+"""In-process replay: events through the same two stages as a worker, on event time, without Kafka.
+
+Each event goes to the partition Kafka would give its key (murmur2, as the Java client), so the
+per-partition schedules and lane statistics evolve as in a worker with the same partition count.
+The order stage's commands are handed to the customer stage at once: the same as a worker that has
+caught up on everything before the next event arrives (the Kafka "lockstep" replay, see
+streams/replay/lockstep.py), which is what makes the two paths comparable. A worker fed everything
+at once may interleave its input topics differently, and so decide differently.
+
+What a worker dead-letters is rejected here with the same reason code (an exception in the core is
+`processing_error`, and that event's outputs are dropped, as in the worker).
+"""
+from __future__ import annotations
+
+import heapq
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from ..core import model
+from ..core.model import Due, InvalidEvent
+from ..engine import CustomerStage, OrderStage, partition_for
+from ..scheduling import BUCKET_MS, Scheduler, _bucket_key, _cursor_key
+from .events import CONVERT, ORDER_TOPICS, ReplayEvent, convert, plan
+
+
+@dataclass
+class ReplayResult:
+    intents: list[model.MessageIntent] = field(default_factory=list)
+    audit: list[model.DecisionAudit] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (event id or '?', reason)
+    events: int = 0  # events fed (accepted by the converter)
+    duplicates: int = 0  # events the core recognised as already seen
+    commands: int = 0  # order stage -> customer stage hand-overs
+    exact_rerun: bool = False  # the core raised, so the run was repeated on the worker's exact path
+
+    def rejected_by_reason(self) -> Counter:
+        return Counter(reason.split(":", 1)[0] for _, reason in self.rejected)
+
+
+class _IndexedTable(dict):
+    """A schedule table (a dict, as in any replay) that also remembers which minute buckets of each
+    partition were written, so the scheduler can jump over empty minutes."""
+
+    def __init__(self):
+        super().__init__()
+        self.heaps: dict[int, list[int]] = {}
+
+    def __setitem__(self, key, value):
+        dict.__setitem__(self, key, value)
+        if key[:2] == "b:":
+            _, p, bucket = key.split(":")
+            heapq.heappush(self.heaps.setdefault(int(p), []), int(bucket))
+
+
+class SparseScheduler(Scheduler):
+    """The worker's Scheduler (add and watermark are inherited unchanged) with a `due()` that visits
+    only the minute buckets that hold entries, instead of every minute between two events of a
+    partition: on sparse data (a few orders over months) that walk was most of the replay's time.
+    It must pop the same entries, in the same order, and leave the same table behind:
+    tests/replay/test_schedule.py checks that against the stock Scheduler on random operations, and
+    the replay tests compare whole runs with the stock path (InProcessEngine(objects=False))."""
+
+    def due(self, partition: int, now: int) -> list[Due]:
+        table = self.table
+        ck = _cursor_key(partition)
+        cursor = table.get(ck)
+        if cursor is None:
+            return []
+        last, current = now // BUCKET_MS, cursor["bucket"]
+        if last < current:
+            return []
+        heap = table.heaps.get(partition)
+        if not heap or heap[0] > last:  # the common case: nothing written up to now
+            if last != current:
+                table[ck] = {**cursor, "bucket": last}
+            return []
+        buckets: list[int] = []
+        while heap and heap[0] <= last:
+            bucket = heapq.heappop(heap)
+            if bucket >= current and (not buckets or buckets[-1] != bucket):
+                buckets.append(bucket)
+        fired: list[Due] = []
+        for bucket in buckets:
+            key = _bucket_key(partition, bucket)
+            entries = table.get(key)
+            if not entries:
+                continue
+            ready = [e for e in entries if e[2] <= now]
+            later = [e for e in entries if e[2] > now]
+            if later:
+                table[key] = later  # (indexed again)
+            else:
+                del table[key]
+            fired.extend(Due(key=k, kind=kind, due_at=at, now=now) for k, kind, at in ready)
+        if last != current:
+            table[ck] = {**cursor, "bucket": last}
+        self.pending = max(0, self.pending - len(fired))
+        fired.sort(key=lambda d: (d.due_at, d.key, d.kind))
+        return fired
+
+
+def _sparse_ok() -> bool:
+    return _bucket_key(3, 17) == "b:3:17" and BUCKET_MS > 0  # the key layout the index parses
+
+
+class InProcessEngine:
+    """Both stages over dicts. `objects=True` (the default, fast) keeps state records as they are
+    between events and skips empty minutes in the schedules; `objects=False` runs exactly the
+    worker's code path: state stored as dicts, the stock scheduler (slower, for checks)."""
+
+    def __init__(self, partitions: int = 4, objects: bool = True):
+        self.partitions = partitions
+        self.orders: dict = {}
+        self.customers: dict = {}
+        self.lanes: dict = {}
+        self.order_stage = OrderStage(self.orders, self.lanes, {}, objects=objects)
+        self.customer_stage = CustomerStage(self.customers, {}, objects=objects)
+        if objects and _sparse_ok():  # the fast path; objects=False stays exactly the worker's code
+            self.order_stage.schedule = SparseScheduler(_IndexedTable())
+            self.customer_stage.schedule = SparseScheduler(_IndexedTable())
+        self._partition: dict[str, int] = {}  # key -> partition (murmur2 in pure Python is not free)
+
+    def partition(self, key: str) -> int:
+        p = self._partition.get(key)
+        if p is None:
+            p = self._partition[key] = partition_for(key, self.partitions)
+        return p
+
+    # --- feeding ---------------------------------------------------------------------------
+
+    def feed(self, topic: str, record: dict | object, result: ReplayResult) -> None:
+        """One input: a wire dict (converted here) or an already converted core record."""
+        if isinstance(record, dict):
+            if topic not in CONVERT:
+                result.rejected.append((record.get("event_id", "?"), f"unknown_topic: {topic}"))
+                return
+            try:
+                record = convert(topic, record)
+            except InvalidEvent as exc:
+                result.rejected.append((record.get("event_id", "?"), str(exc)))
+                return
+        self.feed_event(topic, record, result)
+
+    def feed_event(self, topic: str, event, result: ReplayResult) -> None:
+        result.events += 1
+        if topic in ORDER_TOPICS:
+            stage = self.order_stage
+            p = self.partition(event.order_id)
+            try:
+                out = stage.handle(p, event, event.event_time)
+                if out.duplicate:
+                    result.duplicates += 1
+                out.extend(stage.fire(p, stage.schedule.watermark(p, event.event_time)))
+            except Exception:  # as the worker: park the event (its outputs are not sent), keep going
+                result.rejected.append((event.event_id, "processing_error: " + traceback.format_exc(limit=3)))
+                return
+            result.audit += out.audit
+            result.intents += out.intents
+            for command in out.commands:
+                self._customer(command, result)
+        else:
+            self._customer(event, result, counted=True)
+
+    def _customer(self, item, result: ReplayResult, counted: bool = False) -> None:
+        stage = self.customer_stage
+        if not counted:
+            result.commands += 1
+        p = self.partition(item.customer_id)
+        try:
+            out = stage.handle(p, item, item.event_time)
+            if out.duplicate and counted:
+                result.duplicates += 1
+            out.extend(stage.fire(p, stage.schedule.watermark(p, item.event_time)))
+        except Exception:
+            ident = getattr(item, "event_id", None) or getattr(item, "command_id", "?")
+            result.rejected.append((ident, "processing_error: " + traceback.format_exc(limit=3)))
+            return
+        result.intents += out.intents
+        result.audit += out.audit
+
+    def tick(self, now: int, result: ReplayResult) -> None:
+        """Time passes to `now` on every partition, as a live worker's timer makes it: every order
+        partition's due decisions fire first (their commands reach the customer stage as messages
+        do), then every customer partition's. The Kafka path sends exactly these ticks."""
+        for p in range(self.partitions):
+            self.tick_orders(p, now, result)
+        for p in range(self.partitions):
+            self.tick_customers(p, now, result)
+
+    finish = tick  # let time run on to `until` after the data, so later schedules still fire
+
+    def tick_orders(self, p: int, until: int, result: ReplayResult) -> None:
+        try:
+            out = self.order_stage.fire(p, until)
+        except Exception:
+            result.rejected.append((f"tick:{p}:{until}", "processing_error: " + traceback.format_exc(limit=3)))
+            return
+        result.audit += out.audit
+        result.intents += out.intents
+        for command in out.commands:
+            self._customer(command, result)
+
+    def tick_customers(self, p: int, until: int, result: ReplayResult) -> None:
+        try:
+            out = self.customer_stage.fire(p, until)
+        except Exception:
+            result.rejected.append((f"tick:{p}:{until}", "processing_error: " + traceback.format_exc(limit=3)))
+            return
+        result.intents += out.intents
+        result.audit += out.audit
+
+
+def run_events(events: list[ReplayEvent], partitions: int = 4, run_on_ms: int = 0, objects: bool = True,
+               progress: Callable[[int], None] | None = None, progress_every: int = 2048,
+               tick_ms: int = 0) -> ReplayResult:
+    """Prepared events (streams/replay/events.py) through the engine, in the given order, with time
+    ticking every `tick_ms` and running on `run_on_ms` past the last event (see events.plan).
+    `progress(n)` is called with the number of events done so far.
+
+    If the core raised (a bug: the event is parked as `processing_error`, as a worker dead-letters
+    it), the fast path cannot say what state the failed call left behind, while a worker keeps the
+    state from before the event. So the whole replay is run again on the worker's exact path
+    (objects=False), and that result is returned, with `exact_rerun` set."""
+    result = _run(events, partitions, run_on_ms, tick_ms, objects, progress, progress_every)
+    if objects and any(reason.startswith("processing_error") for _, reason in result.rejected):
+        result = _run(events, partitions, run_on_ms, tick_ms, False, None, progress_every)
+        result.exact_rerun = True
+    return result
+
+
+def _run(events: list[ReplayEvent], partitions: int, run_on_ms: int, tick_ms: int, objects: bool,
+         progress: Callable[[int], None] | None, progress_every: int) -> ReplayResult:
+    engine = InProcessEngine(partitions, objects=objects)
+    result = ReplayResult()
+    feed = engine.feed_event
+    n = 0
+    for kind, item in plan(events, tick_ms, run_on_ms):
+        if kind == "event":
+            feed(item.topic, item.event, result)
+            n += 1
+            if progress is not None and n % progress_every == 0:
+                progress(n)
+        else:
+            engine.tick(item, result)
+    if progress is not None:
+        progress(n)
+    return result
+
+
+def replay(events: Iterable[tuple[str, dict]], partitions: int = 4, run_on_ms: int = 0) -> ReplayResult:
+    """Replay (topic, record) pairs in the given order; then let time run on by `run_on_ms`."""
+    engine = InProcessEngine(partitions)
+    result = ReplayResult()
+    last = 0
+    for topic, record in events:
+        engine.feed(topic, record, result)
+        t = record.get("event_time") if isinstance(record, dict) else record.event_time
+        if isinstance(t, int) and t > last:
+            last = t
+    if run_on_ms:
+        engine.finish(last + run_on_ms, result)
+    return result
+
+
+def simulated(orders: int, seed: int = 7) -> Iterator[tuple[str, dict]]:
+    from ..simulate import generate
+
+    for e in generate(orders=orders, seed=seed):
+        yield e.topic, e.record
