@@ -21,7 +21,8 @@ from .model import (
     CHANNELS, CustomerCommand, Due, EngagementEvent, MessageIntent, OrderFact, SupportEvent,
 )
 from .policy import (
-    CATEGORIES_KEPT, DEFAULT_POLICY, ENGAGEMENTS_KEPT, ITEMS_KEPT, OPEN_TICKETS_KEPT, ORDERS_KEPT, PROBLEMS_KEPT,
+    CATEGORIES_KEPT, DEFAULT_POLICY, ENGAGEMENTS_KEPT, ITEMS_KEPT, OPEN_TICKETS_KEPT, ORDER_IDS_KEPT, ORDERS_KEPT,
+    PROBLEMS_KEPT,
     PolicyConfig,
 )
 from .sentiment import is_negative
@@ -191,6 +192,9 @@ def _on_placed(decision: CustomerDecision, order: CustomerOrder, fact: OrderFact
                config: PolicyConfig) -> None:
     state = decision.state
     state.orders_count += 1
+    if order.order_id not in state.order_ids:
+        state.order_ids.append(order.order_id)  # every order, so an erasure request reaches them all
+        del state.order_ids[:-ORDER_IDS_KEPT]
     state.first_order_at = min(state.first_order_at or at, at)
     state.last_order_at = max(state.last_order_at or at, at)
     state.total_spent += fact.total or 0.0

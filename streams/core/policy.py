@@ -133,4 +133,5 @@ OPEN_TICKETS_KEPT = 20
 PROBLEMS_KEPT = 5
 ITEMS_KEPT = 20  # line items remembered per order (templates need the main ones)
 CATEGORIES_KEPT = 50
+ORDER_IDS_KEPT = 1000  # order ids per customer, for erasure requests
 ENGAGEMENTS_KEPT = 5  # opens/clicks remembered per order

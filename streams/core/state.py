@@ -162,6 +162,7 @@ class CustomerState:
     locale: str | None = None
     channels: dict[str, ChannelState] = field(default_factory=dict)
     orders_count: int = 0
+    order_ids: list[str] = field(default_factory=list)  # all orders (the newest ORDER_IDS_KEPT), for erasure
     first_order_at: int | None = None
     last_order_at: int | None = None
     total_spent: float = 0.0
