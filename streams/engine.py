@@ -74,7 +74,7 @@ class OrderStage:
             return Outputs()
         decision = decide_order(self._load(self.orders.get(event.order_id)), event, now,
                                 _LaneView(self.lanes, partition))
-        return self._apply(partition, event.order_id, decision)
+        return self._apply(partition, event.order_id, decision, now)
 
     def erase(self, order_id: str) -> None:
         """Forget the order (a tombstone in the changelog). Its scheduled checks lapse: a Due for a
@@ -92,16 +92,16 @@ class OrderStage:
                 if stored is None:
                     continue
                 decision = decide_order(stored, due, now, _LaneView(self.lanes, partition))
-                out.extend(self._apply(partition, due.key, decision))
+                out.extend(self._apply(partition, due.key, decision, now))
         return out
 
-    def _apply(self, partition: int, key: str, decision) -> Outputs:
+    def _apply(self, partition: int, key: str, decision, now: int) -> Outputs:
         if decision.duplicate:
             return Outputs(duplicate=True)
         self.orders[key] = decision.state if self.objects else decision.state.to_dict()
         for lane_key, stats in decision.lanes.items():
             self.lanes[f"{partition}|{lane_key}"] = stats
-        self.schedule.add(partition, decision.schedule)
+        self.schedule.add(partition, decision.schedule, now)
         return Outputs(commands=decision.commands, audit=decision.audit)
 
 
@@ -131,7 +131,7 @@ class CustomerStage:
         if isinstance(item, ErasureRequest):
             return self.erase(item)
         decision = decide_customer(self._load(self.customers.get(item.customer_id)), item, now)
-        return self._apply(partition, item.customer_id, decision)
+        return self._apply(partition, item.customer_id, decision, now)
 
     def fire(self, partition: int, now: int) -> Outputs:
         out = Outputs()
@@ -141,12 +141,12 @@ class CustomerStage:
                 if stored is None:
                     continue
                 decision = decide_customer(stored, due, now)
-                out.extend(self._apply(partition, due.key, decision))
+                out.extend(self._apply(partition, due.key, decision, now))
         return out
 
-    def _apply(self, partition: int, key: str, decision) -> Outputs:
+    def _apply(self, partition: int, key: str, decision, now: int) -> Outputs:
         if decision.duplicate:
             return Outputs(duplicate=True)
         self.customers[key] = decision.state if self.objects else decision.state.to_dict()
-        self.schedule.add(partition, decision.schedule)
+        self.schedule.add(partition, decision.schedule, now)
         return Outputs(intents=decision.intents, audit=decision.audit)

@@ -32,13 +32,15 @@ class Scheduler:
         self.table = table
         self.pending = 0  # entries added minus entries fired by this process (a backlog gauge)
 
-    def add(self, partition: int, entries: list[Schedule]) -> None:
+    def add(self, partition: int, entries: list[Schedule], now: int) -> None:
+        """Schedule entries decided at `now` (the time the deciding stage used)."""
         if not entries:
             return
         cursor = self.table.get(_cursor_key(partition))
         if cursor is None:
-            # The first entry of this partition: time starts here.
-            cursor = {"bucket": min(e.due_at for e in entries) // BUCKET_MS, "watermark": 0}
+            # The partition's first entry: its time starts now, not at the entry's due time (a
+            # later entry may well be due sooner).
+            cursor = {"bucket": min(now, *(e.due_at for e in entries)) // BUCKET_MS, "watermark": 0}
             self.table[_cursor_key(partition)] = cursor
         by_bucket: dict[str, list] = {}
         for entry in entries:

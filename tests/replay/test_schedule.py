@@ -12,7 +12,7 @@ T0 = 1_767_225_600_000
 ops = st.lists(st.one_of(
     st.tuples(st.just("add"), st.integers(0, 2),
               st.lists(st.tuples(st.sampled_from(["k1", "k2", "k3"]), st.sampled_from(["a", "b"]),
-                                 st.integers(-30, 3000)), max_size=4)),
+                                 st.integers(-30, 3000)), max_size=4), st.integers(-30, 3000)),
     st.tuples(st.just("due"), st.integers(0, 2), st.integers(-10, 3000)),
     st.tuples(st.just("watermark"), st.integers(0, 2), st.integers(-10, 3000)),
 ), max_size=60)
@@ -25,8 +25,8 @@ def test_sparse_scheduler_pops_what_the_stock_one_pops(operations, step_ms):
     for op in operations:
         if op[0] == "add":
             entries = [Schedule(k, kind, T0 + at * step_ms) for k, kind, at in op[2]]
-            stock.add(op[1], entries)
-            sparse.add(op[1], entries)
+            stock.add(op[1], entries, T0 + op[3] * step_ms)
+            sparse.add(op[1], entries, T0 + op[3] * step_ms)
         elif op[0] == "due":
             now = T0 + op[2] * step_ms
             assert sparse.due(op[1], now) == stock.due(op[1], now)
