@@ -128,8 +128,9 @@ def build_app(settings: Settings) -> faust.App:
             recent["audit"].append(audit)
             await audit_out.send(key=audit.customer_id.encode(), value=codec.encode("decision-audit", audit))
 
-    order_stage_core = OrderStage(orders, lanes, order_schedule_table)
-    customer_stage_core = CustomerStage(customers, customer_schedule_table)
+    event_clock = settings.clock == "event"
+    order_stage_core = OrderStage(orders, lanes, order_schedule_table, event_clock=event_clock)
+    customer_stage_core = CustomerStage(customers, customer_schedule_table, event_clock=event_clock)
 
     async def send_outputs(out: Outputs) -> None:
         for command in out.commands:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import Settings
 
+HOUR = 3_600_000
 DIM, BOLD, GREEN, YELLOW, RED, RESET = "\033[2m", "\033[1m", "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 
 
@@ -126,7 +127,9 @@ def run_demo(orders: int = 150, rate: float = 40.0, bad: int = 5, seed: int = 7,
                     "exception", "attempt_failed", "returned_to_sender") or e.topic == "support":
                 print(_paint("  >> " + line, DIM), flush=True)
 
-        produce_events(settings, events, rate=rate, on_event=on_event)
+        # Hourly event-time ticks fire what is planned for later (care tips, review requests,
+        # reminders), as a live worker's timer would on the wall clock.
+        produce_events(settings, events, rate=rate, on_event=on_event, tick_ms=HOUR)
         if bad:
             out = EventProducer(settings)
             for topic, key, value in malformed(random.Random(seed), bad):
@@ -134,14 +137,19 @@ def run_demo(orders: int = 150, rate: float = 40.0, bad: int = 5, seed: int = 7,
             out.flush()
             del out  # release its connections before the broker stops
             stats["in"]["malformed"] += bad
-        # Let the worker finish: wait until nothing new has come out for a few seconds.
-        quiet_since, last = time.monotonic(), sum(stats["out"].values())
-        deadline = time.monotonic() + 120
-        while time.monotonic() - quiet_since < 5 and time.monotonic() < deadline:
-            time.sleep(0.5)
-            now_total = sum(stats["out"].values())
-            if now_total != last:
-                last, quiet_since = now_total, time.monotonic()
+        _wait_until_quiet(stats)
+        # Then two more weeks pass, a day at a time: the post-delivery window of the last orders.
+        # (Only once the worker has caught up: a tick overtaking the events would let time jump.)
+        print(_paint("two more weeks pass (event-time ticks)...", BOLD), flush=True)
+        out = EventProducer(settings)
+        last = max(e.record["event_time"] for e in events) // HOUR * HOUR
+        for day in range(14):
+            for hour in range(24):
+                out.tick(last + (day * 24 + hour + 1) * HOUR)
+            out.flush()
+            time.sleep(0.3)
+        del out
+        _wait_until_quiet(stats)
         stop.set()
         watcher.join(timeout=5)
         _summary(stats, timelines)
@@ -157,6 +165,17 @@ def run_demo(orders: int = 150, rate: float = 40.0, bad: int = 5, seed: int = 7,
         worker_log.close()
         if broker is not None:
             broker.stop()
+
+
+def _wait_until_quiet(stats: dict, quiet: float = 5.0, limit: float = 120.0) -> None:
+    """Until nothing new has come out of the worker for `quiet` seconds."""
+    quiet_since, last = time.monotonic(), sum(stats["out"].values())
+    deadline = time.monotonic() + limit
+    while time.monotonic() - quiet_since < quiet and time.monotonic() < deadline:
+        time.sleep(0.5)
+        total = sum(stats["out"].values())
+        if total != last:
+            last, quiet_since = total, time.monotonic()
 
 
 def _summary(stats: dict, timelines: dict[str, list[str]]) -> None:

@@ -6,14 +6,14 @@ what a worker would.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import MutableMapping
 
 from aiokafka.partitioner import murmur2
 
 from .core.customers import decide_customer
 from .core.model import (
-    CarrierScan, CustomerCommand, DecisionAudit, ErasureRequest, MessageIntent, OrderCommand, OrderEvent,
+    CarrierScan, CustomerCommand, DecisionAudit, Due, ErasureRequest, MessageIntent, OrderCommand, OrderEvent,
 )
 from .core.orders import decide_order
 from .core.state import CustomerState, OrderState
@@ -41,6 +41,13 @@ class Outputs:
         return self
 
 
+def _decision_time(due: Due, now: int, event_clock: bool) -> int:
+    """When a scheduled decision is taken. Live, it is now: a check that fires late is late, and
+    stale news is dropped. On event time the partition's clock only moves when its next event comes,
+    which may be long after the due time; the decision is the one a live worker would have taken then."""
+    return max(due.due_at, 0) if event_clock else now
+
+
 class _LaneView:
     """The lane statistics of one partition, read on demand by the core."""
 
@@ -59,9 +66,10 @@ class OrderStage:
     The core takes ownership of the state it is given, so this is the same computation."""
 
     def __init__(self, orders: MutableMapping, lanes: MutableMapping, schedule: MutableMapping,
-                 objects: bool = False):
+                 objects: bool = False, event_clock: bool = False):
         self.orders, self.lanes, self.schedule = orders, lanes, Scheduler(schedule)
         self.objects = objects
+        self.event_clock = event_clock
 
     def _load(self, stored) -> OrderState | None:
         if not stored:
@@ -91,8 +99,9 @@ class OrderStage:
                 stored = self._load(self.orders.get(due.key))
                 if stored is None:
                     continue
-                decision = decide_order(stored, due, now, _LaneView(self.lanes, partition))
-                out.extend(self._apply(partition, due.key, decision, now))
+                when = _decision_time(due, now, self.event_clock)
+                decision = decide_order(stored, replace(due, now=when), when, _LaneView(self.lanes, partition))
+                out.extend(self._apply(partition, due.key, decision, when))
         return out
 
     def _apply(self, partition: int, key: str, decision, now: int) -> Outputs:
@@ -108,7 +117,9 @@ class OrderStage:
 class CustomerStage:
     """`objects=True`: see OrderStage."""
 
-    def __init__(self, customers: MutableMapping, schedule: MutableMapping, objects: bool = False):
+    def __init__(self, customers: MutableMapping, schedule: MutableMapping, objects: bool = False,
+                 event_clock: bool = False):
+        self.event_clock = event_clock
         self.customers, self.schedule = customers, Scheduler(schedule)
         self.objects = objects
 
@@ -140,8 +151,9 @@ class CustomerStage:
                 stored = self._load(self.customers.get(due.key))
                 if stored is None:
                     continue
-                decision = decide_customer(stored, due, now)
-                out.extend(self._apply(partition, due.key, decision, now))
+                when = _decision_time(due, now, self.event_clock)
+                decision = decide_customer(stored, replace(due, now=when), when)
+                out.extend(self._apply(partition, due.key, decision, when))
         return out
 
     def _apply(self, partition: int, key: str, decision, now: int) -> Outputs:

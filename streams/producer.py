@@ -62,19 +62,52 @@ class EventProducer:
             raise RuntimeError(f"{remaining} messages not delivered; errors: {self.errors[:5]}")
 
 
+    def tick(self, at: int) -> None:
+        """Event-time ticks: tell every partition of both stages that time is now `at`, so their
+        scheduled decisions fire (a live worker's timer does this on the wall clock)."""
+        tick = {"command_id": f"tick:{at}", "event_time": at, "kind": "tick", "due": {"now": at}}
+        order_tick = self.codec.encode("order-commands", {**tick, "order_id": None})
+        customer_tick = self.codec.encode("customer-commands", {**tick, "customer_id": "", "order_id": ""})
+        for p in range(self.settings.partitions):
+            self._produce(self.settings.topic("order-commands"), order_tick, partition=p)
+            self._produce(self.settings.topic("customer-commands"), customer_tick, partition=p)
+
+    def _produce(self, topic: str, value: bytes, **kw) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, on_delivery=self._on_delivery, **kw)
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+
 def produce_events(settings: Settings, events: Iterable[SimEvent], rate: float | None = None,
-                   on_event: Callable[[SimEvent], None] | None = None) -> int:
-    """Send events in arrival order, paced at `rate` per second (None: as fast as possible)."""
+                   on_event: Callable[[SimEvent], None] | None = None, tick_ms: int | None = None,
+                   run_on_ms: int = 0) -> int:
+    """Send events in arrival order, paced at `rate` per second (None: as fast as possible). With
+    `tick_ms`, event-time ticks go out as event time passes, and for `run_on_ms` after the last
+    event, so decisions planned for later (reviews, reminders) fire as they would live."""
     out = EventProducer(settings)
     started = time.monotonic()
     n = 0
+    next_tick = None
     for n, event in enumerate(events, 1):
         if rate:
             ahead = started + n / rate - time.monotonic()
             if ahead > 0:
                 out.producer.poll(ahead)
+        at = event.record["event_time"]
+        if tick_ms:
+            next_tick = next_tick or (at // tick_ms + 1) * tick_ms
+            while at >= next_tick:
+                out.tick(next_tick)
+                next_tick += tick_ms
         out.send(event.topic, event.key, event.record)
         if on_event:
             on_event(event)
+    if tick_ms and next_tick is not None:
+        for at in range(next_tick, next_tick + run_on_ms, tick_ms):
+            out.tick(at)
     out.flush()
     return n

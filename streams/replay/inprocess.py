@@ -115,8 +115,8 @@ class InProcessEngine:
         self.orders: dict = {}
         self.customers: dict = {}
         self.lanes: dict = {}
-        self.order_stage = OrderStage(self.orders, self.lanes, {}, objects=objects)
-        self.customer_stage = CustomerStage(self.customers, {}, objects=objects)
+        self.order_stage = OrderStage(self.orders, self.lanes, {}, objects=objects, event_clock=True)
+        self.customer_stage = CustomerStage(self.customers, {}, objects=objects, event_clock=True)
         if objects and _sparse_ok():  # the fast path; objects=False stays exactly the worker's code
             self.order_stage.schedule = SparseScheduler(_IndexedTable())
             self.customer_stage.schedule = SparseScheduler(_IndexedTable())
