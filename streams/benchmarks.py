@@ -1,0 +1,1142 @@
+"""End-to-end benchmarks on a real Kafka broker, registered into `aftersale bench` (streams/bench.py):
+
+- `e2e`: events/s of one worker from the input topics through its RocksDB tables (changelogs on) to
+  the intents, on pre-produced simulated traffic, against two baselines on the same events and broker
+  in the same run: a raw aiokafka consume-and-produce passthrough (the ceiling for a Python client)
+  and a naive Faust agent that updates one RocksDB table per event.
+- `latency`: event append to intent append (broker LogAppendTime on both topics), p50/p99, at a
+  fixed input rate (2,000 events/s by default) against a worker on the wall clock.
+- `restart`: a worker with N orders in its tables (seeded through the changelogs, so the first start
+  also times a rebuild from the changelog), stopped and restarted on its RocksDB: seconds to ready;
+  bytes of state per order (RocksDB, changelog) and worker RSS at two state sizes while it works; at
+  the smaller size also the RSS of a timer burst (event time jumps two days; killed above 4 GiB).
+
+Sizes come from the environment (the CLI passes only `--orders`, which sizes the in-process benches):
+
+| variable | default | full (`AFTERSALE_BENCH_FULL=1`) |
+|---|---|---|
+| `AFTERSALE_BENCH_E2E_ORDERS` | 3000 (~28k events) | 10000 |
+| `AFTERSALE_BENCH_RATE` | 2000 events/s | same |
+| `AFTERSALE_BENCH_LATENCY_SECONDS` | 15 | 60 |
+| `AFTERSALE_BENCH_STATE_ORDERS` | 10000,100000 | 100000,1000000 |
+| `AFTERSALE_BENCH_PROFILE` | unset; a file name: py-spy (or cProfile) the e2e worker, top costs printed | |
+| `AFTERSALE_PYSPY` | py-spy on PATH; or its path (e.g. `pip install --target DIR py-spy`) | |
+| `AFTERSALE_BENCH_WORKER_ENV` | unset; JSON of extra environment for the e2e worker, to try settings (e.g. `{"PRODUCER_LINGER": "0.01"}`) | |
+
+The broker is `KAFKA_BOOTSTRAP_SERVERS` when set, else a local KRaft broker started for the run. Every
+benchmark uses fresh app ids (topics prefixed by them) and stops every process it started.
+
+The process helpers here (WorkerRun, GroupLag, read_outputs, ...) are also used by tests/faults/.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .bench import Figure, register
+from .config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+INPUT_SUFFIXES = ("orders", "carrier-scans", "engagement", "support")  # what producers write
+# Every topic a worker consumes (lag zero on all of them = everything processed, internal hops included).
+WORKER_INPUTS = (*INPUT_SUFFIXES, "customer-commands", "order-commands", "erasure-requests")
+TIME_FIELDS = ("event_time", "promised_delivery_at", "carrier_estimated_delivery_at")
+
+
+def full_size() -> bool:
+    return os.environ.get("AFTERSALE_BENCH_FULL", "") not in ("", "0")
+
+
+def _env_int(name: str, default: int, full: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw:
+        return int(raw)
+    return full if (full is not None and full_size()) else default
+
+
+def _env_ints(name: str, default: str, full: str) -> list[int]:
+    raw = os.environ.get(name) or (full if full_size() else default)
+    return [int(x) for x in raw.split(",") if x.strip()]
+
+
+# ---- broker ------------------------------------------------------------------------------------
+
+_BROKER: dict = {}
+
+
+def bootstrap() -> str:
+    """KAFKA_BOOTSTRAP_SERVERS, or a local broker started once for this process (stopped at exit)."""
+    from deploy.broker import LocalBroker, external_bootstrap
+
+    external = external_bootstrap()
+    if external:
+        return external
+    if "broker" not in _BROKER:
+        data_dir = Path(tempfile.mkdtemp(prefix="aftersale-bench-kafka-"))
+        broker = LocalBroker(data_dir=data_dir)
+        broker.start(timeout=120)
+        _BROKER.update(broker=broker, data_dir=data_dir)
+
+        def cleanup() -> None:
+            broker.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+        atexit.register(cleanup)
+    return _BROKER["broker"].bootstrap_servers
+
+
+def new_settings(bootstrap_servers: str, prefix: str, data_dir: Path, clock: str = "event",
+                 partitions: int = 4) -> Settings:
+    """Settings for a fresh app id (its own topics and consumer group), topics created."""
+    from deploy.topics import apply
+
+    settings = Settings(bootstrap_servers=bootstrap_servers, app_id=f"{prefix}{uuid.uuid4().hex[:8]}",
+                        partitions=partitions, clock=clock, data_dir=data_dir)
+    apply(settings)
+    return settings
+
+
+def admin(settings: Settings):
+    from confluent_kafka.admin import AdminClient
+
+    from .security import librdkafka_config
+
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, **librdkafka_config(settings)})
+
+
+def set_log_append_time(settings: Settings, suffixes: Iterable[str]) -> None:
+    """Timestamps set by the broker when it appends (not by the producer), on these topics."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    resources = [ConfigResource(ResourceType.TOPIC, settings.topic(s), incremental_configs=[
+        ConfigEntry("message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET)])
+        for s in suffixes]
+    client = admin(settings)  # keep the client alive until the futures are done
+    for future in client.incremental_alter_configs(resources).values():
+        future.result()
+
+
+# ---- worker processes ----------------------------------------------------------------------------
+
+def _get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class WorkerRun:
+    """A real `aftersale worker` subprocess (or another Faust worker command). Keeps its web port and
+    instance id across restarts (static membership: Faust checks the URL in the member metadata)."""
+
+    def __init__(self, settings: Settings, data_dir: Path, log_path: Path, clock: str = "event",
+                 instance_id: str = "w0", loglevel: str = "warning", argv: list[str] | None = None,
+                 env: dict | None = None, session_timeout: float = 10.0):
+        self.settings, self.data_dir, self.log_path = settings, Path(data_dir), Path(log_path)
+        self.clock, self.instance_id, self.loglevel = clock, instance_id, loglevel
+        self.argv, self.extra_env, self.session_timeout = argv, env or {}, session_timeout
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.started_at: float | None = None  # time.monotonic() of the last start
+
+    def command(self) -> list[str]:
+        if self.argv is not None:
+            return [*self.argv, "--web-port", str(self.port)]
+        return [sys.executable, "-m", "streams.cli", "worker", "--clock", self.clock, "--data-dir",
+                str(self.data_dir), "--web-port", str(self.port), "--loglevel", self.loglevel]
+
+    def start(self, wait: str | None = "health", timeout: float = 120.0) -> "WorkerRun":
+        from deploy.broker import free_port
+
+        self.port = self.port or free_port()
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+               "AFTERSALE_APP_ID": self.settings.app_id, "AFTERSALE_PARTITIONS": str(self.settings.partitions),
+               "AFTERSALE_INSTANCE_ID": self.instance_id, "AFTERSALE_SESSION_TIMEOUT": str(self.session_timeout),
+               "AFTERSALE_DATA_DIR": str(self.data_dir), **self.extra_env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if wait == "health":
+            self.wait_for(lambda: self.health(), timeout, "answer /health")
+        elif wait == "ready":
+            self.wait_for(lambda: self.ready(), timeout, "be ready")
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def health(self) -> bool:
+        try:
+            return _get(self.url("/health"))[0] == 200
+        except OSError:
+            return False
+
+    def ready(self) -> bool:
+        """/ready: running, assignment received, tables recovered."""
+        try:
+            return _get(self.url("/ready"))[0] == 200
+        except OSError:
+            return False
+
+    def wait_for(self, check, timeout: float, what: str, poll: float = 0.1) -> float:
+        """Seconds since start until `check()` held."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if check():
+                return time.monotonic() - self.started_at
+            time.sleep(poll)
+        raise TimeoutError(f"worker did not {what} within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def rss_bytes(self) -> int:
+        """VmRSS of the worker process (/proc/<pid>/status)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far (/proc/<pid>/stat)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self) -> str:
+        return _get(self.url("/metrics"), timeout=5)[1].decode()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no final commit, no flush."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+# ---- consumer-group lag ----------------------------------------------------------------------------
+
+class GroupLag:
+    """Committed offsets of a consumer group against the end offsets of some topics (AdminClient).
+    Committed offsets are read before end offsets: a worker flushes its producer before it commits,
+    so the internal topics' end offsets already count what the committed input caused."""
+
+    def __init__(self, settings: Settings, group: str, suffixes: Iterable[str] = WORKER_INPUTS,
+                 topics: Iterable[str] | None = None):
+        from confluent_kafka import TopicPartition
+
+        self.admin = admin(settings)
+        names = list(topics) if topics is not None else [settings.topic(s) for s in suffixes]
+        existing = self.admin.list_topics(timeout=30).topics
+        self.tps = [TopicPartition(t, p) for t in names if t in existing for p in range(settings.partitions)]
+        self.group = group
+
+    def offsets(self) -> tuple[dict, dict]:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka.admin import OffsetSpec
+
+        futures = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(self.group, self.tps)])
+        committed = {(tp.topic, tp.partition): max(tp.offset, 0)
+                     for tp in futures[self.group].result().topic_partitions}
+        ends = {(tp.topic, tp.partition): f.result().offset
+                for tp, f in self.admin.list_offsets({tp: OffsetSpec.latest() for tp in self.tps}).items()}
+        return committed, ends
+
+    def lag(self) -> dict[str, int]:
+        committed, ends = self.offsets()
+        return {f"{t}[{p}]": end - committed.get((t, p), 0) for (t, p), end in ends.items()
+                if end - committed.get((t, p), 0) > 0}
+
+    def committed_total(self) -> int:
+        return sum(self.offsets()[0].values())
+
+    def wait_zero(self, timeout: float, poll: float = 0.2, alive=None) -> float:
+        start = time.monotonic()
+        while True:
+            lag = self.lag()
+            if not lag:
+                return time.monotonic() - start
+            if alive is not None and not alive():
+                raise RuntimeError(f"consumer of group {self.group} died with lag {lag}")
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"group {self.group} still behind after {timeout:.0f}s: {lag}")
+            time.sleep(poll)
+
+
+def time_to_drain(lag: GroupLag, started: float, timeout: float, alive=None, poll: float = 0.1,
+                  on_first_commit=None) -> tuple[float, float]:
+    """(seconds from `started` to lag zero, seconds from the first committed offset to lag zero)."""
+    first_commit = None
+    deadline = time.monotonic() + timeout
+    while True:
+        committed, ends = lag.offsets()
+        now = time.monotonic()
+        if first_commit is None and any(committed.values()):
+            first_commit = now
+            if on_first_commit is not None:
+                on_first_commit()
+        if all(end <= committed.get(tp, 0) for tp, end in ends.items()) and first_commit is not None:
+            return now - started, now - first_commit
+        if alive is not None and not alive():
+            raise RuntimeError(f"consumer of group {lag.group} died")
+        if now > deadline:
+            raise TimeoutError(f"group {lag.group} not drained in {timeout:.0f}s")
+        time.sleep(poll)
+
+
+# ---- producing and reading back ----------------------------------------------------------------------
+
+def encode_events(settings: Settings, events) -> list[tuple[str, bytes, bytes]]:
+    """SimEvents -> (topic, key, Confluent-framed Avro value), encoded once up front."""
+    from .producer import make_codec
+
+    codec = make_codec(settings)
+    return [(settings.topic(e.topic), e.key.encode(), codec.encode(e.topic, e.record)) for e in events]
+
+
+class Producer:
+    """confluent-kafka, idempotent, murmur2 (like streams.producer), remembering where each record went."""
+
+    def __init__(self, settings: Settings, **extra):
+        from .producer import make_producer
+
+        self.producer = make_producer(settings, **extra)
+        self.errors: list[str] = []
+        self.delivered: list[tuple[str, int, int, int]] = []  # (topic, partition, offset, tag)
+
+    def send(self, topic: str, key: bytes | None, value: bytes, tag: int = -1) -> None:
+        def on_delivery(err, msg, tag=tag):
+            if err is not None:
+                self.errors.append(f"{msg.topic()}: {err}")
+            else:
+                self.delivered.append((msg.topic(), msg.partition(), msg.offset(), tag))
+
+        while True:
+            try:
+                self.producer.produce(topic, value, key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def flush(self, timeout: float = 120.0) -> None:
+        remaining = self.producer.flush(timeout)
+        if remaining or self.errors:
+            raise RuntimeError(f"{remaining} messages not delivered; errors: {self.errors[:5]}")
+
+
+def wait_until(producer, when: float) -> None:
+    """Serve delivery callbacks until time.monotonic() reaches `when` (poll() returns early as soon
+    as it served one, so one poll(ahead) is not a sleep)."""
+    while (ahead := when - time.monotonic()) > 0:
+        producer.poll(ahead)
+
+
+def produce(settings: Settings, records: list[tuple[str, bytes, bytes]], rate: float | None = None,
+            **extra) -> Producer:
+    out = Producer(settings, **extra)
+    started = time.monotonic()
+    for n, (topic, key, value) in enumerate(records):
+        if rate:
+            wait_until(out.producer, started + n / rate)
+        out.send(topic, key, value, tag=n)
+    out.flush()
+    return out
+
+
+@dataclass
+class Out:
+    topic: str  # suffix
+    key: bytes | None
+    value: dict | None  # decoded (None if not decoded)
+    timestamp: int  # the record's timestamp (append time on LogAppendTime topics)
+    partition: int
+    offset: int
+    raw: bytes | None = None
+
+
+def read_outputs(settings: Settings, suffixes: Iterable[str], decode: bool = True, keep_raw: bool = False,
+                 topics: Iterable[str] | None = None, timeout: float = 120.0) -> list[Out]:
+    """Everything in these topics now (from the beginning up to the current end offsets)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from .codec import OUTPUTS
+    from .producer import make_codec
+    from .security import librdkafka_config
+
+    codec = make_codec(settings)
+    names = list(topics) if topics is not None else [settings.topic(s) for s in suffixes]
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         **librdkafka_config(settings)})
+    try:
+        existing = consumer.list_topics(timeout=30).topics
+        ends: dict[tuple[str, int], int] = {}
+        for name in names:
+            if name not in existing:
+                continue
+            for p in existing[name].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)
+                if high > low:
+                    ends[(name, p)] = high
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+        out: list[Out] = []
+        remaining = dict(ends)
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                if msg.error():
+                    continue
+                tp = (msg.topic(), msg.partition())
+                if tp not in remaining or msg.offset() >= ends[tp]:
+                    continue
+                if msg.offset() >= ends[tp] - 1:
+                    remaining.pop(tp, None)
+                suffix = codec.suffix(msg.topic())
+                value = None
+                if decode and suffix in OUTPUTS:
+                    value = codec.serde.decode(msg.value(), OUTPUTS[suffix])
+                out.append(Out(suffix, msg.key(), value, msg.timestamp()[1], msg.partition(), msg.offset(),
+                               msg.value() if keep_raw else None))
+        if remaining:
+            raise TimeoutError(f"could not read to the end of {sorted(remaining)}")
+        return out
+    finally:
+        consumer.close()
+
+
+def changelog_bytes(settings: Settings, tables: Iterable[str]) -> dict[str, dict]:
+    """Per table changelog: records, key+value bytes of all records, and of the latest per key
+    (what compaction keeps)."""
+    from deploy.topics import changelog_name
+
+    result = {}
+    for table in tables:
+        records = read_outputs(settings, (), decode=False, keep_raw=True, topics=[changelog_name(settings.app_id, table)])
+        latest: dict[bytes, int] = {}
+        total = 0
+        for r in records:
+            size = len(r.key or b"") + len(r.raw or b"")
+            total += size
+            if r.raw is None:
+                latest.pop(r.key, None)
+            else:
+                latest[r.key] = size
+        result[table] = {"records": len(records), "bytes": total, "keys": len(latest), "compacted_bytes": sum(latest.values())}
+    return result
+
+
+# ---- traffic -------------------------------------------------------------------------------------------
+
+def simulated(orders: int, seed: int = 7, id_prefix: str = "", **kw):
+    from .simulate import generate
+
+    return generate(orders=orders, seed=seed, id_prefix=id_prefix, **kw)
+
+
+def to_wall_clock(record: dict, now_ms: int) -> dict:
+    """The record as if it happened now: every absolute time moved by the same amount, so relative
+    times (the promise, the carrier's estimate) keep their distance to the event."""
+    delta = now_ms - record["event_time"]
+    out = dict(record)
+    for name in TIME_FIELDS:
+        if out.get(name) is not None:
+            out[name] = out[name] + delta
+    return out
+
+
+# ---- baselines -------------------------------------------------------------------------------------------
+
+async def _passthrough(bootstrap_servers: str, topics: list[str], out_topic: str, expected: int,
+                       group: str) -> tuple[float, int]:
+    """Read `topics`, write each value to `out_topic` (acks=all), until `expected` were read and every
+    write was acknowledged; commit. Seconds from the first record read to the end."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap_servers, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        n, first, pending = 0, None, []
+        while n < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batches.values():
+                if first is None and records:
+                    first = time.perf_counter()
+                for msg in records:
+                    pending.append(await producer.send(out_topic, value=msg.value, key=msg.key))
+                    n += 1
+            if len(pending) > 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        await consumer.commit()
+        return time.perf_counter() - first, n
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def passthrough(settings: Settings, expected: int) -> tuple[float, int]:
+    from confluent_kafka.admin import NewTopic
+
+    out_topic = settings.topic("bench-passthrough")
+    client = admin(settings)
+    for f in client.create_topics([NewTopic(out_topic, settings.partitions, 1)]).values():
+        f.result()
+    return asyncio.run(_passthrough(settings.bootstrap_servers, [settings.topic(s) for s in INPUT_SUFFIXES],
+                                    out_topic, expected, f"{settings.app_id}-passthrough"))
+
+
+def naive_faust_main(argv: list[str]) -> None:
+    """The naive Faust baseline: one agent over the input topics, one RocksDB table (changelog on),
+    `counts[key] += 1` per event, nothing decoded, nothing sent. Run as a worker subprocess."""
+    import argparse
+
+    import faust
+    from faust.worker import Worker
+
+    from .app import ROCKSDB_OPTIONS
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--app-id", required=True)
+    p.add_argument("--topics", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--web-port", type=int, required=True)
+    args = p.parse_args(argv)
+    app = faust.App(args.app_id, broker=[f"kafka://{hp}" for hp in os.environ["KAFKA_BOOTSTRAP_SERVERS"].split(",")],
+                    store="rocksdb://", datadir=args.data_dir, topic_partitions=args.partitions,
+                    web_port=args.web_port, web_bind="127.0.0.1", web_in_thread=False, producer_acks=-1,
+                    broker_commit_every=1000, broker_commit_interval=1.0)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    source = app.topic(*args.topics.split(","), **raw)
+    counts = app.Table("counts", default=int, partitions=args.partitions, options=ROCKSDB_OPTIONS)
+
+    @app.agent(source, name="naive_count")
+    async def count(stream):
+        async for event in stream.events():
+            key = event.message.key.decode()
+            counts[key] += 1
+
+    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+def profile_main(argv: list[str]) -> None:
+    """`python -m streams.benchmarks profile OUT worker ...`: the worker under cProfile, stats saved
+    to OUT when it exits (SIGTERM: Faust shuts down cleanly)."""
+    import cProfile
+
+    from . import cli
+
+    out, rest = argv[0], argv[1:]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        cli.main(rest)
+    except SystemExit:
+        pass
+    finally:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+
+# ---- the benchmarks ------------------------------------------------------------------------------------
+
+def _workdir(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"aftersale-bench-{name}-"))
+
+
+def _pyspy() -> str | None:
+    found = shutil.which("py-spy") or os.environ.get("AFTERSALE_PYSPY")
+    return found if found and os.access(found, os.X_OK) else None
+
+
+def _start_profiler(target: Path, pid: int) -> subprocess.Popen | None:
+    tool = _pyspy()
+    if not tool:
+        return None
+    return subprocess.Popen([tool, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                             "--output", str(target), "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+
+
+def top_costs_pyspy(raw_file: Path, n: int = 25) -> list[tuple[str, float, float]]:
+    """From py-spy's collapsed stacks: (function, self %, inclusive %) of the busiest functions."""
+    own: Counter = Counter()
+    incl: Counter = Counter()
+    total = 0
+    for line in Path(raw_file).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        c = int(count)
+        total += c
+        frames = stack.split(";")
+        own[frames[-1]] += c
+        for f in set(frames):
+            incl[f] += c
+    return [(f, 100 * own[f] / total, 100 * incl[f] / total) for f, _ in own.most_common(n)] if total else []
+
+
+@register("e2e", "one worker end to end (RocksDB, changelogs) vs aiokafka passthrough and a naive Faust agent",
+          needs_broker=True)
+def bench_e2e(options: dict) -> list[Figure]:
+    orders = _env_int("AFTERSALE_BENCH_E2E_ORDERS", 3000, full=10000)
+    work = _workdir("e2e")
+    settings = new_settings(bootstrap(), "be2e", work / "worker")
+    events = simulated(orders, seed=5)
+    n = len(events)
+    records = encode_events(settings, events)
+    t = time.perf_counter()
+    produce(settings, records)
+    print(f"   produced {n:,} events of {orders:,} orders in {time.perf_counter() - t:.1f}s", flush=True)
+    try:
+        # 1. The ceiling: consume and produce each record, nothing else.
+        seconds, count = passthrough(settings, n)
+        pass_rate = count / seconds
+        print(f"   passthrough: {count:,} in {seconds:.2f}s", flush=True)
+
+        # 2. A naive Faust agent updating one RocksDB table per event.
+        naive_id = f"{settings.app_id}-naive"
+        naive = WorkerRun(settings, work / "naive", work / "naive.log",
+                          argv=[sys.executable, "-m", "streams.benchmarks", "naive", "--app-id", naive_id,
+                                "--topics", ",".join(settings.topic(s) for s in INPUT_SUFFIXES),
+                                "--data-dir", str(work / "naive"), "--partitions", str(settings.partitions)])
+        naive.start(wait=None)
+        naive_cpu0: list = []
+        try:
+            naive_total, naive_proc = time_to_drain(GroupLag(settings, naive_id, INPUT_SUFFIXES), naive.started_at,
+                                                    600, alive=naive.alive,
+                                                    on_first_commit=lambda: naive_cpu0.append(naive.cpu_seconds()))
+            naive_cpu = naive.cpu_seconds() - naive_cpu0[0]
+        finally:
+            naive.stop()
+        naive_rate = n / naive_proc
+        print(f"   naive Faust: {naive_proc:.2f}s after its first commit ({naive_total:.2f}s with start-up); "
+              f"CPU {1000 * naive_cpu / n:.2f} ms per event, {100 * naive_cpu / naive_proc:.0f}% of a core", flush=True)
+
+        # 3. The worker.
+        profile = os.environ.get("AFTERSALE_BENCH_PROFILE")
+        cprofile = bool(profile) and not _pyspy()  # no py-spy: the worker runs under cProfile instead
+        argv = None
+        if cprofile:
+            argv = [sys.executable, "-m", "streams.benchmarks", "profile", profile, "worker", "--clock", "event",
+                    "--data-dir", str(work / "worker"), "--loglevel", "warning"]
+        worker = WorkerRun(settings, work / "worker", work / "worker.log", clock="event", argv=argv,
+                           env=json.loads(os.environ.get("AFTERSALE_BENCH_WORKER_ENV") or "{}"))
+        worker.start(wait=None)
+        at_first_commit: dict = {}
+
+        def first_commit() -> None:
+            # Processing has begun: CPU from here on is the per-event cost (start-up excluded); the
+            # profiler, if asked for, samples only this part too.
+            at_first_commit["cpu"] = worker.cpu_seconds()
+            if profile and not cprofile:
+                at_first_commit["spy"] = _start_profiler(Path(profile), worker.proc.pid)
+
+        try:
+            lag = GroupLag(settings, settings.app_id)
+            total, proc = time_to_drain(lag, worker.started_at, 1800, alive=worker.alive, on_first_commit=first_commit)
+            rss = worker.rss_bytes()
+            cpu = worker.cpu_seconds() - at_first_commit["cpu"]
+        finally:
+            spy = at_first_commit.get("spy")
+            if spy:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+            worker.stop()
+        rate = n / proc
+        commands = sum(1 for _ in read_outputs(settings, ["customer-commands"], decode=False))
+        intents = read_outputs(settings, ["intents"], decode=False)
+        rocksdb = dir_bytes(work / "worker")
+        changelogs = changelog_bytes(settings, ["orders", "customers", "lanes", "order_schedule", "customer_schedule"])
+        print(f"   worker: {proc:.2f}s after its first commit ({total:.2f}s with start-up); "
+              f"{commands:,} internal commands, {len(intents):,} intents; RSS {rss / 2**20:.0f} MiB; "
+              f"CPU {cpu:.1f}s = {1000 * cpu / n:.2f} ms per input event, {100 * cpu / proc:.0f}% of a core", flush=True)
+        if spy and Path(profile).exists():
+            print("   worker profile (py-spy, processing only; self % / inclusive %):", flush=True)
+            for fn, own, incl in top_costs_pyspy(Path(profile)):
+                print(f"     {own:5.1f}% {incl:5.1f}%  {fn}", flush=True)
+        elif cprofile and Path(profile).exists():
+            import pstats
+
+            print("   worker profile (cProfile, whole process incl. start-up; by own time):", flush=True)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    note = f"{n:,} simulated events of {orders:,} orders pre-produced to 4 input topics x 4 partitions"
+    cl_total = sum(c["bytes"] for c in changelogs.values())
+    cl_compacted = sum(c["compacted_bytes"] for c in changelogs.values())
+    return [
+        Figure("e2e.baseline_passthrough", pass_rate, "events/s",
+               note=f"aiokafka consume + produce each value (acks=all), first record to last ack; {note}"),
+        Figure("e2e.baseline_naive_faust", naive_rate, "events/s", baseline="e2e.baseline_passthrough",
+               ratio=naive_rate / pass_rate,
+               note="Faust agent, counts[key] += 1 in a RocksDB table per event; first commit to lag zero"),
+        Figure("e2e.worker_events_per_s", rate, "events/s", baseline="e2e.baseline_naive_faust",
+               ratio=rate / naive_rate, target=">= 20000 events/s and >= 8x naive Faust",
+               met=rate >= 20_000 and rate / naive_rate >= 8,
+               note=f"aftersale worker --clock event, first commit to lag zero on every input incl. customer-commands "
+                    f"({commands:,} internal commands on top); x{rate / pass_rate:.3f} of the passthrough; {note}"),
+        Figure("e2e.worker_events_per_s_with_startup", n / total, "events/s", baseline="e2e.baseline_naive_faust",
+               ratio=(n / total) / (n / naive_total), note="process start to lag zero (both)"),
+        Figure("e2e.worker_rss", rss / 2**20, "MiB", note=f"VmRSS at lag zero, {orders:,} orders in state"),
+        Figure("e2e.rocksdb_bytes_per_order", rocksdb / orders, "bytes",
+               note="worker data dir after a clean stop / orders (all 5 tables, incl. WAL and offsets)"),
+        Figure("e2e.changelog_bytes_per_order", cl_compacted / orders, "bytes",
+               note=f"latest record per key (what compaction keeps) / orders; all changelog records written: "
+                    f"{cl_total / orders:,.0f} bytes per order "
+                    f"({sum(c['records'] for c in changelogs.values()) / n:.2f} records per input event)"),
+    ]
+
+
+@register("latency", "event append to intent append at a fixed input rate, worker on the wall clock",
+          needs_broker=True)
+def bench_latency(options: dict) -> list[Figure]:
+    rate = float(_env_int("AFTERSALE_BENCH_RATE", 2000))
+    seconds = _env_int("AFTERSALE_BENCH_LATENCY_SECONDS", 15, full=60)
+    figures: list[Figure] = []
+    first = run_latency(rate, seconds)
+    figures += first.figures("latency")
+    if not first.sustained:
+        # The worker cannot keep up at this rate, so latency grows with the backlog: measure again at a
+        # rate it sustains (from what it achieved), reported as such.
+        lower = max(50.0, round(first.processed_rate * 0.6, -1))
+        print(f"   not sustained at {rate:.0f}/s (processed {first.processed_rate:.0f}/s); "
+              f"again at {lower:.0f}/s", flush=True)
+        figures += run_latency(lower, seconds).figures("latency.sustainable")
+    return figures
+
+
+@dataclass
+class LatencyRun:
+    target_rate: float
+    achieved_rate: float
+    processed_rate: float
+    latencies_ms: list[float]
+    sustained: bool
+    drain_seconds: float
+    excluded: Counter
+    early_ms: float = 0.0  # median latency of the first tenth of the run
+    late_ms: float = 0.0  # ... and of the last tenth
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def figures(self, name: str) -> list[Figure]:
+        note = (f"target {self.target_rate:.0f} events/s, achieved {self.achieved_rate:.0f}/s; "
+                f"{len(self.latencies_ms):,} intents matched by source_event_id; "
+                f"{'sustained' if self.sustained else 'NOT sustained: backlog grew'} "
+                f"(lag zero {self.drain_seconds:.1f}s after the last event; median latency first tenth {self.early_ms:.0f} ms, "
+                f"last tenth {self.late_ms:.0f} ms); excluded: {dict(self.excluded)}")
+        p50, p99 = self.pct(0.50), self.pct(0.99)
+        ok = self.sustained and self.target_rate >= 2000 and p99 <= 50
+        return [
+            Figure(f"{name}.achieved_rate", self.achieved_rate, "events/s", note=note),
+            Figure(f"{name}.p50_ms", p50, "ms", note="intent append time - input append time (LogAppendTime)"),
+            Figure(f"{name}.p99_ms", p99, "ms", baseline=f"{name}.p50_ms", ratio=p99 / p50 if p50 else None,
+                   target="<= 50 ms at 2000 events/s", met=ok, note=note),
+        ]
+
+
+WARM_UP_MS = 3000  # intents of inputs appended in the first 3 s of a latency run are not counted
+
+
+def run_latency(rate: float, seconds: float) -> LatencyRun:
+    work = _workdir("latency")
+    settings = new_settings(bootstrap(), "blat", work / "worker", clock="wall")
+    set_log_append_time(settings, [*INPUT_SUFFIXES, "intents", "decision-audit"])
+    wanted = int(rate * seconds)
+    orders = max(10, int(wanted / 9.3) + 10)
+    events = simulated(orders, seed=9)[:wanted]
+    from .producer import make_codec
+
+    codec = make_codec(settings)
+    worker = WorkerRun(settings, work / "worker", work / "worker.log", clock="wall")
+    try:
+        worker.start(wait="ready")
+        out = Producer(settings, **{"linger.ms": 1})
+        started = time.monotonic()
+        for n, e in enumerate(events):
+            wait_until(out.producer, started + n / rate)
+            record = to_wall_clock(e.record, int(time.time() * 1000))
+            out.send(settings.topic(e.topic), e.key.encode(), codec.encode(e.topic, record), tag=n)
+        out.flush()
+        produced_in = time.monotonic() - started
+        lag = GroupLag(settings, settings.app_id)
+        patience = max(30.0, seconds)  # an overloaded worker is not waited for: its latency only grows
+        try:
+            drain = lag.wait_zero(patience, poll=0.1, alive=worker.alive)
+        except TimeoutError:
+            drain = patience
+        left = sum(lag.lag().values())
+        inputs = read_outputs(settings, INPUT_SUFFIXES)
+        outputs = read_outputs(settings, ["intents", "decision-audit"])
+    finally:
+        worker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    appended = {o.value["event_id"]: o.timestamp for o in inputs}
+    first_in = min(appended.values())
+    last_in = max(appended.values())
+    held = {o.value["intent_id"] for o in outputs if o.topic == "decision-audit" and o.value["decision"] == "held"}
+    excluded: Counter = Counter()
+    latencies = []
+    timed: list[tuple[int, int]] = []  # (input append time, latency)
+    seen = set()
+    for o in outputs:
+        if o.topic != "intents":
+            continue
+        intent = o.value
+        if intent["intent_id"] in seen:
+            excluded["duplicate"] += 1
+            continue
+        seen.add(intent["intent_id"])
+        if intent["intent_id"] in held:
+            excluded["released_after_hold"] += 1  # waited for quiet hours on purpose
+            continue
+        source = appended.get(intent["source_event_id"])
+        if source is None:
+            excluded["scheduled_or_unmatched"] += 1
+            continue
+        if source < first_in + WARM_UP_MS:
+            excluded["warm_up"] += 1  # the first seconds after the worker is ready: not steady yet
+            continue
+        latencies.append(o.timestamp - source)
+        timed.append((source, o.timestamp - source))
+    achieved = len(events) / produced_in
+    # Sustained: caught up within 3 s of the last event (commits come every second, so committed-offset
+    # lag never reads zero sooner than that), and latency did not grow over the run.
+    by_time = [lat for _, lat in sorted(timed)]
+    tenth = max(1, len(by_time) // 10)
+    early = statistics.median(by_time[:tenth]) if by_time else 0.0
+    late = statistics.median(by_time[-tenth:]) if by_time else 0.0
+    sustained = drain <= 3.0 and not left and late <= 2 * early + 100
+    processed = (len(events) - min(left, len(events))) / max(1e-9, (last_in - first_in) / 1000 + drain)
+    if left:
+        excluded["inputs_not_processed_when_read"] = left
+    if timed:
+        # Where the tail comes from: the slowest intents, by second of the run (periodic = a timer).
+        worst = sorted(timed, key=lambda t: -t[1])[:8]
+        print(f"   {rate:.0f}/s: slowest intents at second " + ", ".join(
+            f"{(at - first_in) / 1000:.1f} ({lat} ms)" for at, lat in sorted(worst)), flush=True)
+    return LatencyRun(rate, achieved, processed, latencies, sustained, drain, excluded, early, late)
+
+
+# ---- state size, memory, restart -------------------------------------------------------------------------
+
+TEMPLATE_PREFIX = "S0000-"
+MAX_RECORD_BYTES = 900_000  # below the broker's default message.max.bytes (1 MB) with headroom
+SEED_START_MS = 1_767_225_600_000
+SEED_CUTOFF_MS = SEED_START_MS + 2 * 86_400_000 + 8 * 3_600_000  # seeded orders: placed, most not delivered yet
+
+
+def seed_state(settings: Settings, orders: int, template_orders: int = 10_000, seed: int = 21) -> dict:
+    """N open orders in a worker's tables, written straight to the changelog topics the way a worker
+    writes them (JSON key, JSON value, partition = the partition of the input that owns the key).
+
+    The state is real: up to `template_orders` simulated orders (placed, paid, engagement, fulfilled,
+    first scans: the first 2 days and 8 hours of traffic, no scheduled check due yet) go through the
+    worker's two stages (streams/engine.py) in process. Beyond that the template is repeated with other
+    ids (prefix S0001-, S0002-, ...): the same bytes per order, each key on its own partition, and the
+    schedule entries regrouped into the buckets of their new partitions. Returns {table: (records,
+    key+value bytes)}."""
+    import orjson
+    from deploy.topics import changelog_name
+
+    from .codec import INPUTS
+    from .engine import CustomerStage, OrderStage, partition_for
+    from .simulate import generate
+
+    template = min(orders, template_orders)
+    start_ms, cutoff = SEED_START_MS, SEED_CUTOFF_MS
+    order_states, customer_states, lanes, order_sched, customer_sched = {}, {}, {}, {}, {}
+    order_stage = OrderStage(order_states, lanes, order_sched, objects=True)
+    customer_stage = CustomerStage(customer_states, customer_sched, objects=True)
+    partitions = settings.partitions
+
+    def customer(item) -> None:
+        p = partition_for(item.customer_id, partitions)
+        customer_stage.handle(p, item, item.event_time)
+        customer_stage.fire(p, customer_stage.schedule.watermark(p, item.event_time))
+
+    # As a worker on the event clock: each input, then what became due on its partition.
+    for e in generate(orders=template, seed=seed, start_ms=start_ms, span_ms=2 * 86_400_000,
+                      id_prefix=TEMPLATE_PREFIX):
+        if e.record["event_time"] > cutoff:
+            continue
+        record = INPUTS[e.topic][1](e.record)
+        if e.topic in ("orders", "carrier-scans"):
+            p = partition_for(record.order_id, partitions)
+            out = order_stage.handle(p, record, record.event_time)
+            out.extend(order_stage.fire(p, order_stage.schedule.watermark(p, record.event_time)))
+            for command in out.commands:
+                customer(command)
+        else:
+            customer(record)
+
+    producer = Producer(settings, **{"linger.ms": 50, "compression.type": "none"})
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def write(table: str, key: str, value: bytes, partition: int) -> None:
+        k = orjson.dumps(key)
+        while True:
+            try:
+                producer.producer.produce(changelog_name(settings.app_id, table), value, k, partition=partition)
+                break
+            except BufferError:
+                producer.producer.poll(0.05)
+        counts[table][0] += 1
+        counts[table][1] += len(k) + len(value)
+
+    order_json = {k: orjson.dumps(v.to_dict()) for k, v in order_states.items()}
+    customer_json = {k: orjson.dumps(v.to_dict()) for k, v in customer_states.items()}
+    customer_of = {k: v.customer_id for k, v in order_states.items()}
+    template_keys = sorted(order_json)
+    buckets: dict[tuple[str, int, int], list] = defaultdict(list)
+    template_entries = {table: [(int(k.split(":")[2]), entry) for k, entries in sched.items() if k.startswith("b:")
+                                for entry in entries] for table, sched in (("order_schedule", order_sched),
+                                                                           ("customer_schedule", customer_sched))}
+    done, copy = 0, 0
+    while done < orders:
+        prefix = f"S{copy:04d}-"
+        chosen = template_keys[:min(template, orders - done)]
+        customers = sorted({customer_of[k] for k in chosen})
+        for keys, states, table in ((chosen, order_json, "orders"), (customers, customer_json, "customers")):
+            for key in keys:
+                new_key = key.replace(TEMPLATE_PREFIX, prefix, 1)
+                write(table, new_key, states[key].replace(TEMPLATE_PREFIX.encode(), prefix.encode()),
+                      partition_for(new_key, partitions))
+        wanted = set(chosen) | set(customers)
+        for table, entries in template_entries.items():
+            for bucket, (key, kind, due_at) in entries:
+                if key in wanted:
+                    new_key = key.replace(TEMPLATE_PREFIX, prefix, 1)
+                    buckets[(table, partition_for(new_key, partitions), bucket)].append([new_key, kind, due_at])
+        producer.producer.poll(0)
+        done += len(chosen)
+        copy += 1
+    for (table, partition, bucket), entries in buckets.items():
+        value = orjson.dumps(entries)
+        if len(value) > MAX_RECORD_BYTES:
+            # Over Kafka's default 1 MB message limit: a worker could not write this bucket either (its
+            # Scheduler keeps a whole minute of a partition in one record). Keep what fits, count the rest.
+            keep = int(len(entries) * MAX_RECORD_BYTES / len(value))
+            counts["schedule_entries_over_limit"][0] += len(entries) - keep
+            counts["schedule_entries_over_limit"][1] += 1
+            value = orjson.dumps(entries[:keep])
+        write(table, f"b:{partition}:{bucket}", value, partition)
+    for table, sched in (("order_schedule", order_sched), ("customer_schedule", customer_sched)):
+        # Every partition as far as the template's slowest one (ids moved partitions, times did not).
+        cursors = [v for k, v in sched.items() if k.startswith("cursor:")]
+        if cursors:
+            cursor = {"bucket": min(c["bucket"] for c in cursors), "watermark": min(c["watermark"] for c in cursors)}
+            for p in range(partitions):
+                write(table, f"cursor:{p}", orjson.dumps(cursor), p)
+    for key, stats in lanes.items():
+        write("lanes", key, orjson.dumps(stats), int(key.split("|", 1)[0]))
+    producer.flush()
+    return {t: tuple(c) for t, c in counts.items()}
+
+
+@register("restart", "state bytes per order, RSS at two state sizes, rebuild and restart of a worker on its RocksDB",
+          needs_broker=True)
+def bench_restart(options: dict) -> list[Figure]:
+    sizes = _env_ints("AFTERSALE_BENCH_STATE_ORDERS", "10000,100000", "100000,1000000")
+    figures: list[Figure] = []
+    rss_by_size = {}
+    for n, orders in enumerate(sizes):
+        figures_for, rss = restart_once(orders, with_burst=n == 0 and len(sizes) > 1)
+        figures += figures_for
+        rss_by_size[orders] = rss
+    if len(sizes) >= 2:
+        small, big = sizes[0], sizes[-1]
+        growth = rss_by_size[big] / rss_by_size[small]
+        figures.append(Figure("restart.rss_growth", growth, "x", note=(
+            f"peak RSS of a working worker (restarted, then an hour of new traffic) with {big:,} orders in state / "
+            f"with {small:,} ({big / small:.0f}x the state): "
+            f"{(rss_by_size[big] - rss_by_size[small]) / (big - small):,.0f} bytes of RSS per extra order"),
+            target=f"bounded: <= 1.5x for {big / small:.0f}x the state",
+            met=growth <= 1.5))
+    return figures
+
+
+TRAFFIC_ORDERS = 300  # new orders fed to the restarted worker before its RSS is read
+
+
+RSS_LIMIT = 4 * 2**30  # a worker above this is killed (shared machines): memory is reported unbounded
+
+
+def watch_rss(worker: WorkerRun, lag: GroupLag, timeout: float, limit: int | None = None) -> tuple[int, bool]:
+    """Wait for lag zero; returns (peak RSS seen, finished). Kills the worker above `limit`."""
+    peak = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        peak = max(peak, worker.rss_bytes())
+        if limit and peak > limit:
+            worker.kill()
+            return peak, False
+        if not lag.lag():
+            return max(peak, worker.rss_bytes()), True
+        if not worker.alive():
+            raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker not done in {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def restart_once(orders: int, with_burst: bool = False) -> tuple[list[Figure], float]:
+    work = _workdir("restart")
+    settings = new_settings(bootstrap(), "brst", work / "worker")
+    t = time.perf_counter()
+    counts = seed_state(settings, orders)
+    seeded_in = time.perf_counter() - t
+    print(f"   {orders:,} orders: seeded {counts} in {seeded_in:.1f}s", flush=True)
+    over_limit = counts.pop("schedule_entries_over_limit", (0, 0))
+    records = sum(c[0] for c in counts.values())
+    changelog = sum(c[1] for c in counts.values())
+    if over_limit[0]:
+        print(f"   {orders:,} orders: {over_limit[1]} schedule buckets would exceed Kafka's 1 MB message limit; "
+              f"{over_limit[0]:,} entries left out of them", flush=True)
+    worker = WorkerRun(settings, work / "worker", work / "worker.log", clock="event")
+    try:
+        # Cold: an empty disk, the tables rebuilt from the changelogs.
+        worker.start(wait=None)
+        cold = worker.wait_for(worker.ready, 3600, "be ready (rebuild from changelog)", poll=0.05)
+        cold_rss = worker.rss_bytes()
+        worker.stop()
+        rocksdb = dir_bytes(work / "worker")
+        # Warm: the same worker restarted on its RocksDB (same instance id and web port).
+        worker.start(wait=None)
+        health = worker.wait_for(worker.health, 600, "answer /health", poll=0.05)
+        warm = worker.wait_for(worker.ready, 600, "be ready (restart on local RocksDB)", poll=0.05)
+        lag = GroupLag(settings, settings.app_id).wait_zero(120)
+        warm_total = time.monotonic() - worker.started_at
+        warm_rss = worker.rss_bytes()
+        sample = _sample_order(settings, worker)
+        # Then an hour of new traffic on top (new orders; the seeded timers due in that hour fire), so
+        # the RSS is that of a working worker.
+        hour = 3_600_000
+        traffic = [e for e in simulated(TRAFFIC_ORDERS, seed=33, id_prefix="T-", start_ms=SEED_CUTOFF_MS, span_ms=hour)
+                   if e.record["event_time"] < SEED_CUTOFF_MS + hour]
+        produce(settings, encode_events(settings, traffic))
+        busy_rss, _ = watch_rss(worker, GroupLag(settings, settings.app_id), 600)
+        burst = None
+        if with_burst:
+            # Then the next two days of that traffic at once: event time jumps, and every seeded timer due
+            # in those days fires in one go (as after an outage on the wall clock).
+            more = [e for e in simulated(TRAFFIC_ORDERS, seed=33, id_prefix="T-", start_ms=SEED_CUTOFF_MS, span_ms=hour)
+                    if e.record["event_time"] >= SEED_CUTOFF_MS + hour]
+            produce(settings, encode_events(settings, more))
+            t = time.monotonic()
+            burst_rss, finished = watch_rss(worker, GroupLag(settings, settings.app_id), 900, limit=RSS_LIMIT)
+            burst = (len(more), burst_rss, finished, time.monotonic() - t)
+    finally:
+        worker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    size = f"{orders:,} orders"
+    print(f"   {size}: cold rebuild {cold:.1f}s, restart ready {warm:.2f}s (health {health:.2f}s, lag zero "
+          f"+{lag:.2f}s), RSS after rebuild {cold_rss / 2**20:.0f} MiB, after restart {warm_rss / 2**20:.0f} MiB, "
+          f"peak while processing {len(traffic):,} more events {busy_rss / 2**20:.0f} MiB; sample order read back: "
+          f"{sample}", flush=True)
+    tag = f"{orders // 1000}k" if orders < 1_000_000 else f"{orders // 1_000_000}M"
+    figs = [
+        Figure(f"restart.{tag}.ready_seconds", warm_total, "s",
+               target="<= 30 s with 1M orders" if orders >= 1_000_000 else None,
+               met=(warm_total <= 30) if orders >= 1_000_000 else None,
+               note=f"{size} in state: stopped (SIGTERM), restarted on its RocksDB: process start to /ready 200 "
+                    f"({warm:.2f}s) and lag zero; /health after {health:.2f}s"),
+        Figure(f"restart.{tag}.ready_orders_per_s", orders / warm_total, "orders/s", note="orders in state / ready seconds"),
+        Figure(f"restart.{tag}.rebuild_from_changelog_seconds", cold, "s",
+               note=f"empty data dir: process start to /ready, {records:,} changelog records "
+                    f"({records / cold:,.0f} records/s, {orders / cold:,.0f} orders/s)"),
+        Figure(f"restart.{tag}.rocksdb_bytes_per_order", rocksdb / orders, "bytes",
+               note="data dir after the rebuild and a clean stop / orders (all tables; orders, customers, lanes, schedules)"),
+        Figure(f"restart.{tag}.changelog_bytes_per_order", changelog / orders, "bytes",
+               note=f"key+value bytes of the seeded changelog records (one per key: what compaction keeps) / "
+                    f"orders; orders table alone {counts['orders'][1] / orders:,.0f} bytes per order"
+                    + (f"; {over_limit[1]} schedule buckets over the 1 MB message limit (a worker could not write "
+                       f"them), {over_limit[0]:,} entries left out" if over_limit[0] else "")),
+        Figure(f"restart.{tag}.rss_mib", busy_rss / 2**20, "MiB",
+               note=f"peak VmRSS while the restarted worker processed an hour of new traffic ({len(traffic):,} events, "
+                    f"{TRAFFIC_ORDERS} new orders; seeded timers due in that hour fire); right after the restart "
+                    f"{warm_rss / 2**20:.0f} MiB; after the rebuild from the changelog {cold_rss / 2**20:.0f} MiB"),
+    ]
+    if burst:
+        n, peak, finished, took = burst
+        figs.append(Figure(f"restart.{tag}.rss_timer_burst_mib", peak / 2**20, "MiB",
+                           target="bounded (same order as the working RSS)", met=finished and peak <= 2 * busy_rss,
+                           note=f"peak VmRSS while {n:,} more events moved event time two days on, so that the timers of "
+                                f"{orders:,} seeded orders came due at once; "
+                                + (f"processed in {took:.0f}s" if finished else
+                                   f"ABORTED above {RSS_LIMIT / 2**30:.0f} GiB after {took:.0f}s")))
+        print(f"   {size}: timer burst: peak RSS {peak / 2**20:.0f} MiB, "
+              + ("processed" if finished else "aborted at the RSS limit") + f" in {took:.0f}s", flush=True)
+    return figs, busy_rss
+
+
+def _sample_order(settings: Settings, worker: WorkerRun) -> str:
+    """The worker answers for a seeded order (the state really came back)."""
+    status, body = _get(worker.url("/orders/S0000-O000000"), timeout=5)
+    if status != 200:
+        return f"HTTP {status}"
+    state = json.loads(body).get("state") or {}
+    return f"{state.get('order_id')} status={state.get('status')}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "naive":
+        naive_faust_main(argv[1:])
+    elif argv and argv[0] == "profile":
+        profile_main(argv[1:])
+    else:
+        print("usage: python -m streams.benchmarks naive ... | profile OUT worker ...", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""What the fault tests share: feeding a stream in the background, reading a run's outputs, and the
+invariants that must hold whatever the interleaving of the input topics was."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from streams.benchmarks import Out, Producer, read_outputs, wait_until
+
+NOT_SENT = {"dropped", "suppressed", "skipped"}  # final decisions not to send (held = waiting)
+
+
+class Feeder(threading.Thread):
+    """Produces pre-encoded records to one or more apps at a fixed rate, in the background (a live
+    stream), one idempotent producer; `error` is set if anything was not delivered."""
+
+    def __init__(self, settings, streams: list[list[tuple[str, bytes, bytes]]], rate: float):
+        super().__init__(daemon=True)
+        self.producer = Producer(settings, **{"message.timeout.ms": 600_000})
+        self.streams, self.rate = streams, rate
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            started = time.monotonic()
+            for n, records in enumerate(zip(*self.streams)):
+                wait_until(self.producer.producer, started + n / self.rate)
+                for topic, key, value in records:
+                    self.producer.send(topic, key, value)
+                self.sent = n + 1
+            self.producer.flush(timeout=600)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.producer = None  # the librdkafka handle goes now, not when the test's frame does
+            self.finished.set()
+
+    def wait(self, timeout: float) -> None:
+        assert self.finished.wait(timeout), f"feeder still producing after {timeout:.0f}s ({self.sent} sent)"
+        if self.error:
+            raise self.error
+
+
+@dataclass
+class RunOutputs:
+    intents: list[dict] = field(default_factory=list)
+    audit: list[dict] = field(default_factory=list)
+    dead_letters: list[dict] = field(default_factory=list)
+    raw: list[Out] = field(default_factory=list)
+
+    @property
+    def intent_ids(self) -> set[str]:
+        return {i["intent_id"] for i in self.intents}
+
+
+def collect(settings) -> RunOutputs:
+    out = RunOutputs()
+    for o in read_outputs(settings, ["intents", "decision-audit", "dead-letters"]):
+        {"intents": out.intents, "decision-audit": out.audit, "dead-letters": out.dead_letters}[o.topic].append(o.value)
+        out.raw.append(o)
+    return out
+
+
+def _without(record: dict, *fields: str) -> dict:
+    return {k: v for k, v in record.items() if k not in fields}
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # (order, intent type) with no decision at all
+    stats: Counter = field(default_factory=Counter)
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 30:
+            self.problems.append(text)
+        self.stats["problems"] += 1
+
+
+def check_run(events, outputs: RunOutputs, dead_letters_expected: int = 0) -> Verdict:
+    """The invariants that must hold whatever order the worker saw its input topics in:
+
+    - a duplicate intent (at least once: redelivered after a crash) has the same id and identical
+      content (decided_at aside), and so has a duplicate audit record;
+    - every placed order has exactly one order_confirmation decision (one distinct intent, or no intent
+      and an audit record saying why not), every delivered order exactly one `delivered` decision;
+      never both an intent and a final decision not to send it;
+    - no dead letters (unless some are expected)."""
+    v = Verdict()
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for intent in outputs.intents:
+        by_id[intent["intent_id"]].append(intent)
+    for intent_id, copies in by_id.items():
+        if len(copies) > 1:
+            v.stats["duplicate_intent_copies"] += len(copies) - 1
+            first = _without(copies[0], "decided_at")
+            if any(_without(c, "decided_at") != first for c in copies[1:]):
+                v.problem(f"intent {intent_id} delivered {len(copies)} times with different content: {copies}")
+            elif any(c["decided_at"] != copies[0]["decided_at"] for c in copies[1:]):
+                v.stats["duplicates_differing_in_decided_at_only"] += 1
+    audit_by_id: dict[str, list[dict]] = defaultdict(list)
+    for audit in outputs.audit:
+        audit_by_id[audit["audit_id"]].append(audit)
+    for audit_id, copies in audit_by_id.items():
+        if len(copies) > 1:
+            v.stats["duplicate_audit_copies"] += len(copies) - 1
+            if any(_without(c, "decided_at") != _without(copies[0], "decided_at") for c in copies[1:]):
+                v.problem(f"audit {audit_id} recorded {len(copies)} times with different content: {copies}")
+
+    intents_of: dict[tuple, set] = defaultdict(set)
+    for intent in outputs.intents:
+        intents_of[(intent["order_id"], intent["intent_type"])].add(intent["intent_id"])
+    audit_of: dict[tuple, dict] = defaultdict(dict)
+    reason_of: dict[str, str] = {}
+    for copies in audit_by_id.values():
+        a = copies[0]
+        audit_of[(a["order_id"], a["intent_type"])][a["audit_id"]] = a["decision"]
+        reason_of[a["audit_id"]] = ",".join(a["reasons"][:1])
+
+    placed = {e.record["order_id"] for e in events if e.topic == "orders" and e.record["type"] == "placed"}
+    delivered = {e.record["order_id"] for e in events if e.topic == "carrier-scans" and e.record["status"] == "delivered"}
+    for intent_type, orders in (("order_confirmation", placed), ("delivered", delivered)):
+        for order_id in sorted(orders):
+            sent = intents_of.get((order_id, intent_type), set())
+            decisions = audit_of.get((order_id, intent_type), {})
+            not_sent = {a for a, d in decisions.items() if d in NOT_SENT}
+            if len(sent) > 1:
+                v.problem(f"{order_id}: {len(sent)} different {intent_type} intents {sorted(sent)}")
+            elif sent and not_sent:
+                v.problem(f"{order_id}: {intent_type} both sent {sorted(sent)} and not sent {decisions}")
+            elif not sent and not decisions:
+                v.missing.append(f"{order_id}: no {intent_type} decision at all")
+                v.stats[f"{intent_type}:MISSING"] += 1
+                continue
+            elif not sent and len(not_sent) > 1:
+                v.problem(f"{order_id}: {len(not_sent)} different decisions not to send {intent_type}: {decisions}")
+            if sent:
+                v.stats[f"{intent_type}:intent"] += 1
+            else:
+                why = sorted({f"{d}:{reason_of.get(a, '?')}" for a, d in decisions.items()})
+                v.stats[f"{intent_type}:" + "+".join(why)] += 1
+    if len(outputs.dead_letters) != dead_letters_expected:
+        v.problem(f"{len(outputs.dead_letters)} dead letters, expected {dead_letters_expected}: "
+                  f"{Counter(d['reason'] for d in outputs.dead_letters)} {outputs.dead_letters[:3]}")
+    v.stats["placed_orders"] = len(placed)
+    v.stats["delivered_orders"] = len(delivered)
+    v.stats["distinct_intents"] = len(by_id)
+    v.stats["intent_records"] = len(outputs.intents)
+    return v
+
+
+def report(title: str, lines: dict) -> None:
+    """Printed (pytest -s, or -rA shows captured output of passing tests too)."""
+    print(f"\n== {title}")
+    for key, value in lines.items():
+        print(f"   {key}: {value}")
