@@ -45,7 +45,7 @@ def _decision_time(due: Due, now: int, event_clock: bool) -> int:
     """When a scheduled decision is taken. Live, it is now: a check that fires late is late, and
     stale news is dropped. On event time the partition's clock only moves when its next event comes,
     which may be long after the due time; the decision is the one a live worker would have taken then."""
-    return max(due.due_at, 0) if event_clock else now
+    return due.due_at if event_clock else now
 
 
 class _LaneView:
