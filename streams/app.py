@@ -14,7 +14,6 @@ fire inside the same agents, from the partition that owns the key: see streams/s
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -27,7 +26,6 @@ from aiohttp.web import Response
 from .codec import Codec
 from .config import Settings
 from .core.model import InvalidEvent
-from .buffered import BufferedTable
 from .engine import CustomerStage, OrderStage, Outputs
 from .metrics import Metrics
 from .registry import make_registry
@@ -123,55 +121,36 @@ def build_app(settings: Settings) -> faust.App:
             await dead_letter(message, exc.reason, exc.detail)
             return None
 
-    async def send_audit(records) -> list:
-        acks = []
+    async def send_audit(records) -> None:
         for audit in records:
             for reason in audit.reasons[:1]:
                 metrics.audit_out.labels(audit.decision, reason).inc()
             recent["audit"].append(audit)
-            acks.append(await audit_out.send(key=audit.customer_id.encode(), value=codec.encode("decision-audit", audit)))
-        return acks
+            await audit_out.send(key=audit.customer_id.encode(), value=codec.encode("decision-audit", audit))
 
     event_clock = settings.clock == "event"
-    # The stages write through buffers that reach the tables only after the outputs are acknowledged
-    # (see streams/buffered.py): state never runs ahead of the messages it implies.
-    order_buffers = [BufferedTable(t) for t in (orders, lanes, order_schedule_table)]
-    customer_buffers = [BufferedTable(t) for t in (customers, customer_schedule_table)]
-    order_stage_core = OrderStage(*order_buffers, event_clock=event_clock)
-    customer_stage_core = CustomerStage(*customer_buffers, event_clock=event_clock)
-    buffers = {id(order_stage_core): order_buffers, id(customer_stage_core): customer_buffers}
+    order_stage_core = OrderStage(orders, lanes, order_schedule_table, event_clock=event_clock)
+    customer_stage_core = CustomerStage(customers, customer_schedule_table, event_clock=event_clock)
 
-    async def send_outputs(out: Outputs) -> list:
-        """Send everything a decision implies; returns the futures of their acknowledgements."""
-        acks = []
+    async def send_outputs(out: Outputs) -> None:
         for command in out.commands:
-            acks.append(await commands_out.send(key=command.customer_id.encode(),
-                                                value=codec.encode("customer-commands", command)))
+            await commands_out.send(key=command.customer_id.encode(), value=codec.encode("customer-commands", command))
         for intent in out.intents:
             metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
             recent["intents"].append(intent)
-            acks.append(await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent)))
-        acks += await send_audit(out.audit)
+            await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent))
+        await send_audit(out.audit)
         for order_id in out.erase_orders:
             value = codec.encode("order-commands", {"command_id": f"erase:{order_id}", "event_time": int(time.time() * 1000),
                                                      "order_id": order_id, "kind": "erase", "due": None})
-            acks.append(await order_commands_out.send(key=order_id.encode(), value=value))
-        return acks
-
-    async def commit_decision(stage, out: Outputs) -> None:
-        """Outputs first, acknowledged; then the state that records them as done."""
-        acks = await send_outputs(out)
-        if acks:
-            await asyncio.gather(*acks)
-        for buffer in buffers[id(stage)]:
-            buffer.flush()
+            await order_commands_out.send(key=order_id.encode(), value=value)
 
     async def run_stage(stage, event, record, key_of) -> None:
         """One input through one stage: decide, then fire what became due, then send."""
         partition = event.message.partition
         topic_name = codec.suffix(event.message.topic)
         if getattr(record, "kind", None) == "tick":  # wall-clock time for this partition's schedule
-            await commit_decision(stage, stage.fire(partition, record.due.now))
+            await send_outputs(stage.fire(partition, record.due.now))
             return
         kind = getattr(record, "type", None) or getattr(record, "status", None) or getattr(record, "kind", None)
         metrics.events_in.labels(topic_name, kind or type(record).__name__).inc()
@@ -181,11 +160,9 @@ def build_app(settings: Settings) -> faust.App:
                 metrics.duplicates.labels(topic_name).inc()
             out.extend(stage.fire(partition, schedule_time(stage.schedule, partition, record.event_time)))
         except Exception:  # a bug must not stop the partition: park the event, keep going
-            for buffer in buffers[id(stage)]:
-                buffer.discard()
             await dead_letter(event.message, "processing_error", traceback.format_exc(limit=5))
             return
-        await commit_decision(stage, out)
+        await send_outputs(out)
         metrics.latency.labels(key_of).observe(max(0.0, time.time() - record.event_time / 1000))
 
     @app.agent(order_inputs, name="order_stage")
