@@ -14,13 +14,10 @@ dead letters, all input consumed) and report the symmetric difference of the two
 """
 from __future__ import annotations
 
-import gc
 import random
 import shutil
-import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,8 +25,6 @@ import pytest
 from deploy.topics import apply
 from streams.benchmarks import GroupLag, WorkerRun, encode_events, simulated
 from streams.config import Settings
-from streams.producer import make_codec
-from streams.simulate import malformed
 
 from .helpers import Feeder, check_run, collect, report
 

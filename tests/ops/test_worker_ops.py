@@ -19,7 +19,6 @@ from deploy.broker import free_port
 from deploy.topics import apply
 from integration.worker import REPO, WorkerProcess
 from streams.config import Settings
-from streams.ops import is_alert
 from streams.producer import EventProducer, make_codec, make_producer
 from streams.simulate import generate
 from streams.watch import OutputReader

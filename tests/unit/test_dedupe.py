@@ -7,7 +7,7 @@ from dataclasses import replace
 import orjson
 
 from helpers import (
-    DAY, HOUR, MINUTE, ORDER, T0, CustomerRun, advance, audits, candidate_command, contact, engagement,
+    DAY, HOUR, MINUTE, T0, CustomerRun, advance, audits, candidate_command, contact, engagement,
     fact_command, intent, item, json_roundtrip, placed, run_orders, scan, send, support, fulfilled,
 )
 from streams.core import ids

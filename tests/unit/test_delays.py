@@ -89,7 +89,7 @@ def test_time_passing_without_scans_escalates_once_then_never_again():
     intents = []
     t = start + 2 * HOUR
     for _ in range(40):  # twenty days of 12-hourly checks, no scan at all
-        kind = f"delay_check:S1"
+        kind = "delay_check:S1"
         due_at = state.timers.get(kind)
         if due_at is None:
             break
