@@ -90,14 +90,15 @@ class Scheduler:
         chunks = header["chunks"] if header else 0
         last = max(chunks - 1, 0)
         chunk = list(table.get(_chunk_key(partition, bucket, last)) or ()) if chunks else []
-        size = sum(map(_entry_bytes, chunk))
+        size, grown = sum(map(_entry_bytes, chunk)), False
         for row in rows:
             n = _entry_bytes(row)
             if chunk and (len(chunk) >= CHUNK_ENTRIES or size + n > CHUNK_BYTES):
-                table[_chunk_key(partition, bucket, last)] = chunk
+                if grown:  # (a chunk that was full already is not written again)
+                    table[_chunk_key(partition, bucket, last)] = chunk
                 last, chunk, size = last + 1, [], 0
             chunk.append(row)
-            size += n
+            size, grown = size + n, True
         table[_chunk_key(partition, bucket, last)] = chunk
         if last + 1 != chunks:
             table[header_key] = {"chunks": last + 1}
