@@ -888,6 +888,7 @@ def seed_state(settings: Settings, orders: int, template_orders: int = 10_000, s
 
     from .codec import INPUTS
     from .engine import CustomerStage, OrderStage, partition_for
+    from .scheduling import Scheduler
     from .simulate import generate
 
     template = min(orders, template_orders)
@@ -936,9 +937,10 @@ def seed_state(settings: Settings, orders: int, template_orders: int = 10_000, s
     customer_of = {k: v.customer_id for k, v in order_states.items()}
     template_keys = sorted(order_json)
     buckets: dict[tuple[str, int, int], list] = defaultdict(list)
-    template_entries = {table: [(int(k.split(":")[2]), entry) for k, entries in sched.items() if k.startswith("b:")
-                                for entry in entries] for table, sched in (("order_schedule", order_sched),
-                                                                           ("customer_schedule", customer_sched))}
+    # Schedule entries by bucket: the chunks of each bucket (b:{p}:{minute}:{i}, lists; not the headers).
+    template_entries = {table: [(int(k.split(":")[2]), entry) for k, entries in sched.items()
+                                if k.startswith("b:") and isinstance(entries, list) for entry in entries]
+                        for table, sched in (("order_schedule", order_sched), ("customer_schedule", customer_sched))}
     done, copy = 0, 0
     while done < orders:
         prefix = f"S{copy:04d}-"
@@ -958,16 +960,20 @@ def seed_state(settings: Settings, orders: int, template_orders: int = 10_000, s
         producer.producer.poll(0)
         done += len(chosen)
         copy += 1
-    for (table, partition, bucket), entries in buckets.items():
-        value = orjson.dumps(entries)
-        if len(value) > MAX_RECORD_BYTES:
-            # Over Kafka's default 1 MB message limit: a worker could not write this bucket either (its
-            # Scheduler keeps a whole minute of a partition in one record). Keep what fits, count the rest.
-            keep = int(len(entries) * MAX_RECORD_BYTES / len(value))
-            counts["schedule_entries_over_limit"][0] += len(entries) - keep
-            counts["schedule_entries_over_limit"][1] += 1
-            value = orjson.dumps(entries[:keep])
-        write(table, f"b:{partition}:{bucket}", value, partition)
+    records: dict[str, dict] = {"order_schedule": {}, "customer_schedule": {}}
+    for (table, partition, bucket), entries in buckets.items():  # in the worker's layout (chunks + header)
+        Scheduler(records[table])._append(partition, bucket, entries)
+    for table, chunked in records.items():
+        for key, rows in chunked.items():
+            value = orjson.dumps(rows)
+            if len(value) > MAX_RECORD_BYTES:
+                # Over Kafka's default 1 MB message limit: a worker could not write this record either.
+                # (Chunks are bounded well below it; this only counts what would break that.)
+                keep = int(len(rows) * MAX_RECORD_BYTES / len(value))
+                counts["schedule_entries_over_limit"][0] += len(rows) - keep
+                counts["schedule_entries_over_limit"][1] += 1
+                value = orjson.dumps(rows[:keep])
+            write(table, key, value, int(key.split(":")[1]))
     for table, sched in (("order_schedule", order_sched), ("customer_schedule", customer_sched)):
         # Every partition as far as the template's slowest one (ids moved partitions, times did not).
         cursors = [v for k, v in sched.items() if k.startswith("cursor:")]
