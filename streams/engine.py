@@ -14,6 +14,7 @@ from aiokafka.partitioner import murmur2
 from .core.customers import decide_customer
 from .core.model import (
     CarrierScan, CustomerCommand, DecisionAudit, Due, ErasureRequest, MessageIntent, OrderCommand, OrderEvent,
+    Schedule,
 )
 from .core.orders import decide_order
 from .core.state import CustomerState, OrderState
@@ -46,6 +47,23 @@ def _decision_time(due: Due, now: int, event_clock: bool) -> int:
     stale news is dropped. On event time the partition's clock only moves when its next event comes,
     which may be long after the due time; the decision is the one a live worker would have taken then."""
     return due.due_at if event_clock else now
+
+
+def _schedule(scheduler: Scheduler, partition: int, entries: list[Schedule], now: int, later: list | None) -> None:
+    """Add a decision's schedule entries now, or (in a fire round) collect them in `later`.
+
+    A fire round (the Dues one `due()` call popped) adds what its decisions schedule in one call
+    after the round, not once per decision: in a burst (thousands of checks due in the same minute)
+    the chunk they land in is then written once per round instead of once per decision, and every
+    write is a changelog record. That decides the same: the round's Dues are already popped, the
+    cursor does not move during the round (so each entry lands in the same bucket), and the entries
+    come due in the next round either way. They are added even when a decision of the round raises
+    (`finally`), as they were when each was added at once: the decisions before it stored state that
+    waits for them."""
+    if later is None:
+        scheduler.add(partition, entries, now)
+    else:
+        later += entries
 
 
 class _LaneView:
@@ -95,22 +113,26 @@ class OrderStage:
         that is already due, so loop until nothing is."""
         out = Outputs()
         while dues := self.schedule.due(partition, now):
-            for due in dues:
-                stored = self._load(self.orders.get(due.key))
-                if stored is None:
-                    continue
-                when = _decision_time(due, now, self.event_clock)
-                decision = decide_order(stored, replace(due, now=when), when, _LaneView(self.lanes, partition))
-                out.extend(self._apply(partition, due.key, decision, when))
+            later: list[Schedule] = []  # what the round schedules, added once (see _fire_round)
+            try:
+                for due in dues:
+                    stored = self._load(self.orders.get(due.key))
+                    if stored is None:
+                        continue
+                    when = _decision_time(due, now, self.event_clock)
+                    decision = decide_order(stored, replace(due, now=when), when, _LaneView(self.lanes, partition))
+                    out.extend(self._apply(partition, due.key, decision, when, later))
+            finally:
+                self.schedule.add(partition, later, now)
         return out
 
-    def _apply(self, partition: int, key: str, decision, now: int) -> Outputs:
+    def _apply(self, partition: int, key: str, decision, now: int, later: list | None = None) -> Outputs:
         if decision.duplicate:
             return Outputs(duplicate=True)
         self.orders[key] = decision.state if self.objects else decision.state.to_dict()
         for lane_key, stats in decision.lanes.items():
             self.lanes[f"{partition}|{lane_key}"] = stats
-        self.schedule.add(partition, decision.schedule, now)
+        _schedule(self.schedule, partition, decision.schedule, now, later)
         return Outputs(commands=decision.commands, audit=decision.audit)
 
 
@@ -147,18 +169,22 @@ class CustomerStage:
     def fire(self, partition: int, now: int) -> Outputs:
         out = Outputs()
         while dues := self.schedule.due(partition, now):
-            for due in dues:
-                stored = self._load(self.customers.get(due.key))
-                if stored is None:
-                    continue
-                when = _decision_time(due, now, self.event_clock)
-                decision = decide_customer(stored, replace(due, now=when), when)
-                out.extend(self._apply(partition, due.key, decision, when))
+            later: list[Schedule] = []
+            try:
+                for due in dues:
+                    stored = self._load(self.customers.get(due.key))
+                    if stored is None:
+                        continue
+                    when = _decision_time(due, now, self.event_clock)
+                    decision = decide_customer(stored, replace(due, now=when), when)
+                    out.extend(self._apply(partition, due.key, decision, when, later))
+            finally:
+                self.schedule.add(partition, later, now)
         return out
 
-    def _apply(self, partition: int, key: str, decision, now: int) -> Outputs:
+    def _apply(self, partition: int, key: str, decision, now: int, later: list | None = None) -> Outputs:
         if decision.duplicate:
             return Outputs(duplicate=True)
         self.customers[key] = decision.state if self.objects else decision.state.to_dict()
-        self.schedule.add(partition, decision.schedule, now)
+        _schedule(self.schedule, partition, decision.schedule, now, later)
         return Outputs(intents=decision.intents, audit=decision.audit)

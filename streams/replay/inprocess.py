@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 from ..core import model
 from ..core.model import Due, InvalidEvent
 from ..engine import CustomerStage, OrderStage, partition_for
-from ..scheduling import BUCKET_MS, Scheduler, _bucket_key, _cursor_key
+from ..scheduling import BUCKET_MS, Scheduler, _bucket_key, _chunk_key, _cursor_key
 from .events import CONVERT, ORDER_TOPICS, ReplayEvent, convert, plan
 
 
@@ -49,8 +49,8 @@ class _IndexedTable(dict):
 
     def __setitem__(self, key, value):
         dict.__setitem__(self, key, value)
-        if key[:2] == "b:":
-            _, p, bucket = key.split(":")
+        if key[:2] == "b:":  # a bucket's header or chunk (b:{p}:{minute}[:{chunk}])
+            _, p, bucket = key.split(":")[:3]
             heapq.heappush(self.heaps.setdefault(int(p), []), int(bucket))
 
 
@@ -83,26 +83,14 @@ class SparseScheduler(Scheduler):
                 buckets.append(bucket)
         fired: list[Due] = []
         for bucket in buckets:
-            key = _bucket_key(partition, bucket)
-            entries = table.get(key)
-            if not entries:
-                continue
-            ready = [e for e in entries if e[2] <= now]
-            later = [e for e in entries if e[2] > now]
-            if later:
-                table[key] = later  # (indexed again)
-            else:
-                del table[key]
-            fired.extend(Due(key=k, kind=kind, due_at=at, now=now) for k, kind, at in ready)
-        if last != current:
-            table[ck] = {**cursor, "bucket": last}
-        self.pending = max(0, self.pending - len(fired))
-        fired.sort(key=lambda d: (d.due_at, d.key, d.kind))
-        return fired
+            if self._pop_bucket(partition, bucket, now, fired):
+                heapq.heappush(heap, bucket)  # entries later in that minute: visit it again
+        return self._advance(partition, cursor, last, fired)
 
 
 def _sparse_ok() -> bool:
-    return _bucket_key(3, 17) == "b:3:17" and BUCKET_MS > 0  # the key layout the index parses
+    # The key layout the index parses.
+    return _bucket_key(3, 17) == "b:3:17" and _chunk_key(3, 17, 2) == "b:3:17:2" and BUCKET_MS > 0
 
 
 class InProcessEngine:

@@ -63,3 +63,216 @@ def test_watermark_only_moves_forward():
     s.add(0, [Schedule("O1", "a", T0)], T0)
     assert s.watermark(0, T0 + 100) == T0 + 100
     assert s.watermark(0, T0 + 50) == T0 + 100
+
+
+# --- chunked buckets: bounded records, bounded cost per add, however many entries share a minute ---
+
+import json  # noqa: E402
+import random  # noqa: E402
+from collections.abc import MutableMapping  # noqa: E402
+
+from streams.scheduling import CHUNK_BYTES, CHUNK_ENTRIES  # noqa: E402
+
+RECORD_LIMIT = 1_000_000  # Kafka's default message.max.bytes
+
+
+class Recording(MutableMapping):
+    """A dict that counts writes (each a changelog record in a worker) and their JSON size, as a
+    Faust table's json value serializer would write them. `fail_after`: raise on that write (a
+    crash in the middle of an add)."""
+
+    def __init__(self, data: dict | None = None, measure: bool = True):
+        self.data = dict(data or {})
+        self.measure = measure
+        self.writes = self.deletes = self.bytes = self.biggest = 0
+        self.fail_after: int | None = None
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def __setitem__(self, key, value):
+        if self.fail_after is not None and self.writes >= self.fail_after:
+            raise RuntimeError("crash")
+        self.writes += 1
+        if self.measure:
+            size = len(json.dumps(key)) + len(json.dumps(value))
+            self.bytes += size
+            self.biggest = max(self.biggest, size)
+        self.data[key] = json.loads(json.dumps(value))  # as restored from a changelog: no shared lists
+
+    def __delitem__(self, key):
+        self.deletes += 1
+        del self.data[key]
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+
+def _chunks(table) -> dict:
+    return {k: v for k, v in table.items() if k.startswith("b:") and k.count(":") == 3}
+
+
+def _headers(table) -> dict:
+    return {k: v for k, v in table.items() if k.startswith("b:") and k.count(":") == 2}
+
+
+def test_a_bucket_is_split_into_chunks_of_bounded_size():
+    table: dict = {}
+    s = Scheduler(table)
+    s.add(0, [Schedule(f"O{i}", "stall", T0 + 30_000) for i in range(2 * CHUNK_ENTRIES + 7)], T0)
+    for i in range(5):  # and one by one on top
+        s.add(0, [Schedule(f"P{i}", "stall", T0 + 30_000)], T0)
+    chunks = _chunks(table)
+    assert len(chunks) == 3
+    assert all(0 < len(rows) <= CHUNK_ENTRIES for rows in chunks.values())
+    assert sum(map(len, chunks.values())) == 2 * CHUNK_ENTRIES + 12
+    assert _headers(table) == {f"b:0:{T0 // BUCKET_MS}": {"chunks": 3}}
+
+
+def test_long_keys_start_a_new_chunk_before_the_byte_bound():
+    table = Recording()
+    s = Scheduler(table)
+    s.add(0, [Schedule("O" + "x" * 2000 + str(i), "stall", T0) for i in range(200)], T0)
+    assert all(len(json.dumps(rows)) <= CHUNK_BYTES for rows in _chunks(table).values())
+    assert len(_chunks(table)) > 1
+
+
+def test_no_record_passes_the_size_limit_with_50k_entries_in_one_minute():
+    table = Recording()
+    s = Scheduler(table)
+    rng = random.Random(5)
+    midnight = T0 + 10 * BUCKET_MS
+    added = 0
+    while added < 50_000:  # batches of various sizes, as events and fire rounds add them
+        n = rng.randint(1, 300)
+        s.add(0, [Schedule(f"ORD-{added + i:09d}", f"stall_in_transit:SHP-{added + i:09d}-1", midnight + rng.randrange(BUCKET_MS))
+                  for i in range(n)], T0)
+        added += n
+    assert table.biggest < 100_000 < RECORD_LIMIT
+    assert max(len(rows) for rows in _chunks(table).values()) <= CHUNK_ENTRIES
+    fired = s.due(0, midnight + BUCKET_MS)
+    assert len(fired) == added
+    assert not _chunks(table) and not _headers(table)  # all deleted (tombstones)
+
+
+def test_adding_k_entries_one_by_one_costs_linear_writes_of_bounded_size():
+    """The old layout rewrote the whole bucket per add: k adds wrote O(k^2) bytes."""
+    def cost(k: int) -> Recording:
+        table = Recording()
+        s = Scheduler(table)
+        for i in range(k):
+            s.add(0, [Schedule(f"ORD-{i:09d}", "stall_in_transit:SHP-1", T0 + BUCKET_MS + i % 1000)], T0)
+        return table
+
+    small, big = cost(1500), cost(3000)
+    assert big.writes <= 3000 + 3000 // CHUNK_ENTRIES + 2  # one chunk per add, a header per new chunk, the cursor
+    assert big.biggest <= CHUNK_ENTRIES * 70 < RECORD_LIMIT
+    assert big.biggest == small.biggest  # the record size does not grow with the bucket
+    assert big.bytes < 2.2 * small.bytes  # linear (quadratic would be 4x)
+
+
+def test_entries_fire_exactly_once_in_due_order_across_chunks():
+    table = Recording(measure=False)
+    s = Scheduler(table)
+    rng = random.Random(11)
+    wanted = []
+    now = T0
+    fired: list[Due] = []
+    for step in range(60):
+        batch = [Schedule(f"K{step}-{i}", rng.choice("ab"), T0 + rng.randrange(3 * BUCKET_MS) + (step // 20) * BUCKET_MS)
+                 for i in range(rng.randint(0, 200))]
+        s.add(step % 2, batch, now)
+        wanted += [(e.key, e.kind, e.due_at) for e in batch]
+        now += rng.randrange(8_000)
+        for p in (0, 1):
+            got = s.due(p, now)
+            assert got == sorted(got, key=lambda d: (d.due_at, d.key, d.kind))
+            assert all(d.due_at <= now for d in got)
+            fired += got
+    for p in (0, 1):
+        fired += s.due(p, now + 10 * BUCKET_MS)
+    assert sorted((d.key, d.kind, d.due_at) for d in fired) == sorted(wanted)
+    assert len({d.key for d in fired}) == len(wanted)  # each fired once
+    assert not _chunks(table) and not _headers(table)
+
+
+def test_entries_in_a_passed_bucket_join_the_current_chunks():
+    table: dict = {}
+    s = Scheduler(table)
+    s.add(0, [Schedule("O0", "a", T0 + 5 * BUCKET_MS)], T0 + 3 * BUCKET_MS)  # the partition's time starts at now
+    assert table["cursor:0"]["bucket"] == T0 // BUCKET_MS + 3
+    s.add(0, [Schedule(f"L{i}", "late", T0) for i in range(CHUNK_ENTRIES + 1)], T0)  # before the cursor
+    assert _headers(table)[f"b:0:{T0 // BUCKET_MS + 3}"] == {"chunks": 2}
+    got = s.due(0, T0 + 3 * BUCKET_MS)
+    assert len(got) == CHUNK_ENTRIES + 1 and {d.kind for d in got} == {"late"}
+    assert [d.key for d in Scheduler(table).due(0, T0 + 5 * BUCKET_MS)] == ["O0"]  # a restarted worker
+
+
+def test_a_partly_fired_bucket_keeps_its_later_entries_and_takes_new_ones():
+    table: dict = {}
+    s = Scheduler(table)
+    s.add(0, [Schedule(f"E{i}", "early", T0 + 1_000) for i in range(CHUNK_ENTRIES)], T0)
+    s.add(0, [Schedule(f"L{i}", "later", T0 + 50_000) for i in range(10)], T0)
+    assert len(s.due(0, T0 + 2_000)) == CHUNK_ENTRIES  # the first chunk fires empty and is deleted
+    assert len(_chunks(table)) == 1
+    s.add(0, [Schedule("N", "new", T0 + 40_000)], T0 + 2_000)
+    assert [d.key for d in Scheduler(table).due(0, T0 + 60_000)][:1] == ["N"]
+    assert not _chunks(table) and not _headers(table)
+
+
+def test_old_format_buckets_still_fire():
+    """A changelog written before chunks holds a bucket as one list at b:{p}:{minute}."""
+    m = T0 // BUCKET_MS
+    table = {"cursor:2": {"bucket": m, "watermark": 0},
+             f"b:2:{m + 1}": [["O2", "b", T0 + BUCKET_MS + 5], ["O1", "a", T0 + BUCKET_MS + 5]],
+             f"b:2:{m + 3}": [["O3", "c", T0 + 3 * BUCKET_MS + 10], ["O4", "d", T0 + 3 * BUCKET_MS + 50_000]]}
+    s = Scheduler(table)
+    assert [d.key for d in s.due(2, T0 + 3 * BUCKET_MS + 20)] == ["O1", "O2", "O3"]
+    assert table[f"b:2:{m + 3}"] == [["O4", "d", T0 + 3 * BUCKET_MS + 50_000]]  # the rest stays as it was
+    s.add(2, [Schedule("O5", "e", T0 + 3 * BUCKET_MS + 30_000)], T0)  # moves the old bucket into chunks
+    assert table[f"b:2:{m + 3}"] == {"chunks": 1}
+    assert [d.key for d in s.due(2, T0 + 4 * BUCKET_MS)] == ["O5", "O4"]
+    assert not [k for k in table if k.startswith("b:")]
+
+
+def test_a_crash_in_the_middle_of_an_add_loses_no_entry_that_was_there():
+    table = Recording(measure=False)
+    s = Scheduler(table)
+    s.add(0, [Schedule(f"O{i}", "a", T0 + 1_000) for i in range(CHUNK_ENTRIES - 1)], T0)
+    for fail_after in range(1, 4):  # whichever write of the next add is the last that happens
+        table.fail_after = table.writes + fail_after
+        try:
+            s.add(0, [Schedule(f"N{fail_after}-{i}", "b", T0 + 2_000) for i in range(2 * CHUNK_ENTRIES)], T0)
+        except RuntimeError:
+            pass
+        table.fail_after = None
+    got = {d.key for d in Scheduler(table).due(0, T0 + BUCKET_MS)}
+    assert {f"O{i}" for i in range(CHUNK_ENTRIES - 1)} <= got
+
+
+def test_a_fire_round_adds_what_it_schedules_once(monkeypatch):
+    """A burst: 3000 checks due in one minute, each scheduling a follow-up in the same later minute.
+    The round's follow-ups are added in one call, so each chunk is written about once, not 3000 times."""
+    from streams import engine
+    from streams.core.orders import OrderDecision
+    from streams.core.state import OrderState
+
+    def decide(state, due, now, lanes):
+        d = OrderDecision(state)
+        d.schedule.append(Schedule(due.key, "follow_up", T0 + 5 * BUCKET_MS))
+        return d
+
+    monkeypatch.setattr(engine, "decide_order", decide)
+    orders = {f"O{i}": OrderState(order_id=f"O{i}") for i in range(3000)}
+    table = Recording()
+    stage = engine.OrderStage(orders, {}, table, objects=True)
+    stage.schedule.add(0, [Schedule(k, "stall", T0 + 1_000) for k in orders], T0)
+    before = table.writes
+    stage.fire(0, T0 + BUCKET_MS)
+    chunks = -(-3000 // CHUNK_ENTRIES)
+    assert table.writes - before <= chunks + 2  # the new bucket's chunks, its header, the cursor
+    assert table.deletes == chunks + 1  # the fired bucket's chunks and header: tombstones
+    assert len(stage.schedule.due(0, T0 + 6 * BUCKET_MS)) == 3000
