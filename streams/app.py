@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
 import time
 from collections import deque
@@ -128,26 +129,26 @@ def build_app(settings: Settings) -> faust.App:
                                     reason, error),
         )
 
-    async def send_outputs(out: Outputs) -> list:
-        """Send everything a decision implies; returns the futures of the broker's acks."""
-        acks = []
-        for command in out.commands:
-            acks.append(await commands_out.send(key=command.customer_id.encode(),
-                                                value=codec.encode("customer-commands", command)))
+    def encode_outputs(out: Outputs) -> list[tuple]:
+        """(topic, key, value) of everything a decision implies. Encoding is done before anything is
+        sent, so an output that does not fit its schema dead-letters the input, not half its outputs."""
+        records = [(commands_out, c.customer_id.encode(), codec.encode("customer-commands", c)) for c in out.commands]
+        records += [(intents_out, i.customer_id.encode(), codec.encode("intents", i)) for i in out.intents]
+        records += [(audit_out, a.customer_id.encode(), codec.encode("decision-audit", a)) for a in out.audit]
+        for order_id in out.erase_orders:
+            records.append((order_commands_out, order_id.encode(), codec.encode("order-commands", {
+                "command_id": f"erase:{order_id}", "event_time": int(time.time() * 1000), "order_id": order_id,
+                "kind": "erase", "due": None})))
+        return records
+
+    def count_outputs(out: Outputs) -> None:
         for intent in out.intents:
             metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
             recent["intents"].append(intent)
-            acks.append(await intents_out.send(key=intent.customer_id.encode(), value=codec.encode("intents", intent)))
         for audit in out.audit:
             for reason in audit.reasons[:1]:
                 metrics.audit_out.labels(audit.decision, reason).inc()
             recent["audit"].append(audit)
-            acks.append(await audit_out.send(key=audit.customer_id.encode(), value=codec.encode("decision-audit", audit)))
-        for order_id in out.erase_orders:
-            value = codec.encode("order-commands", {"command_id": f"erase:{order_id}", "event_time": int(time.time() * 1000),
-                                                     "order_id": order_id, "kind": "erase", "due": None})
-            acks.append(await order_commands_out.send(key=order_id.encode(), value=value))
-        return acks
 
     event_clock = settings.clock == "event"
     # The stages read and write the tables through WriteBack views: their writes reach the tables
@@ -188,16 +189,25 @@ def build_app(settings: Settings) -> faust.App:
                 continue
             try:
                 out = decide(stage, message, record)
+                records = encode_outputs(out)
             except Exception:  # a bug must not stop the partition: park the event, keep going
                 for view in views:
                     view.rollback()
                 acks.append(await dead_letter(message, "processing_error", traceback.format_exc(limit=5)))
                 continue
-            acks += await send_outputs(out)
+            for topic_out, key, value in records:
+                acks.append(await topic_out.send(key=key, value=value))
+            count_outputs(out)
             if getattr(record, "kind", None) != "tick":
                 event_times.append(record.event_time)
-        if acks:
+        try:
             await asyncio.gather(*acks)
+        except Exception:
+            # The broker refused outputs for longer than the producer retries (or one is too large).
+            # Nothing of this batch is acknowledged; exiting now guarantees nothing of it is committed
+            # either, and the restarted worker decides the batch again.
+            log.critical("outputs of a batch were not acknowledged; exiting so it is redelivered", exc_info=True)
+            os._exit(70)
         for view in views:
             view.flush(lambda partition: enter(last_event[partition]))
         for event in events:
