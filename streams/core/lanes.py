@@ -8,6 +8,7 @@ coarser lane, so a new lane borrows the shape of its carrier's network until it 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 BUCKET_DAYS = 0.25  # resolution of the histogram
 BUCKETS = 80  # 0 .. 20 business days; longer transits land in the last bucket
@@ -47,6 +48,13 @@ class LaneStats:
         self.total += 1
         self._below = None
 
+    def _prefix(self) -> list[float]:
+        """Prefix sums (below[i] = sum(counts[:i]), added left to right as sum does: identical
+        results), computed once per stats object."""
+        if self._below is None:
+            self._below = list(accumulate(self.counts, initial=0.0))
+        return self._below
+
     def survival(self, days: float) -> float:
         """P(transit > days), linear inside a bucket."""
         if self.total <= 0:
@@ -57,13 +65,7 @@ class LaneStats:
         index = int(position)
         if index >= BUCKETS:
             return 0.0
-        if self._below is None:
-            # Prefix sums in the same order as sum(counts[:i]): identical results, computed once.
-            running, self._below = 0.0, []
-            for c in self.counts:
-                self._below.append(running)
-                running += c
-        below = self._below[index] + self.counts[index] * (position - index)
+        below = self._prefix()[index] + self.counts[index] * (position - index)
         return max(0.0, 1.0 - below / self.total)
 
     def quantile_after(self, elapsed: float, q: float) -> float:
@@ -73,9 +75,22 @@ class LaneStats:
             return elapsed
         target = s_elapsed * (1 - q)  # survival level to find
         lo, hi = max(0.0, elapsed), BUCKETS * BUCKET_DAYS
+        below, counts, total = self._prefix(), self.counts, self.total
+        if total <= 0:  # no data: survival is 1 everywhere (the inlined formula would divide by 0)
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if 1.0 > target else (lo, mid)
+            return hi
         for _ in range(40):  # bisection on the monotone survival function
             mid = (lo + hi) / 2
-            if self.survival(mid) > target:
+            # survival(mid), inlined with the same arithmetic: this loop is the delay model's hot spot
+            position = mid / BUCKET_DAYS
+            index = int(position)
+            if index >= BUCKETS:
+                s = 0.0
+            else:
+                s = max(0.0, 1.0 - (below[index] + counts[index] * (position - index)) / total)
+            if s > target:
                 lo = mid
             else:
                 hi = mid
