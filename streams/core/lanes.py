@@ -81,16 +81,15 @@ class LaneStats:
                 mid = (lo + hi) / 2
                 lo, hi = (mid, hi) if 1.0 > target else (lo, mid)
             return hi
+        # survival(mid) > target, inlined with the same arithmetic (this loop is the delay model's
+        # hot spot); survival's floor at 0 only matters for a negative target.
+        width, buckets, floor_above = BUCKET_DAYS, BUCKETS, 0.0 > target
         for _ in range(40):  # bisection on the monotone survival function
             mid = (lo + hi) / 2
-            # survival(mid), inlined with the same arithmetic: this loop is the delay model's hot spot
-            position = mid / BUCKET_DAYS
+            position = mid / width
             index = int(position)
-            if index >= BUCKETS:
-                s = 0.0
-            else:
-                s = max(0.0, 1.0 - (below[index] + counts[index] * (position - index)) / total)
-            if s > target:
+            if floor_above or (index < buckets
+                               and 1.0 - (below[index] + counts[index] * (position - index)) / total > target):
                 lo = mid
             else:
                 hi = mid
