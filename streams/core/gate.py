@@ -59,8 +59,10 @@ def news_key(order_id: str | None, intent_type: str, occasion: str) -> str:
 
 def already_decided(state: CustomerState, candidate_id: str) -> bool:
     """Sent (under its own id or after moving channel) or waiting: a redelivery must change nothing."""
-    return (any(candidate_id in (r["intent_id"], r.get("candidate_id")) for r in state.recent_intents)
-            or any(h.candidate_id == candidate_id for h in state.held))
+    for r in state.recent_intents:  # a plain loop: this runs for every candidate, over up to 50 records
+        if r["intent_id"] == candidate_id or r.get("candidate_id") == candidate_id:
+            return True
+    return any(h.candidate_id == candidate_id for h in state.held)
 
 
 def consider(decision: CustomerDecision, proposal: Proposal, now: int, config: PolicyConfig,
