@@ -8,6 +8,7 @@ coarser lane, so a new lane borrows the shape of its carrier's network until it 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import accumulate
 
 BUCKET_DAYS = 0.25  # resolution of the histogram
@@ -16,10 +17,11 @@ MIN_SAMPLES = 20  # fewer than this and the next coarser lane is used
 DECAY_AT = 4000  # counts are halved past this total, so the lane follows recent behaviour
 
 
-def lane_keys(carrier: str | None, service: str | None, origin: str | None, destination: str | None) -> list[str]:
+@lru_cache(maxsize=4096)  # few distinct lanes, asked for on every scan and delay re-check
+def lane_keys(carrier: str | None, service: str | None, origin: str | None, destination: str | None) -> tuple[str, ...]:
     """From the most specific lane to the global one."""
     c, s, o, d = carrier or "?", service or "?", origin or "?", destination or "?"
-    return [f"{c}|{s}|{o}|{d}", f"{c}|{s}|*|{d}", f"{c}|{s}|*|*", f"{c}|*|*|*", "*|*|*|*"]
+    return (f"{c}|{s}|{o}|{d}", f"{c}|{s}|*|{d}", f"{c}|{s}|*|*", f"{c}|*|*|*", "*|*|*|*")
 
 
 @dataclass(slots=True)
@@ -96,7 +98,7 @@ class LaneStats:
         return hi
 
 
-def pick(stats: dict[str, LaneStats], keys: list[str]) -> tuple[str, LaneStats] | None:
+def pick(stats: dict[str, LaneStats], keys: tuple[str, ...]) -> tuple[str, LaneStats] | None:
     """The most specific lane with enough deliveries, or None."""
     for key in keys:
         lane = stats.get(key)
