@@ -12,11 +12,9 @@ What a worker dead-letters is rejected here with the same reason code (an except
 """
 from __future__ import annotations
 
-import gc
 import heapq
 import traceback
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -25,6 +23,7 @@ from ..core.model import Due, InvalidEvent, Schedule
 from ..engine import CustomerStage, OrderStage, partition_for
 from ..scheduling import BUCKET_MS, Scheduler, _bucket_key, _cursor_key
 from .events import CONVERT, ORDER_TOPICS, ReplayEvent, convert, plan
+from .output import no_cyclic_gc
 
 
 @dataclass
@@ -250,26 +249,12 @@ def run_events(events: list[ReplayEvent], partitions: int = 4, run_on_ms: int = 
     it), the fast path cannot say what state the failed call left behind, while a worker keeps the
     state from before the event. So the whole replay is run again on the worker's exact path
     (objects=False), and that result is returned, with `exact_rerun` set."""
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         result = _run(events, partitions, run_on_ms, tick_ms, objects, progress, progress_every)
         if objects and any(reason.startswith("processing_error") for _, reason in result.rejected):
             result = _run(events, partitions, run_on_ms, tick_ms, False, None, progress_every)
             result.exact_rerun = True
     return result
-
-
-@contextmanager
-def _no_cyclic_gc():
-    """A replay allocates millions of small records and keeps most of them (states, outputs), so
-    the cyclic collector kept re-walking a growing heap for nothing (~25% of the run): they hold no
-    reference cycles, and reference counting frees them as usual. Switched back on afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _run(events: list[ReplayEvent], partitions: int, run_on_ms: int, tick_ms: int, objects: bool,
