@@ -81,6 +81,8 @@ def _advance(decision: CustomerDecision, now: int, config: PolicyConfig) -> Cust
 def run_due(decision: CustomerDecision, now: int, config: PolicyConfig) -> int:
     """Fire every timer due at or before `now`, oldest first. Returns how many fired."""
     timers = decision.state.timers
+    if not timers or min(timers.values()) > now:  # the common case, checked without building a list
+        return 0
     fired = 0
     while fired < MAX_FIRINGS:
         due = [(at, kind) for kind, at in timers.items() if at <= now]

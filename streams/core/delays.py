@@ -33,7 +33,7 @@ class Assessment:
     basis: str  # lane key used, "carrier_eta" or "promise_passed"
 
 
-def shipment_lanes(shipment: Shipment) -> list[str]:
+def shipment_lanes(shipment: Shipment) -> tuple[str, ...]:
     return lane_keys(shipment.carrier, shipment.service_level, shipment.origin_region, shipment.destination_region)
 
 

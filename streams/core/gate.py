@@ -21,11 +21,11 @@ go through all of this again with the time of release.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from . import caps, channels, guard, ids, reviews
 from .decisions import CustomerDecision, audit, cancel_timer, set_timer
-from .model import MessageIntent, message_intent_from, to_record
+from .model import ContentHints, MessageIntent, message_intent_from, to_record
 from .policy import HELD_KEPT, PolicyConfig
 from .quiet_hours import quiet_until
 from .segments import segment, tone
@@ -59,8 +59,10 @@ def news_key(order_id: str | None, intent_type: str, occasion: str) -> str:
 
 def already_decided(state: CustomerState, candidate_id: str) -> bool:
     """Sent (under its own id or after moving channel) or waiting: a redelivery must change nothing."""
-    return (any(candidate_id in (r["intent_id"], r.get("candidate_id")) for r in state.recent_intents)
-            or any(h.candidate_id == candidate_id for h in state.held))
+    for r in state.recent_intents:  # a plain loop: this runs for every candidate, over up to 50 records
+        if r["intent_id"] == candidate_id or r.get("candidate_id") == candidate_id:
+            return True
+    return any(h.candidate_id == candidate_id for h in state.held)
 
 
 def consider(decision: CustomerDecision, proposal: Proposal, now: int, config: PolicyConfig,
@@ -235,20 +237,33 @@ def _hold(decision: CustomerDecision, proposal: Proposal, intent: MessageIntent,
 def _emit(decision: CustomerDecision, proposal: Proposal, intent: MessageIntent, channel: str, notes: list[str],
           now: int, released: HeldIntent | None, config: PolicyConfig) -> None:
     state = decision.state
+    # The intent as it goes out: copied field by field (dataclasses.replace is several times slower,
+    # and this runs for every message); the content's lists are shared, as replace shares them.
+    c = intent.content
     seg = segment(state, now, config)
-    content = replace(intent.content, segment=intent.content.segment or seg,
-                      tone=intent.content.tone or tone(state, seg, intent.kind, intent.order_id))
-    out = replace(
-        intent,
+    content = ContentHints(
+        items=c.items, category=c.category, carrier=c.carrier, tracking_number=c.tracking_number,
+        window_start=c.window_start, window_end=c.window_end, segment=c.segment or seg,
+        tone=c.tone or tone(state, seg, intent.kind, intent.order_id),
+    )
+    moved = channel != intent.channel
+    out = MessageIntent(
+        intent_id=ids.rechannel(intent.intent_id, channel) if moved else intent.intent_id,
         decided_at=now,
+        order_id=intent.order_id,
+        customer_id=intent.customer_id,
+        intent_type=intent.intent_type,
+        kind=intent.kind,
+        channel=channel,
         send_at=max(intent.send_at, now) if released is not None else intent.send_at,
-        time_zone=intent.time_zone or state.time_zone,
-        locale=intent.locale or state.locale,
+        expires_at=intent.expires_at,
+        priority=intent.priority,
         content=content,
         reason_codes=[*intent.reason_codes, *notes],
+        source_event_id=intent.source_event_id,
+        locale=intent.locale or state.locale,
+        time_zone=intent.time_zone or state.time_zone,
     )
-    if channel != intent.channel:
-        out = replace(out, channel=channel, intent_id=ids.rechannel(intent.intent_id, channel))
     decision.intents.append(out)
     state.channel(channel).sent += 1
     state.recent_intents.append({

@@ -8,17 +8,17 @@ _NAMESPACE = uuid.UUID("6f1c1a52-2d0f-4f3e-9a59-7d2f3c1f0b11")
 
 
 _NAMESPACE_BYTES = _NAMESPACE.bytes
+_sha1 = hashlib.sha1
+# The 17th hex digit with the RFC 4122 variant bits (10xx) set: its low two bits are kept.
+_VARIANT_DIGIT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def stable_id(*parts: object) -> str:
-    """uuid5(namespace, parts joined by "|"), computed directly: the same ids, without uuid's
-    object overhead on the hot path."""
-    name = "|".join("" if p is None else str(p) for p in parts)
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """uuid5(namespace, parts joined by "|"), computed directly on the hex digest: the same ids,
+    without uuid's object overhead on the hot path (tests/unit/test_ids.py compares with uuid5)."""
+    name = "|".join(["" if p is None else str(p) for p in parts])
+    h = _sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"  # version 5
 
 
 def intent_id(customer_id: str, order_id: str | None, intent_type: str, occasion: str, channel: str) -> str:

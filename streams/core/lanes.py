@@ -8,6 +8,8 @@ coarser lane, so a new lane borrows the shape of its carrier's network until it 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import accumulate
 
 BUCKET_DAYS = 0.25  # resolution of the histogram
 BUCKETS = 80  # 0 .. 20 business days; longer transits land in the last bucket
@@ -15,10 +17,11 @@ MIN_SAMPLES = 20  # fewer than this and the next coarser lane is used
 DECAY_AT = 4000  # counts are halved past this total, so the lane follows recent behaviour
 
 
-def lane_keys(carrier: str | None, service: str | None, origin: str | None, destination: str | None) -> list[str]:
+@lru_cache(maxsize=4096)  # few distinct lanes, asked for on every scan and delay re-check
+def lane_keys(carrier: str | None, service: str | None, origin: str | None, destination: str | None) -> tuple[str, ...]:
     """From the most specific lane to the global one."""
     c, s, o, d = carrier or "?", service or "?", origin or "?", destination or "?"
-    return [f"{c}|{s}|{o}|{d}", f"{c}|{s}|*|{d}", f"{c}|{s}|*|*", f"{c}|*|*|*", "*|*|*|*"]
+    return (f"{c}|{s}|{o}|{d}", f"{c}|{s}|*|{d}", f"{c}|{s}|*|*", f"{c}|*|*|*", "*|*|*|*")
 
 
 @dataclass(slots=True)
@@ -47,6 +50,13 @@ class LaneStats:
         self.total += 1
         self._below = None
 
+    def _prefix(self) -> list[float]:
+        """Prefix sums (below[i] = sum(counts[:i]), added left to right as sum does: identical
+        results), computed once per stats object."""
+        if self._below is None:
+            self._below = list(accumulate(self.counts, initial=0.0))
+        return self._below
+
     def survival(self, days: float) -> float:
         """P(transit > days), linear inside a bucket."""
         if self.total <= 0:
@@ -57,13 +67,7 @@ class LaneStats:
         index = int(position)
         if index >= BUCKETS:
             return 0.0
-        if self._below is None:
-            # Prefix sums in the same order as sum(counts[:i]): identical results, computed once.
-            running, self._below = 0.0, []
-            for c in self.counts:
-                self._below.append(running)
-                running += c
-        below = self._below[index] + self.counts[index] * (position - index)
+        below = self._prefix()[index] + self.counts[index] * (position - index)
         return max(0.0, 1.0 - below / self.total)
 
     def quantile_after(self, elapsed: float, q: float) -> float:
@@ -73,16 +77,28 @@ class LaneStats:
             return elapsed
         target = s_elapsed * (1 - q)  # survival level to find
         lo, hi = max(0.0, elapsed), BUCKETS * BUCKET_DAYS
+        below, counts, total = self._prefix(), self.counts, self.total
+        if total <= 0:  # no data: survival is 1 everywhere (the inlined formula would divide by 0)
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if 1.0 > target else (lo, mid)
+            return hi
+        # survival(mid) > target, inlined with the same arithmetic (this loop is the delay model's
+        # hot spot); survival's floor at 0 only matters for a negative target.
+        width, buckets, floor_above = BUCKET_DAYS, BUCKETS, 0.0 > target
         for _ in range(40):  # bisection on the monotone survival function
             mid = (lo + hi) / 2
-            if self.survival(mid) > target:
+            position = mid / width
+            index = int(position)
+            if floor_above or (index < buckets
+                               and 1.0 - (below[index] + counts[index] * (position - index)) / total > target):
                 lo = mid
             else:
                 hi = mid
         return hi
 
 
-def pick(stats: dict[str, LaneStats], keys: list[str]) -> tuple[str, LaneStats] | None:
+def pick(stats: dict[str, LaneStats], keys: tuple[str, ...]) -> tuple[str, LaneStats] | None:
     """The most specific lane with enough deliveries, or None."""
     for key in keys:
         lane = stats.get(key)

@@ -31,6 +31,7 @@ def local_day(at: int, tz: str | None) -> date:
     return local(at, tz).date()
 
 
+@lru_cache(maxsize=4096)  # the same few dates, hours and zones come up for every customer
 def at_local(day: date, wall: time, tz: str | None) -> int:
     """Epoch ms of the wall-clock time `wall` on `day` in `tz`."""
     return int(datetime.combine(day, wall, tzinfo=zone(tz)).timestamp() * 1000)

@@ -344,8 +344,8 @@ def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int
     if state.promised_delivery_at is None or shipment.status in TERMINAL:
         return
     stats = _lane_stats(decision, shipment, lanes)
-    open_problems = sum(1 for p in state.problems if p.startswith(f"{shipment.shipment_id}:exception")
-                        or p.startswith(f"{shipment.shipment_id}:attempt_failed"))
+    open_kinds = (f"{shipment.shipment_id}:exception", f"{shipment.shipment_id}:attempt_failed")
+    open_problems = sum(1 for p in state.problems if p.startswith(open_kinds))
     a = assess(shipment, state.promised_delivery_at, now, stats, open_problems)
     if a is not None:
         shipment.p_late, shipment.window_start, shipment.window_end = round(a.p_late, 4), a.window_start, a.window_end

@@ -5,6 +5,8 @@ lexicon once, at import, and is shared (it holds no per-call state).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 _ANALYZER = SentimentIntensityAnalyzer()
@@ -15,7 +17,12 @@ def compound(text: str | None) -> float:
     """VADER's normalized score in [-1, 1]; 0 for no text."""
     if not text or not text.strip():
         return 0.0
-    return _ANALYZER.polarity_scores(text[:_MAX_CHARS])["compound"]
+    return _score(text[:_MAX_CHARS])
+
+
+@lru_cache(maxsize=1024)  # canned replies and macros repeat; VADER costs ~100 us a text
+def _score(text: str) -> float:
+    return _ANALYZER.polarity_scores(text)["compound"]
 
 
 def is_negative(text: str | None, threshold: float) -> bool:
