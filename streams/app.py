@@ -14,17 +14,13 @@ fire inside the same agents, from the partition that owns the key: see streams/s
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import weakref
 import time
 from collections import deque
 import traceback
 from pathlib import Path
 
 import faust
-from faust.streams import _current_event
 from aiohttp.web import Response
 
 from .codec import Codec
@@ -37,7 +33,6 @@ from .scheduling import Scheduler
 from .security import faust_credentials
 from .serde import AvroSerde, DecodeError
 from .web import register_views
-from .writeback import WriteBack
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +43,6 @@ ROCKSDB_OPTIONS = {
     "write_buffer_size": 16 * 1024 * 1024,
     "max_write_buffer_number": 2,
 }
-
-
-def enter(event) -> None:
-    """Make `event` the current one in this task: a Faust table reads and writes the store and changelog
-    partition of the current event, which a batch must set per input (Faust sets it only per event
-    of a plain `async for`)."""
-    _current_event.set(weakref.ref(event))
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -71,8 +59,8 @@ def build_app(settings: Settings) -> faust.App:
         web_bind="127.0.0.1",
         web_in_thread=False,
         producer_acks=-1,
-        # Outputs are awaited once per batch, so a few ms of linger costs little latency and saves
-        # most produce requests (with no linger, socket writes were ~18% of the worker's time).
+        # A few ms of linger costs little latency and saves most produce requests (with none,
+        # socket writes were ~18% of the worker's time in the e2e benchmark).
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         table_cleanup_interval=60.0,
@@ -118,7 +106,7 @@ def build_app(settings: Settings) -> faust.App:
         return event_time if settings.clock == "event" else int(time.time() * 1000)
 
     async def dead_letter(message, reason: str, error: str):
-        """Send the message to the dead-letter topic; returns the future of the broker's ack."""
+        """Send the message to the dead-letter topic (with the reason, its bytes and where it came from)."""
         metrics.dead_letters.labels(codec.suffix(message.topic), reason).inc()
         recent["dead_letters"].append({"topic": message.topic, "partition": message.partition, "offset": message.offset,
                                        "reason": reason, "error": error[:300], "at": int(time.time() * 1000)})
@@ -151,12 +139,8 @@ def build_app(settings: Settings) -> faust.App:
             recent["audit"].append(audit)
 
     event_clock = settings.clock == "event"
-    # The stages read and write the tables through WriteBack views: their writes reach the tables
-    # only after the outputs they imply are acknowledged (see streams/writeback.py).
-    order_views = [WriteBack(t) for t in (orders, lanes, order_schedule_table)]
-    customer_views = [WriteBack(t) for t in (customers, customer_schedule_table)]
-    order_stage_core = OrderStage(*order_views, event_clock=event_clock)
-    customer_stage_core = CustomerStage(*customer_views, event_clock=event_clock)
+    order_stage_core = OrderStage(orders, lanes, order_schedule_table, event_clock=event_clock)
+    customer_stage_core = CustomerStage(customers, customer_schedule_table, event_clock=event_clock)
 
     def decide(stage, message, record) -> Outputs:
         """One input through one stage: decide, then fire what became due."""
@@ -171,60 +155,37 @@ def build_app(settings: Settings) -> faust.App:
             metrics.duplicates.labels(topic_name).inc()
         return out.extend(stage.fire(partition, schedule_time(stage.schedule, partition, record.event_time)))
 
-    async def run_batch(stage, views, stream, events, key_of) -> None:
-        """Decide a batch of inputs, send what they imply and wait for the broker's acks; then write
-        the state (each changed key once) and only then acknowledge the inputs. A crash anywhere
-        before the end redelivers the whole batch, which decides the same outputs again."""
-        acks, event_times, last_event = [], [], {}
-        for event in events:
-            message = event.message
-            enter(event)  # Faust tables read the store of the current event's partition
-            last_event[message.partition] = event
-            for view in views:
-                view.begin(message.partition)
-            try:
-                record = codec.decode(message.topic, message.key, message.value)
-            except (DecodeError, InvalidEvent) as exc:
-                acks.append(await dead_letter(message, exc.reason, exc.detail))
-                continue
-            try:
-                out = decide(stage, message, record)
-                records = encode_outputs(out)
-            except Exception:  # a bug must not stop the partition: park the event, keep going
-                for view in views:
-                    view.rollback()
-                acks.append(await dead_letter(message, "processing_error", traceback.format_exc(limit=5)))
-                continue
-            for topic_out, key, value in records:
-                acks.append(await topic_out.send(key=key, value=value))
-            count_outputs(out)
-            if getattr(record, "kind", None) != "tick":
-                event_times.append(record.event_time)
+    async def run_stage(stage, event, key_of) -> None:
+        """One input: decode, decide, send. The stage writes its tables while it decides, so the
+        state reaches RocksDB and the changelog ahead of the outputs (see the README: a SIGKILL
+        between the two can lose a decision)."""
+        message = event.message
         try:
-            await asyncio.gather(*acks)
-        except Exception:
-            # The broker refused outputs for longer than the producer retries (or one is too large).
-            # Nothing of this batch is acknowledged; exiting now guarantees nothing of it is committed
-            # either, and the restarted worker decides the batch again.
-            log.critical("outputs of a batch were not acknowledged; exiting so it is redelivered", exc_info=True)
-            os._exit(70)
-        for view in views:
-            view.flush(lambda partition: enter(last_event[partition]))
-        for event in events:
-            await stream.ack(event)
-        done = time.time()
-        for event_time in event_times:
-            metrics.latency.labels(key_of).observe(max(0.0, done - event_time / 1000))
+            record = codec.decode(message.topic, message.key, message.value)
+        except (DecodeError, InvalidEvent) as exc:
+            await dead_letter(message, exc.reason, exc.detail)
+            return
+        try:
+            out = decide(stage, message, record)
+            records = encode_outputs(out)
+        except Exception:  # a bug must not stop the partition: park the event, keep going
+            await dead_letter(message, "processing_error", traceback.format_exc(limit=5))
+            return
+        for topic_out, key, value in records:
+            await topic_out.send(key=key, value=value)
+        count_outputs(out)
+        if getattr(record, "kind", None) != "tick":
+            metrics.latency.labels(key_of).observe(max(0.0, time.time() - record.event_time / 1000))
 
     @app.agent(order_inputs, name="order_stage")
     async def order_stage(stream):
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
-            await run_batch(order_stage_core, order_views, stream, events, "order")
+        async for event in stream.events():
+            await run_stage(order_stage_core, event, "order")
 
     @app.agent(customer_inputs, name="customer_stage")
     async def customer_stage(stream):
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
-            await run_batch(customer_stage_core, customer_views, stream, events, "customer")
+        async for event in stream.events():
+            await run_stage(customer_stage_core, event, "customer")
 
     def schedule_time(scheduler: Scheduler, partition: int, event_time: int) -> int:
         """The time up to which a partition's schedule is due: its event-time watermark when

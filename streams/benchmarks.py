@@ -152,7 +152,21 @@ class GroupLag:
         self.tps = [TopicPartition(t, p) for t in names if t in existing for p in range(settings.partitions)]
         self.group = group
 
-    def offsets(self) -> tuple[dict, dict]:
+    def offsets(self, attempts: int = 5) -> tuple[dict, dict]:
+        """(committed, end) offsets. A busy broker (a group coordinator loading after a member was
+        killed) may time an admin request out: that is retried, not reported as a failure."""
+        from confluent_kafka import KafkaException
+
+        for attempt in range(attempts):
+            try:
+                return self._offsets()
+            except KafkaException as exc:
+                if attempt == attempts - 1 or not exc.args[0].retriable() and "Timed out" not in str(exc):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _offsets(self) -> tuple[dict, dict]:
         from confluent_kafka import ConsumerGroupTopicPartitions
         from confluent_kafka.admin import OffsetSpec
 

@@ -66,6 +66,16 @@ def _schedule(scheduler: Scheduler, partition: int, entries: list[Schedule], now
         later += entries
 
 
+def _repair(table: MutableMapping, scheduler: Scheduler, partition: int, key: str, stored, state, now: int) -> Outputs:
+    """A redelivered input (seen before): nothing new to decide, but the state it found may have
+    reached only the local store before a crash, not the changelog, nor the schedule entries that
+    were to be written after it. Writing the state again and re-adding its timers makes it whole;
+    a timer added twice fires once (the second Due no longer matches the state)."""
+    table[key] = stored
+    scheduler.add(partition, [Schedule(key, kind, due_at) for kind, due_at in state.timers.items()], now)
+    return Outputs(duplicate=True)
+
+
 def _at(due: Due, now: int) -> Due:
     """The Due as decided at `now` (a direct copy: dataclasses.replace is slow on this path)."""
     return due if due.now == now else Due(due.key, due.kind, due.due_at, now)
@@ -103,8 +113,10 @@ class OrderStage:
         if isinstance(event, OrderCommand):  # erase (ticks never get here)
             self.erase(event.order_id)
             return Outputs()
-        decision = decide_order(self._load(self.orders.get(event.order_id)), event, now,
-                                _LaneView(self.lanes, partition))
+        stored = self.orders.get(event.order_id)
+        decision = decide_order(self._load(stored), event, now, _LaneView(self.lanes, partition))
+        if decision.duplicate and stored:
+            return _repair(self.orders, self.schedule, partition, event.order_id, stored, decision.state, now)
         return self._apply(partition, event.order_id, decision, now)
 
     def erase(self, order_id: str) -> None:
@@ -168,7 +180,10 @@ class CustomerStage:
     def handle(self, partition: int, item, now: int) -> Outputs:
         if isinstance(item, ErasureRequest):
             return self.erase(item)
-        decision = decide_customer(self._load(self.customers.get(item.customer_id)), item, now)
+        stored = self.customers.get(item.customer_id)
+        decision = decide_customer(self._load(stored), item, now)
+        if decision.duplicate and stored and getattr(item, "kind", None) != "tick":
+            return _repair(self.customers, self.schedule, partition, item.customer_id, stored, decision.state, now)
         return self._apply(partition, item.customer_id, decision, now)
 
     def fire(self, partition: int, now: int) -> Outputs:
