@@ -7,7 +7,7 @@ shipment without a tracking number falls back to the provider's own id.
 """
 from __future__ import annotations
 
-from .records import slug
+from .records import Inbound, OutRecord, slug
 
 # Provider spellings of the same carrier -> one name (content hints, per-carrier statistics).
 _CARRIER_ALIASES = {
@@ -31,3 +31,12 @@ def carrier_name(value) -> str:
 def shipment_key(tracking_number, fallback: str) -> str:
     tracking = "".join(tracking_number.split()).upper() if isinstance(tracking_number, str) else ""
     return tracking or fallback
+
+
+def scan_record(inbound: Inbound, source: str, event_id: str, event_time: int, order_id: str, **scan) -> OutRecord:
+    """A carrier-scans record: the fields every provider fills alike (ids, time, the order's customer
+    from the lookups), plus what it read from its own payload (`scan`: shipment, carrier, status...)."""
+    return OutRecord("carrier-scans", order_id, {
+        "event_id": event_id, "event_time": event_time, "source": source, "order_id": order_id,
+        "customer_id": inbound.lookups.customer_for_order(order_id), **scan,
+    }, event_id)

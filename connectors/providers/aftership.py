@@ -6,8 +6,8 @@ the tracking number, like the shop's fulfilment (connectors.shipping). Event id:
 """
 from __future__ import annotations
 
-from ..records import Inbound, Malformed, Mapped, OutRecord, Skip, first_ms, ident, items, obj, text, to_ms
-from ..shipping import carrier_name, shipment_key
+from ..records import Inbound, Malformed, Mapped, Skip, first_ms, ident, items, obj, text, to_ms
+from ..shipping import carrier_name, scan_record, shipment_key
 
 SOURCE = "aftership"
 
@@ -87,17 +87,16 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
         raise Malformed("no checkpoint time, msg.updated_at or ts")
     tracking_number = text(tracking.get("tracking_number"), 100)
     our_id = f"aftership:{event_id}"
-    out.records.append(OutRecord("carrier-scans", order_id, {
-        "event_id": our_id, "event_time": event_time, "source": SOURCE, "order_id": order_id,
-        "customer_id": inbound.lookups.customer_for_order(order_id),
-        "shipment_id": shipment_key(tracking_number, f"aftership:{ident(tracking.get('id')) or event_id}"),
-        "tracking_number": tracking_number, "carrier": carrier_name(tracking.get("slug")),
-        "service_level": text(tracking.get("shipment_type"), 100),
-        "status": override or status, "sub_status": sub_status,
-        "location": _location(checkpoint),
-        "carrier_estimated_delivery_at": _estimate(tracking),
-        "raw_status": subtag or tag,
-    }, our_id))
+    out.records.append(scan_record(
+        inbound, SOURCE, our_id, event_time, order_id,
+        shipment_id=shipment_key(tracking_number, f"aftership:{ident(tracking.get('id')) or event_id}"),
+        tracking_number=tracking_number, carrier=carrier_name(tracking.get("slug")),
+        service_level=text(tracking.get("shipment_type"), 100),
+        status=override or status, sub_status=sub_status,
+        location=_location(checkpoint),
+        carrier_estimated_delivery_at=_estimate(tracking),
+        raw_status=subtag or tag,
+    ))
     return out
 
 

@@ -10,8 +10,8 @@ connector-unknown topic, so it can be replayed). Event id: easypost:<event id>.
 """
 from __future__ import annotations
 
-from ..records import Inbound, Malformed, Mapped, OutRecord, Skip, first_ms, ident, items, obj, opt_obj, resolve, text, to_ms
-from ..shipping import carrier_name, shipment_key
+from ..records import Inbound, Malformed, Mapped, Skip, first_ms, ident, items, obj, opt_obj, resolve, text, to_ms
+from ..shipping import carrier_name, scan_record, shipment_key
 
 SOURCE = "easypost"
 
@@ -80,16 +80,15 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
         raise Malformed("no tracking_details datetime or updated_at")
     status_detail = text(tracker.get("status_detail"), 60)
     our_id = f"easypost:{event_id}"
-    out.records.append(OutRecord("carrier-scans", order_id, {
-        "event_id": our_id, "event_time": event_time, "source": SOURCE, "order_id": order_id,
-        "customer_id": inbound.lookups.customer_for_order(order_id),
-        "shipment_id": shipment, "tracking_number": tracking_code, "carrier": carrier_name(tracker.get("carrier")),
-        "service_level": None, "status": ours,
-        "sub_status": STATUS_DETAIL.get(status_detail) if status_detail else None,
-        "location": _location(detail),
-        "carrier_estimated_delivery_at": to_ms(tracker.get("est_delivery_date")),
-        "raw_status": f"{status}/{status_detail}" if status_detail else status,
-    }, our_id))
+    out.records.append(scan_record(
+        inbound, SOURCE, our_id, event_time, order_id,
+        shipment_id=shipment, tracking_number=tracking_code, carrier=carrier_name(tracker.get("carrier")),
+        service_level=None, status=ours,
+        sub_status=STATUS_DETAIL.get(status_detail) if status_detail else None,
+        location=_location(detail),
+        carrier_estimated_delivery_at=to_ms(tracker.get("est_delivery_date")),
+        raw_status=f"{status}/{status_detail}" if status_detail else status,
+    ))
     return out
 
 

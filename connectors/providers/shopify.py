@@ -20,7 +20,7 @@ from ..records import (
     Inbound, Learned, Malformed, Mapped, OutRecord, Skip, first_ms, ident, items, need_id, need_ms, number, obj,
     opt_obj, slug, text,
 )
-from ..shipping import carrier_name, shipment_key
+from ..shipping import carrier_name, scan_record, shipment_key
 
 SOURCE = "shopify"
 
@@ -243,14 +243,12 @@ def _on_fulfillment_update(fulfillment: dict, inbound: Inbound, out: Mapped, top
     tracking = _tracking_number(fulfillment)
     at = need_ms(fulfillment.get("updated_at"), "fulfillment.updated_at")
     event_id = f"shopify:fulfillment:{fulfillment_id}:{shipment_status}:{at}"
-    out.records.append(OutRecord("carrier-scans", order_id, {
-        "event_id": event_id, "event_time": at, "source": SOURCE, "order_id": order_id,
-        "customer_id": inbound.lookups.customer_for_order(order_id),
-        "shipment_id": shipment_key(tracking, f"shopify:{fulfillment_id}"),
-        "tracking_number": tracking, "carrier": carrier_name(fulfillment.get("tracking_company")),
-        "service_level": None, "status": status,
-        "sub_status": None, "raw_status": shipment_status,
-    }, event_id))
+    out.records.append(scan_record(
+        inbound, SOURCE, event_id, at, order_id,
+        shipment_id=shipment_key(tracking, f"shopify:{fulfillment_id}"),
+        tracking_number=tracking, carrier=carrier_name(fulfillment.get("tracking_company")),
+        service_level=None, status=status, sub_status=None, raw_status=shipment_status,
+    ))
 
 
 def _on_refund(refund: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
