@@ -105,13 +105,13 @@ def build_app(settings: Settings) -> faust.App:
         # use event time, so the same input gives the same output however fast it is fed.
         return event_time if settings.clock == "event" else int(time.time() * 1000)
 
-    async def dead_letter(message, reason: str, error: str):
+    async def dead_letter(message, reason: str, error: str) -> None:
         """Send the message to the dead-letter topic (with the reason, its bytes and where it came from)."""
         metrics.dead_letters.labels(codec.suffix(message.topic), reason).inc()
         recent["dead_letters"].append({"topic": message.topic, "partition": message.partition, "offset": message.offset,
                                        "reason": reason, "error": error[:300], "at": int(time.time() * 1000)})
         log.warning("dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error)
-        return await dead_letters_out.send(
+        await dead_letters_out.send(
             key=message.key,
             value=codec.dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
                                     reason, error),

@@ -130,7 +130,7 @@ class OrderStage:
         that is already due, so loop until nothing is."""
         out = Outputs()
         while dues := self.schedule.due(partition, now):
-            later: list[Schedule] = []  # what the round schedules, added once (see _fire_round)
+            later: list[Schedule] = []  # what the round schedules, added once (see _schedule)
             try:
                 for due in dues:
                     stored = self._load(self.orders.get(due.key))
