@@ -14,13 +14,17 @@ fire inside the same agents, from the partition that owns the key: see streams/s
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import weakref
 import time
 from collections import deque
 import traceback
 from pathlib import Path
 
 import faust
+from faust.streams import _current_event
 from aiohttp.web import Response
 
 from .codec import Codec
@@ -33,6 +37,8 @@ from .scheduling import Scheduler
 from .security import faust_credentials
 from .serde import AvroSerde, DecodeError
 from .web import register_views
+from .faust_ext import AckedTable, SeekFirstTableManager, StallGuard
+from .writeback import WriteBack
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,13 @@ ROCKSDB_OPTIONS = {
     "write_buffer_size": 16 * 1024 * 1024,
     "max_write_buffer_number": 2,
 }
+
+
+def enter(event) -> None:
+    """Make `event` the current one in this task: a Faust table reads and writes the store and changelog
+    partition of the current event, which a batch must set per input (Faust sets it only per event
+    of a plain `async for`)."""
+    _current_event.set(weakref.ref(event))
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -59,8 +72,8 @@ def build_app(settings: Settings) -> faust.App:
         web_bind="127.0.0.1",
         web_in_thread=False,
         producer_acks=-1,
-        # A few ms of linger costs little latency and saves most produce requests (with none,
-        # socket writes were ~18% of the worker's time in the e2e benchmark).
+        # Outputs are awaited once per batch, so a few ms of linger costs little latency and saves
+        # most produce requests (with no linger, socket writes were ~18% of the worker's time).
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         table_cleanup_interval=60.0,
@@ -71,6 +84,10 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
         broker_credentials=faust_credentials(settings),  # SASL/SCRAM and TLS from AFTERSALE_SECURITY_*
+        # Recovery that seeks before it resumes, and tables whose changelog writes can be awaited:
+        # see streams/faust_ext.py.
+        TableManager=SeekFirstTableManager,
+        Table=AckedTable,
     )
     codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
     metrics = Metrics()
@@ -105,13 +122,13 @@ def build_app(settings: Settings) -> faust.App:
         # use event time, so the same input gives the same output however fast it is fed.
         return event_time if settings.clock == "event" else int(time.time() * 1000)
 
-    async def dead_letter(message, reason: str, error: str) -> None:
-        """Send the message to the dead-letter topic (with the reason, its bytes and where it came from)."""
+    async def dead_letter(message, reason: str, error: str):
+        """Send the message to the dead-letter topic; returns the future of the broker's ack."""
         metrics.dead_letters.labels(codec.suffix(message.topic), reason).inc()
         recent["dead_letters"].append({"topic": message.topic, "partition": message.partition, "offset": message.offset,
                                        "reason": reason, "error": error[:300], "at": int(time.time() * 1000)})
         log.warning("dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error)
-        await dead_letters_out.send(
+        return await dead_letters_out.send(
             key=message.key,
             value=codec.dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
                                     reason, error),
@@ -139,8 +156,12 @@ def build_app(settings: Settings) -> faust.App:
             recent["audit"].append(audit)
 
     event_clock = settings.clock == "event"
-    order_stage_core = OrderStage(orders, lanes, order_schedule_table, event_clock=event_clock)
-    customer_stage_core = CustomerStage(customers, customer_schedule_table, event_clock=event_clock)
+    # The stages read and write the tables through WriteBack views: their writes reach the tables
+    # only after the outputs they imply are acknowledged (see streams/writeback.py).
+    order_views = [WriteBack(t) for t in (orders, lanes, order_schedule_table)]
+    customer_views = [WriteBack(t) for t in (customers, customer_schedule_table)]
+    order_stage_core = OrderStage(*order_views, event_clock=event_clock)
+    customer_stage_core = CustomerStage(*customer_views, event_clock=event_clock)
 
     def decide(stage, message, record) -> Outputs:
         """One input through one stage: decide, then fire what became due."""
@@ -155,37 +176,78 @@ def build_app(settings: Settings) -> faust.App:
             metrics.duplicates.labels(topic_name).inc()
         return out.extend(stage.fire(partition, schedule_time(stage.schedule, partition, record.event_time)))
 
-    async def run_stage(stage, event, key_of) -> None:
-        """One input: decode, decide, send. The stage writes its tables while it decides, so the
-        state reaches RocksDB and the changelog ahead of the outputs (see the README: a SIGKILL
-        between the two can lose a decision)."""
-        message = event.message
+    async def run_batch(stage, views, stream, events, key_of) -> None:
+        """Decide a batch of inputs, send what they imply and wait for the broker's acks; then write
+        the state (each changed key once) and only then acknowledge the inputs. A crash anywhere
+        before the end redelivers the whole batch, which decides the same outputs again."""
+        acks, event_times, last_event = [], [], {}
+        for event in events:
+            message = event.message
+            enter(event)  # Faust tables read the store of the current event's partition
+            last_event[message.partition] = event
+            for view in views:
+                view.begin(message.partition)
+            try:
+                record = codec.decode(message.topic, message.key, message.value)
+            except (DecodeError, InvalidEvent) as exc:
+                acks.append(await dead_letter(message, exc.reason, exc.detail))
+                continue
+            try:
+                out = decide(stage, message, record)
+                records = encode_outputs(out)
+            except Exception:  # a bug must not stop the partition: park the event, keep going
+                for view in views:
+                    view.rollback()
+                acks.append(await dead_letter(message, "processing_error", traceback.format_exc(limit=5)))
+                continue
+            for topic_out, key, value in records:
+                acks.append(await topic_out.send(key=key, value=value))
+            count_outputs(out)
+            if getattr(record, "kind", None) != "tick":
+                event_times.append(record.event_time)
         try:
-            record = codec.decode(message.topic, message.key, message.value)
-        except (DecodeError, InvalidEvent) as exc:
-            await dead_letter(message, exc.reason, exc.detail)
-            return
+            await asyncio.gather(*acks)
+        except Exception:
+            # The broker refused outputs for longer than the producer retries (or one is too large).
+            # Nothing of this batch is acknowledged; exiting now guarantees nothing of it is committed
+            # either, and the restarted worker decides the batch again.
+            log.critical("outputs of a batch were not acknowledged; exiting so it is redelivered", exc_info=True)
+            os._exit(70)
+        for view in views:
+            view.flush(lambda partition: enter(last_event[partition]))
+        # The state must be in Kafka before the inputs may be committed (see streams/faust_ext.py).
+        changelog_acks = [f for view in views for f in view.base.changelog_acks()]
         try:
-            out = decide(stage, message, record)
-            records = encode_outputs(out)
-        except Exception:  # a bug must not stop the partition: park the event, keep going
-            await dead_letter(message, "processing_error", traceback.format_exc(limit=5))
-            return
-        for topic_out, key, value in records:
-            await topic_out.send(key=key, value=value)
-        count_outputs(out)
-        if getattr(record, "kind", None) != "tick":
-            metrics.latency.labels(key_of).observe(max(0.0, time.time() - record.event_time / 1000))
+            await asyncio.gather(*changelog_acks)
+        except Exception:
+            log.critical("changelog records of a batch were not acknowledged; exiting so it is redelivered",
+                         exc_info=True)
+            os._exit(70)
+        for event in events:
+            await stream.ack(event)
+        done = time.time()
+        for event_time in event_times:
+            metrics.latency.labels(key_of).observe(max(0.0, done - event_time / 1000))
+
+    in_batch = {"order": False, "customer": False}  # for the stall guard below
 
     @app.agent(order_inputs, name="order_stage")
     async def order_stage(stream):
-        async for event in stream.events():
-            await run_stage(order_stage_core, event, "order")
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
+            in_batch["order"] = True
+            try:
+                await run_batch(order_stage_core, order_views, stream, events, "order")
+            finally:
+                in_batch["order"] = False
 
     @app.agent(customer_inputs, name="customer_stage")
     async def customer_stage(stream):
-        async for event in stream.events():
-            await run_stage(customer_stage_core, event, "customer")
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
+            in_batch["customer"] = True
+            try:
+                await run_batch(customer_stage_core, customer_views, stream, events, "customer")
+            finally:
+                in_batch["customer"] = False
 
     def schedule_time(scheduler: Scheduler, partition: int, event_time: int) -> int:
         """The time up to which a partition's schedule is due: its event-time watermark when
@@ -210,6 +272,22 @@ def build_app(settings: Settings) -> faust.App:
                 value = codec.encode("customer-commands", {"command_id": f"tick:{tp.partition}:{now}", "event_time": now,
                                                             "customer_id": "", "order_id": "", "kind": "tick", **due})
                 await commands_out.send(value=value, partition=tp.partition)
+
+    if os.environ.get("AFTERSALE_DEBUG_DUMP_DIR"):
+        @app.task
+        async def install_debug_dump() -> None:
+            """`kill -USR1 <worker>` writes its tasks and consumer state there (streams/debugdump.py)."""
+            from .debugdump import install
+            install(app, os.environ["AFTERSALE_DEBUG_DUMP_DIR"])
+
+    stall_guard = StallGuard()
+    input_topics = set(order_inputs.topics) | set(customer_inputs.topics)
+
+    @app.timer(interval=5.0)
+    async def guard_against_stalls() -> None:
+        """Re-read an input partition whose fetched records never reached its agent (streams/faust_ext.py)."""
+        idle = not any(in_batch.values()) and all(a.channel.queue.empty() for a in (order_stage, customer_stage))
+        await stall_guard.check(app, {tp for tp in app.consumer.assignment() if tp.topic in input_topics}, idle)
 
     @app.page("/metrics")
     async def metrics_page(web, request):

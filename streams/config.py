@@ -26,6 +26,10 @@ class Settings:
     web_port: int = 6066
     clock: str = "wall"  # wall: decide with the wall clock (live); event: with event time (replay, demo)
     tick_interval: float = 5.0  # seconds between wall-clock ticks that fire scheduled decisions (live)
+    # Inputs decided per batch: outputs are acknowledged and state written once per batch. A batch
+    # closes when full or `batch_within` seconds after it opened, which bounds the added latency.
+    batch_max: int = 500
+    batch_within: float = 0.01
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
     session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
     schema_registry_url: str | None = None
@@ -53,6 +57,8 @@ class Settings:
             web_port=_int("AFTERSALE_WEB_PORT", cls.web_port),
             clock=env.get("AFTERSALE_CLOCK", cls.clock),
             tick_interval=float(env.get("AFTERSALE_TICK_INTERVAL") or cls.tick_interval),
+            batch_max=_int("AFTERSALE_BATCH_MAX", cls.batch_max),
+            batch_within=float(env.get("AFTERSALE_BATCH_WITHIN") or cls.batch_within),
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,

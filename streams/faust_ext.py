@@ -1,0 +1,173 @@
+"""Two changes to Faust that at-least-once processing here depends on. Each works around Faust 0.15.3
+behaviour found while SIGKILLing workers; see tests/faults/README.md.
+
+1. Recovery seeks before it resumes (faust-streaming issue #596, open). When table recovery completes,
+   Faust resumes the input partitions and only then seeks them to their committed offsets. Records
+   fetched in between reach the agents; the fetcher then moves its read offset past the records the
+   seek asks for again, drops those as already read, and the partition is left with a gap of offsets
+   that are never acknowledged. A gap of more than one stops its commits for good (the partition
+   stalls); a gap of exactly one is committed over (the input is lost). Seeking while the partitions
+   are still paused closes the window.
+
+2. Tables whose changelog writes can be awaited. A Faust table sends its changelog records through the
+   producer buffer and does not wait for them; Faust's commit flushes that buffer but gives up after
+   0.1 s, so an offset can be committed ahead of the changelog of the state it produced. The worker
+   awaits `AckedTable.changelog_acks()` before it acknowledges the inputs that wrote the state.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import faust
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+
+
+class SeekFirstRecovery(Recovery):
+    async def _seek_streams(self, stream_tps: set) -> None:
+        """Seek the input partitions to their committed offsets, and those never committed to their
+        beginning (auto_offset_reset "earliest"): aiokafka leaves a partition without a committed offset
+        wherever its fetcher already got to, which would skip that partition's backlog."""
+        consumer = self.app.consumer
+        self.log.info("Seek stream partitions to committed offsets (before resuming them).")
+        await consumer.perform_seek()
+        never = [tp for tp in stream_tps if consumer._committed_offset[tp] is None]
+        if never and self.app.conf.consumer_auto_offset_reset == "earliest":
+            for tp, offset in (await consumer.earliest_offsets(*never)).items():
+                self.log.info("Seek %r (never committed) to its earliest offset %r", tp, offset)
+                await consumer.seek(tp, offset)
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        """Faust's own, with the seek moved ahead of `resume_partitions`."""
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [asyncio.ensure_future(table.on_recovery_completed(self.actives_for_table[table],
+                                                                       self.standbys_for_table[table]))
+                     for table in self.tables.values()]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again app id %r param %r", self.app.consumer_generation_id,
+                             generation_id)
+            return
+        stream_tps = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+        if assignment:
+            await self._wait(self._seek_streams(stream_tps), timeout=self.app.conf.broker_request_timeout)
+        consumer.resume_partitions(stream_tps)
+        self.completed.set()
+        self.app.flow_control.resume()
+        consumer.resume_flow()
+        await self.app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+    async def _resume_streams(self, generation_id: int = 0) -> None:
+        """Faust's own (used when an assignment has no table partitions), seek first as well."""
+        app, consumer = self.app, self.app.consumer
+        await app.on_rebalance_complete.send()
+        assignment = consumer.assignment()
+        if app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again")
+            return
+        if assignment:
+            stream_tps = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+            await self._wait(self._seek_streams(stream_tps), timeout=app.conf.broker_request_timeout)
+            consumer.resume_partitions(stream_tps)
+        else:
+            self.log.info("Resuming streams with empty assignment")
+        self.completed.set()
+        app.flow_control.resume()
+        consumer.resume_flow()
+        await app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        self.tables.on_standbys_ready()
+        app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+
+class SeekFirstTableManager(TableManager):
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
+@dataclass
+class StallGuard:
+    """3. A partition whose fetched records never reach its agent gets re-read. Rarely, after a restart
+    Faust lost the records fetched for some input partitions (aiokafka's position went to the end of
+    the partition, nothing was delivered, no error was logged): the partition then sat idle forever.
+    Each `check` compares, per input partition, the last offset delivered to the agents with the
+    broker's high-water mark; a partition that is behind while nothing of it moves for `patience`
+    checks in a row, with the agents idle, is seeked back to its committed offset. Re-reading is
+    safe: inputs are acknowledged only after their outputs and state are in Kafka, and a redelivered
+    input decides the same outputs with the same ids."""
+
+    patience: int = 2
+    _last: dict = field(default_factory=dict)  # tp -> (delivered offset, checks it has not moved)
+
+    def stalled(self, positions: dict, idle: bool) -> list:
+        """positions: tp -> (last delivered offset or None, committed offset or None, high-water or None).
+        Returns the partitions to re-read. Pure, so it is unit-tested without a broker."""
+        out = []
+        for tp, (delivered, committed, highwater) in positions.items():
+            # Faust's read offset is the last offset delivered, except right after a seek, when it is
+            # the committed offset (the next one wanted).
+            next_wanted = committed or 0 if delivered is None or delivered == committed else delivered + 1
+            behind = highwater is not None and highwater > next_wanted
+            seen = self._last.get(tp)
+            still = seen[1] + 1 if seen and behind and idle and delivered == seen[0] else 0
+            self._last[tp] = (delivered, still)
+            if still >= self.patience:
+                out.append(tp)
+                del self._last[tp]  # after a re-read, watch it afresh
+        return out
+
+    async def check(self, app, input_tps: set, idle: bool) -> list:
+        consumer = app.consumer
+        if app.in_recovery or app.rebalancing or not app.tables.recovery.completed.is_set():
+            self._last.clear()
+            return []
+        positions = {}
+        for tp in input_tps:
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet, or not assigned any more
+                highwater = None
+            positions[tp] = (consumer._read_offset[tp], consumer._committed_offset[tp], highwater)
+        stalled = self.stalled(positions, idle)
+        for tp in stalled:
+            delivered, committed, highwater = positions[tp]
+            target = committed
+            if target is None:
+                target = (await consumer.earliest_offsets(tp)).get(tp) or 0
+            app.log.warning("input partition %s[%d] stalled: delivered up to %r of %r; re-reading from %r",
+                            tp.topic, tp.partition, delivered, highwater, target)
+            await consumer.seek(tp, target)
+        return stalled
+
+
+class AckedTable(faust.Table):
+    """A table that remembers the futures of the changelog records it sent since the last call."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._changelog_futures: list[asyncio.Future] = []
+
+    def send_changelog(self, *args, **kwargs):
+        fut = super().send_changelog(*args, **kwargs)
+        self._changelog_futures.append(fut)
+        return fut
+
+    def changelog_acks(self) -> list[asyncio.Future]:
+        """The changelog sends since the last call: await them to know the state is in Kafka."""
+        futures, self._changelog_futures = self._changelog_futures, []
+        return futures

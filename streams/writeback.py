@@ -1,0 +1,105 @@
+"""Table writes held back until the outputs they imply are acknowledged, one batch at a time.
+
+A stage decides, changes its state and emits outputs. If the state reached the table (and so its
+changelog) but the outputs did not, a crash in between would make the redelivered input look like a
+duplicate and its messages would be lost. So the worker decides a batch of inputs against a
+WriteBack view of each table (reads see the batch's own writes), sends the outputs, waits for the
+broker to acknowledge them, and only then writes the state, each changed key once, and acknowledges
+the inputs. A crash before that means the inputs are decided again and the same outputs (same
+deterministic ids) go out twice, which consumers drop by id.
+
+Writes are remembered with the partition of the input that made them: a Faust table writes a key
+to the store and changelog partition of the current event, and a batch holds several partitions.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, MutableMapping
+
+_DELETED = object()
+_MISSING = object()
+
+
+class WriteBack(MutableMapping):
+    def __init__(self, base: MutableMapping):
+        self.base = base
+        self.partition: int | None = None  # of the input being decided; set by the worker
+        self.pending: dict[Any, tuple[int | None, Any]] = {}  # key -> (partition, value or _DELETED)
+        self._undo: dict[Any, Any] = {}  # key -> its pending entry before the current input
+
+    # Reads: the batch's writes first, then the table.
+    def __getitem__(self, key):
+        entry = self.pending.get(key, _MISSING)
+        if entry is _MISSING:
+            return self.base[key]
+        if entry[1] is _DELETED:
+            raise KeyError(key)
+        return entry[1]
+
+    def get(self, key, default=None):
+        entry = self.pending.get(key, _MISSING)
+        if entry is _MISSING:
+            return self.base.get(key, default)
+        return default if entry[1] is _DELETED else entry[1]
+
+    def __contains__(self, key) -> bool:
+        entry = self.pending.get(key, _MISSING)
+        if entry is _MISSING:
+            return key in self.base
+        return entry[1] is not _DELETED
+
+    def __iter__(self) -> Iterator:  # inspection only: the stages read by key
+        yield from (k for k in self.base if k not in self.pending)
+        yield from (k for k, (_p, v) in self.pending.items() if v is not _DELETED)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    # Writes: kept until the batch is flushed.
+    def __setitem__(self, key, value) -> None:
+        self._remember(key)
+        self.pending[key] = (self.partition, value)
+
+    def __delitem__(self, key) -> None:
+        self._remember(key)
+        self.pending[key] = (self.partition, _DELETED)
+
+    def _remember(self, key) -> None:
+        if key not in self._undo:
+            self._undo[key] = self.pending.get(key, _MISSING)
+
+    # One input at a time: a failed decision leaves no trace in the batch.
+    def begin(self, partition: int) -> None:
+        self.partition = partition
+        self._undo.clear()
+
+    def rollback(self) -> None:
+        for key, entry in self._undo.items():
+            if entry is _MISSING:
+                self.pending.pop(key, None)
+            else:
+                self.pending[key] = entry
+        self._undo.clear()
+
+    def flush(self, enter_partition=None) -> int:
+        """Write the pending writes to the table, partition by partition (`enter_partition(p)` makes
+        p the current one, for a Faust table), a tombstone for each delete; returns keys written."""
+        by_partition: dict[int | None, list] = {}
+        for key, (partition, value) in self.pending.items():
+            by_partition.setdefault(partition, []).append((key, value))
+        for partition, writes in by_partition.items():
+            if enter_partition is not None:
+                enter_partition(partition)
+            for key, value in writes:
+                if value is _DELETED:
+                    if key in self.base:
+                        del self.base[key]
+                else:
+                    self.base[key] = value
+        written = len(self.pending)
+        self.pending.clear()
+        self._undo.clear()
+        return written
+
+    def discard(self) -> None:
+        self.pending.clear()
+        self._undo.clear()
