@@ -198,3 +198,27 @@ def test_sigkilled_worker_recovers_tables_from_changelog(settings, workers, read
     recovered = [r for r in distinct if r["intent_type"] == "delivered" and r["order_id"] in placed_before & delivered_after]
     assert recovered and all(r["content"]["items"] for r in recovered)
     assert not [r for t, _k, r in seen if t == "dead-letters"]
+
+
+def test_sigusr1_dumps_the_workers_state_when_enabled(settings, tmp_path):
+    import signal
+    import time
+
+    from streams.worker_process import WorkerRun
+
+    dump_dir = tmp_path / "dumps"
+    dump_dir.mkdir()
+    worker = WorkerRun(settings, settings.data_dir, tmp_path / "dump-worker.log", clock="event",
+                       env={"AFTERSALE_DEBUG_DUMP_DIR": str(dump_dir)}).start(wait="ready")
+    try:
+        dump = dump_dir / f"dump-{worker.proc.pid}.txt"
+        worker.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "TASK" not in (dump.read_text() if dump.exists() else ""):
+            time.sleep(0.1)
+        text = dump.read_text()
+        assert worker.alive()
+        assert f"{settings.app_id}.orders" in text and "read_offset=" in text and "committed=" in text
+        assert "agent order_stage: queue=" in text and "TASK" in text
+    finally:
+        worker.stop()
