@@ -16,7 +16,6 @@ two runs' intent ids, and how many inputs a killed worker decided differently th
 from __future__ import annotations
 
 import gc
-import os
 import random
 import shutil
 import tempfile
@@ -120,14 +119,8 @@ def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, faul
         reference.problems + reference.missing)
     assert not verdict.problems, "killed run:\n" + "\n".join(verdict.problems)
     assert verdict.stats["placed_orders"] == size.kill_orders
-    if verdict.missing:
-        message = (f"{len(verdict.missing)} decisions lost after SIGKILL, e.g. {verdict.missing[:5]}. Known bug: a stage "
-                   f"writes its state (the input marked as seen) before the outputs it implies are acknowledged; a kill "
-                   f"in between leaves the state ahead of the outputs, and the redelivered input is then dropped as a "
-                   f"duplicate. See tests/faults/README.md.")
-        if os.environ.get("AFTERSALE_FAULTS_STRICT", "") not in ("", "0"):
-            pytest.fail(message)
-        pytest.xfail(message)
+    assert not verdict.missing, (f"{len(verdict.missing)} decisions lost after SIGKILL, e.g. {verdict.missing[:5]} "
+                                 f"(see tests/faults/README.md)")
 
 
 def test_broker_restart_mid_stream(tmp_path, started, fault_size):
