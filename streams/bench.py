@@ -63,7 +63,7 @@ def core_events(orders: int = 2000, seed: int = 1):
 def bench_core(options: dict) -> list[Figure]:
     from .core.customers import decide_customer
     from .core.orders import decide_order
-    from .core.model import CustomerCommand, OrderEvent, CarrierScan
+    from .core.model import OrderEvent, CarrierScan
 
     events = core_events(options.get("orders", 5000))
 

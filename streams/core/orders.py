@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
 from . import ids
-from .calendar import HOUR, add_business_days, business_days_between
+from .calendar import add_business_days, business_days_between
 from .delays import DELAY_POLICY, assess, shipment_lanes
 from .lanes import MIN_SAMPLES, LaneStats, pick
 from .model import (
