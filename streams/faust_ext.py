@@ -1,4 +1,4 @@
-"""Two changes to Faust that at-least-once processing here depends on. Each works around Faust 0.15.3
+"""Three changes to Faust that at-least-once processing here depends on. Each works around Faust 0.15.3
 behaviour found while SIGKILLing workers; see tests/faults/README.md.
 
 1. Recovery seeks before it resumes (faust-streaming issue #596, open). When table recovery completes,
@@ -7,12 +7,14 @@ behaviour found while SIGKILLing workers; see tests/faults/README.md.
    seek asks for again, drops those as already read, and the partition is left with a gap of offsets
    that are never acknowledged. A gap of more than one stops its commits for good (the partition
    stalls); a gap of exactly one is committed over (the input is lost). Seeking while the partitions
-   are still paused closes the window.
+   are still paused closes the window. A partition never committed is seeked to its earliest offset.
 
 2. Tables whose changelog writes can be awaited. A Faust table sends its changelog records through the
    producer buffer and does not wait for them; Faust's commit flushes that buffer but gives up after
    0.1 s, so an offset can be committed ahead of the changelog of the state it produced. The worker
    awaits `AckedTable.changelog_acks()` before it acknowledges the inputs that wrote the state.
+
+3. `StallGuard`: an input partition whose fetched records never reached its agent is re-read.
 """
 from __future__ import annotations
 
