@@ -24,12 +24,14 @@ import traceback
 from pathlib import Path
 
 import faust
+import orjson
 from faust.streams import _current_event
 from aiohttp.web import Response
 
 from .codec import Codec
 from .config import Settings
 from .core.model import InvalidEvent
+from .core.state import CustomerState, OrderState
 from .engine import CustomerStage, OrderStage, Outputs
 from .metrics import Metrics
 from .registry import make_registry
@@ -170,10 +172,15 @@ def build_app(settings: Settings) -> faust.App:
     # The stages read and write the tables through WriteBack views: their writes reach the tables
     # only after the outputs they imply are acknowledged (see streams/writeback.py), and then go
     # straight to the store and changelog, each changed key once (streams/table_io.py).
-    order_views = [WriteBack(DirectTable(t, send)) for t in (orders, lanes, order_schedule_table)]
-    customer_views = [WriteBack(DirectTable(t, send)) for t in (customers, customer_schedule_table)]
-    order_stage_core = OrderStage(*order_views, event_clock=event_clock)
-    customer_stage_core = CustomerStage(*customer_views, event_clock=event_clock)
+    # The states stay records within a batch (objects=True) and are serialised once, at its end.
+    def state_view(table, state_type) -> WriteBack:
+        return WriteBack(DirectTable(table, send), snapshot=orjson.dumps,
+                         restore=lambda data: state_type.from_dict(orjson.loads(data)))
+
+    order_views = [state_view(orders, OrderState)] + [WriteBack(DirectTable(t, send)) for t in (lanes, order_schedule_table)]
+    customer_views = [state_view(customers, CustomerState), WriteBack(DirectTable(customer_schedule_table, send))]
+    order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock)
+    customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock)
 
     def decide(stage, message, record) -> Outputs:
         """One input through one stage: decide, then fire what became due."""

@@ -10,36 +10,55 @@ deterministic ids) go out twice, which consumers drop by id.
 
 Writes are remembered with the partition of the input that made them: a Faust table writes a key
 to the store and changelog partition of the current event, and a batch holds several partitions.
+
+Values may be mutable records that the reader changes in place (the core takes ownership of the
+state it is given). For those, give `snapshot` and `restore`: the first read of a pending value by an
+input keeps a snapshot of it, so a rollback restores the value as it was before that input.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, MutableMapping
+from typing import Any, Callable, Iterator, MutableMapping
 
 _DELETED = object()
 _MISSING = object()
 
 
+class _Snapshot:
+    __slots__ = ("partition", "data")
+
+    def __init__(self, partition, data):
+        self.partition, self.data = partition, data
+
+
 class WriteBack(MutableMapping):
-    def __init__(self, base: MutableMapping):
+    def __init__(self, base: MutableMapping, snapshot: Callable[[Any], Any] | None = None,
+                 restore: Callable[[Any], Any] | None = None):
         self.base = base
         self.partition: int | None = None  # of the input being decided; set by the worker
         self.pending: dict[Any, tuple[int | None, Any]] = {}  # key -> (partition, value or _DELETED)
-        self._undo: dict[Any, Any] = {}  # key -> its pending entry before the current input
+        self._undo: dict[Any, Any] = {}  # key -> its pending entry (or a _Snapshot) before the current input
+        self._snapshot, self._restore = snapshot, restore
 
     # Reads: the batch's writes first, then the table.
+    def _pending_value(self, key, entry):
+        value = entry[1]
+        if self._snapshot is not None and value is not _DELETED and key not in self._undo:
+            self._undo[key] = _Snapshot(entry[0], self._snapshot(value))
+        return value
+
     def __getitem__(self, key):
         entry = self.pending.get(key, _MISSING)
         if entry is _MISSING:
             return self.base[key]
         if entry[1] is _DELETED:
             raise KeyError(key)
-        return entry[1]
+        return self._pending_value(key, entry)
 
     def get(self, key, default=None):
         entry = self.pending.get(key, _MISSING)
         if entry is _MISSING:
             return self.base.get(key, default)
-        return default if entry[1] is _DELETED else entry[1]
+        return default if entry[1] is _DELETED else self._pending_value(key, entry)
 
     def __contains__(self, key) -> bool:
         entry = self.pending.get(key, _MISSING)
@@ -76,6 +95,8 @@ class WriteBack(MutableMapping):
         for key, entry in self._undo.items():
             if entry is _MISSING:
                 self.pending.pop(key, None)
+            elif isinstance(entry, _Snapshot):
+                self.pending[key] = (entry.partition, self._restore(entry.data))
             else:
                 self.pending[key] = entry
         self._undo.clear()

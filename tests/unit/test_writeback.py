@@ -77,3 +77,29 @@ def test_discard_forgets_the_batch():
     view["a"] = 9
     view.discard()
     assert view["a"] == 1 and view.flush() == 0 and table.log == []
+
+
+def test_rollback_restores_a_pending_record_changed_in_place_by_the_failed_input():
+    # The core changes the state it is given in place; the view snapshots a pending value on its
+    # first read by an input, so a failed input leaves the value as the previous input wrote it.
+    import orjson
+
+    from streams.core.state import OrderState
+
+    table = RecordingTable()
+    view = WriteBack(table, snapshot=orjson.dumps, restore=lambda data: OrderState.from_dict(orjson.loads(data)))
+    view.begin(0)
+    view["o"] = OrderState(order_id="o", notified=["a"])  # input 1: kept
+    view.begin(0)
+    state = view.get("o")  # input 2 changes it in place, then fails
+    state.notified.append("b")
+    state.status = "cancelled"
+    view["o"] = state
+    view.rollback()
+    assert view["o"] == OrderState(order_id="o", notified=["a"])
+    view.begin(0)
+    kept = view["o"]  # input 3 succeeds: its change stays
+    kept.notified.append("c")
+    view["o"] = kept
+    view.flush()
+    assert table["o"].notified == ["a", "c"]
