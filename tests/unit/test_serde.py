@@ -307,3 +307,57 @@ def test_an_unregistered_schema_cannot_be_encoded(tmp_path, sample):
     empty = AvroSerde(LocalRegistry(registry_file=tmp_path / "none.json", frozen_dir=tmp_path / "none"))
     with pytest.raises(LookupError):
         empty.encode("x", ORDER_EVENT, order.record)
+
+
+def _core_outputs(orders: int = 150):
+    """Commands, intents and audit records the core decides on simulated traffic."""
+    from streams.core.model import CarrierScan, OrderEvent
+    from streams.engine import CustomerStage, OrderStage
+    from streams.replay.events import InputReport, prepare, simulated_raw
+
+    order_stage = OrderStage({}, {}, {}, objects=True, event_clock=True)
+    customer_stage = CustomerStage({}, {}, objects=True, event_clock=True)
+    commands, intents, audit = [], [], []
+    for replayed in prepare(simulated_raw(orders, seed=3), InputReport("test", "jsonl")):
+        event = replayed.event
+        items = [event]
+        if isinstance(event, (OrderEvent, CarrierScan)):
+            out = order_stage.handle(0, event, event.event_time)
+            commands += out.commands
+            audit += out.audit
+            items = out.commands
+        for item in items:
+            out = customer_stage.handle(0, item, item.event_time)
+            intents += out.intents
+            audit += out.audit
+    return commands, intents, audit
+
+
+def test_optional_records_are_written_with_their_branch_named_and_the_same_bytes(serde):
+    from streams.serde import union_tagger
+
+    commands, intents, audit = _core_outputs()
+    assert commands and intents and audit
+    facts_with_contact = [c for c in commands if c.fact is not None and c.fact.contact is not None]
+    assert facts_with_contact and any(c.intent is not None for c in commands)
+    for name, records in (("io.aftersale.CustomerCommand", commands), ("io.aftersale.MessageIntent", intents),
+                          ("io.aftersale.DecisionAudit", audit)):
+        parsed = by_name(name).parsed
+        tag = union_tagger(parsed)
+        for record in map(model.to_record, records):
+            plain, tagged = io.BytesIO(), io.BytesIO()
+            fastavro.schemaless_writer(plain, parsed, record)
+            fastavro.schemaless_writer(tagged, parsed, tag(record) if tag else record)
+            assert tagged.getvalue() == plain.getvalue()
+    # The command's optional intent and fact (and the fact's contact) are the records it names.
+    tagged = union_tagger(by_name("io.aftersale.CustomerCommand").parsed)(model.to_record(facts_with_contact[0]))
+    assert tagged["intent"] is None and tagged["fact"][0] == "io.aftersale.OrderFact"
+    assert tagged["fact"][1]["contact"][0] == "io.aftersale.ContactChannels"
+
+
+def test_a_record_missing_a_required_field_still_fails_to_encode(serde):
+    commands, _, _ = _core_outputs(30)
+    record = model.to_record(next(c for c in commands if c.intent is not None))
+    del record["intent"]["channel"]
+    with pytest.raises((TypeError, ValueError, AttributeError)):
+        serde.encode("aftersale.customer-commands-value", "io.aftersale.CustomerCommand", record)
