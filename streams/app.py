@@ -39,7 +39,7 @@ from .scheduling import Scheduler
 from .security import faust_credentials
 from .serde import AvroSerde, DecodeError
 from .web import register_views
-from .faust_ext import AckedTable, SeekFirstTableManager, StallGuard
+from .faust_ext import SeekFirstTableManager, StallGuard
 from .table_io import DirectTable
 from .writeback import WriteBack
 
@@ -87,10 +87,8 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
         broker_credentials=faust_credentials(settings),  # SASL/SCRAM and TLS from AFTERSALE_SECURITY_*
-        # Recovery that seeks before it resumes, and tables whose changelog writes can be awaited:
-        # see streams/faust_ext.py.
+        # Recovery that seeks before it resumes: see streams/faust_ext.py.
         TableManager=SeekFirstTableManager,
-        Table=AckedTable,
     )
     codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
     metrics = Metrics()

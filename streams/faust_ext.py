@@ -9,10 +9,11 @@ behaviour found while SIGKILLing workers; see tests/faults/README.md.
    stalls); a gap of exactly one is committed over (the input is lost). Seeking while the partitions
    are still paused closes the window. A partition never committed is seeked to its earliest offset.
 
-2. Tables whose changelog writes can be awaited. A Faust table sends its changelog records through the
+2. Changelog writes that can be awaited. A Faust table sends its changelog records through the
    producer buffer and does not wait for them; Faust's commit flushes that buffer but gives up after
    0.1 s, so an offset can be committed ahead of the changelog of the state it produced. The worker
-   awaits `AckedTable.changelog_acks()` before it acknowledges the inputs that wrote the state.
+   writes its tables through streams/table_io.py instead, which returns the futures of the changelog
+   records, and awaits them before it acknowledges the inputs that wrote the state.
 
 3. `StallGuard`: an input partition whose fetched records never reached its agent is re-read.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-import faust
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 
@@ -155,21 +155,3 @@ class StallGuard:
                             tp.topic, tp.partition, delivered, highwater, target)
             await consumer.seek(tp, target)
         return stalled
-
-
-class AckedTable(faust.Table):
-    """A table that remembers the futures of the changelog records it sent since the last call."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._changelog_futures: list[asyncio.Future] = []
-
-    def send_changelog(self, *args, **kwargs):
-        fut = super().send_changelog(*args, **kwargs)
-        self._changelog_futures.append(fut)
-        return fut
-
-    def changelog_acks(self) -> list[asyncio.Future]:
-        """The changelog sends since the last call: await them to know the state is in Kafka."""
-        futures, self._changelog_futures = self._changelog_futures, []
-        return futures
