@@ -93,7 +93,7 @@ class Scheduler:
         chunks = header["chunks"] if header else 0
         last = max(chunks - 1, 0)
         chunk = list(table.get(_chunk_key(partition, bucket, last)) or ()) if chunks else []
-        size, grown = sum(map(_entry_bytes, chunk)), False
+        size, grown = sum(len(key) + len(kind) for key, kind, _ in chunk) + 26 * len(chunk), False  # = _entry_bytes summed
         for row in rows:
             n = _entry_bytes(row)
             if chunk and (len(chunk) >= CHUNK_ENTRIES or size + n > CHUNK_BYTES):
