@@ -47,7 +47,7 @@ def run_benchmark(options: dict, Figure) -> list:
                ratio=decide / base, target=">= 100000 events/s", met=decide >= 100_000,
                note=f"both stages, schedules, partitions; {note}"),
         Figure("replay.exact_path_events_per_s", exact, "events/s", baseline="replay.baseline_read_convert",
-               ratio=exact / base, note=f"dict state + stock scheduler (the worker's path); fast path is "
+               ratio=exact / base, note=f"state stored as dicts after every event + stock scheduler; fast path is "
                                          f"x{decide / exact:.2f} of it; {note}"),
         Figure("replay.end_to_end_events_per_s", total, "events/s", baseline="replay.baseline_read_convert",
                ratio=total / base, note=f"read + decide + hourly ticks + 30 days run-on; {note}"),

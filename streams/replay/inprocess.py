@@ -97,8 +97,9 @@ def _sparse_ok() -> bool:
 
 class InProcessEngine:
     """Both stages over dicts. `objects=True` (the default, fast) keeps state records as they are
-    between events and skips empty minutes in the schedules; `objects=False` runs exactly the
-    worker's code path: state stored as dicts, the stock scheduler (slower, for checks)."""
+    between events and skips empty minutes in the schedules; `objects=False` runs the worker's code
+    path with every state stored as its dict after each event (as the worker's tables hold them
+    between batches) and the stock scheduler (slower, for checks)."""
 
     def __init__(self, partitions: int = 4, objects: bool = True):
         self.partitions = partitions
