@@ -50,9 +50,17 @@ def _chunk_key(partition: int, bucket: int, chunk: int) -> str:
     return f"b:{partition}:{bucket}:{chunk}"
 
 
+_ENTRY_OVERHEAD = 26  # JSON bytes of an entry besides its key and kind: `["", "", 1767225600000], `
+
+
 def _entry_bytes(row: list) -> int:
     """An upper estimate of the JSON size of one entry (`["key", "kind", 1767225600000], `)."""
-    return len(row[0]) + len(row[1]) + 26
+    return len(row[0]) + len(row[1]) + _ENTRY_OVERHEAD
+
+
+def _rows_bytes(rows: list) -> int:
+    """_entry_bytes summed over rows (inlined: a chunk is re-measured on every add)."""
+    return sum(len(key) + len(kind) for key, kind, _ in rows) + _ENTRY_OVERHEAD * len(rows)
 
 
 class Scheduler:
@@ -93,7 +101,7 @@ class Scheduler:
         chunks = header["chunks"] if header else 0
         last = max(chunks - 1, 0)
         chunk = list(table.get(_chunk_key(partition, bucket, last)) or ()) if chunks else []
-        size, grown = sum(len(key) + len(kind) for key, kind, _ in chunk) + 26 * len(chunk), False  # = _entry_bytes summed
+        size, grown = _rows_bytes(chunk), False
         for row in rows:
             n = _entry_bytes(row)
             if chunk and (len(chunk) >= CHUNK_ENTRIES or size + n > CHUNK_BYTES):

@@ -23,10 +23,7 @@ import orjson
 from faust.streams import current_event
 from faust.types import TP
 
-try:  # rocksdict is what Faust's rocksdb:// store runs on here
-    from rocksdict import WriteBatch
-except ImportError:  # pragma: no cover - Faust's python-rocksdb driver
-    WriteBatch = None
+from rocksdict import WriteBatch  # Faust's rocksdb:// store runs on rocksdict (a dependency of ours)
 
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z  # faust.utils.json.dumps with orjson
 
@@ -44,9 +41,10 @@ def encode_value(value: Any) -> bytes:
 class DirectTable(MutableMapping):
     """A Faust table's store and changelog for the worker's reads and flushes.
 
-    Writes go to the store at once and their changelog records are queued; `send_changelog()` sends
-    them and returns the futures of the broker's acks, and `on_acked()` stores the persisted offsets
-    once they are all in. Use it through a WriteBack, which writes each key once per batch."""
+    Writes are collected in a RocksDB write batch per partition, with their changelog records;
+    `send_changelog()` writes the batches to the store, sends the records and returns the futures of
+    the broker's acks, and `on_acked()` stores the persisted offsets once they are all in. Use it
+    through a WriteBack, which writes each key once per batch."""
 
     def __init__(self, table, send: Send):
         self.table = table
@@ -103,14 +101,10 @@ class DirectTable(MutableMapping):
         self._write(self._partition(), encode_key(key), None)
 
     def _write(self, partition: int, key: bytes, value: bytes | None) -> None:
-        if WriteBatch is None:  # pragma: no cover
-            db = self._db(partition)
-            db.put(key, value) if value is not None else db.delete(key)
-        else:
-            batch = self._batches.get(partition)
-            if batch is None:
-                batch = self._batches[partition] = WriteBatch(raw_mode=True)  # as Faust opens its DBs
-            batch.put(key, value) if value is not None else batch.delete(key)
+        batch = self._batches.get(partition)
+        if batch is None:
+            batch = self._batches[partition] = WriteBatch(raw_mode=True)  # as Faust opens its DBs
+        batch.put(key, value) if value is not None else batch.delete(key)
         self._queued.append((partition, key, value))
 
     async def send_changelog(self) -> list[asyncio.Future]:

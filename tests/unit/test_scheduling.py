@@ -276,3 +276,10 @@ def test_a_fire_round_adds_what_it_schedules_once(monkeypatch):
     assert table.writes - before <= chunks + 2  # the new bucket's chunks, its header, the cursor
     assert table.deletes == chunks + 1  # the fired bucket's chunks and header: tombstones
     assert len(stage.schedule.due(0, T0 + 6 * BUCKET_MS)) == 3000
+
+
+def test_a_chunk_is_measured_as_the_sum_of_its_entries():
+    from streams.scheduling import _entry_bytes, _rows_bytes
+
+    rows = [["O1", "delay_check:S1", 1], ["customer-é", "release:abc", 2], ["", "", 3]]
+    assert _rows_bytes(rows) == sum(map(_entry_bytes, rows)) and _rows_bytes([]) == 0
