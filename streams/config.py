@@ -30,6 +30,10 @@ class Settings:
     # closes when full or `batch_within` seconds after it opened, which bounds the added latency.
     batch_max: int = 500
     batch_within: float = 0.01
+    # Scheduled decisions taken per batch, at most (about): when thousands of timers fall due at once
+    # (after downtime, or an event-time jump) the rest wait for a tick the worker sends itself, so a
+    # batch's memory and changelog writes stay bounded.
+    fire_limit: int = 2000
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
     session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
     schema_registry_url: str | None = None
@@ -59,6 +63,7 @@ class Settings:
             tick_interval=float(env.get("AFTERSALE_TICK_INTERVAL") or cls.tick_interval),
             batch_max=_int("AFTERSALE_BATCH_MAX", cls.batch_max),
             batch_within=float(env.get("AFTERSALE_BATCH_WITHIN") or cls.batch_within),
+            fire_limit=_int("AFTERSALE_FIRE_LIMIT", cls.fire_limit),
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
@@ -76,6 +81,8 @@ class Settings:
         settings = cls(**values)
         if settings.clock not in ("wall", "event"):
             raise SystemExit(f"AFTERSALE_CLOCK must be 'wall' or 'event', got {settings.clock!r}")
+        if settings.fire_limit < 1:
+            raise SystemExit(f"AFTERSALE_FIRE_LIMIT must be at least 1, got {settings.fire_limit}")
         bad_security = security_problems(settings)  # fail at start-up, not at the first connection
         if bad_security:
             raise SystemExit("Kafka security settings: " + "; ".join(bad_security))
