@@ -30,6 +30,7 @@ from faust.streams import _current_event
 from aiohttp.web import Response
 
 from .codec import Codec
+from . import rocksdb_memory
 from .config import Settings
 from .core.model import InvalidEvent
 from .core.state import CustomerState, OrderState
@@ -47,7 +48,9 @@ from .writeback import WriteBack
 log = logging.getLogger(__name__)
 
 # RocksDB per partition: Faust's defaults (2 GiB block cache, 3 x 64 MiB write buffers per
-# partition DB) grow memory with the partition count; these keep a worker small and bounded.
+# partition DB) grow memory with the partition count. The worker's stores share one cache and one
+# memtable budget (streams/rocksdb_memory.py, which ignores block_cache_size); a memtable is still
+# flushed at write_buffer_size on its own.
 ROCKSDB_OPTIONS = {
     "block_cache_size": 64 * 1024 * 1024,
     "write_buffer_size": 16 * 1024 * 1024,
@@ -64,10 +67,11 @@ def enter(event) -> None:
 
 def build_app(settings: Settings) -> faust.App:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    rocksdb_memory.configure(settings.rocksdb_memory_mb * 2**20)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
-        store="rocksdb://",
+        store=rocksdb_memory.STORE_URL,  # Faust's RocksDB store, one memory budget for all of them
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -1,0 +1,55 @@
+"""All of a worker's RocksDB stores share one memory budget (streams/rocksdb_memory.py): memtables
+of many stores together stay under it, where Faust's own options let each store fill its own."""
+from __future__ import annotations
+
+import os
+
+import faust.stores
+import pytest
+from faust.stores.rocksdb import RocksDBOptions
+
+from streams import rocksdb_memory
+from streams.rocksdb_memory import STORE_URL, SharedMemoryOptions
+
+MiB = 2**20
+
+
+def fill(options: RocksDBOptions, tmp_path, stores: int = 3, mib_each: int = 12) -> tuple[int, list]:
+    """Write `mib_each` MiB into each of `stores` stores; return their memtables' total bytes."""
+    dbs = [options.open(tmp_path / f"store-{i}") for i in range(stores)]
+    value = os.urandom(1000)
+    for i, db in enumerate(dbs):
+        for n in range(mib_each * MiB // 1000):
+            db[f"{i}:{n:08d}".encode()] = value
+    return sum(db.property_int_value("rocksdb.cur-size-all-mem-tables") for db in dbs), dbs
+
+
+@pytest.fixture
+def budget(monkeypatch):
+    monkeypatch.setattr(rocksdb_memory, "_shared", {})
+    rocksdb_memory.configure(16 * MiB)  # memtables: at most about 8 MiB for all stores
+    return 16 * MiB
+
+
+def test_memtables_of_all_stores_stay_under_the_shared_budget(budget, tmp_path):
+    # Memtables large enough that no store would flush on its own before 64 MiB.
+    shared, dbs = fill(SharedMemoryOptions(write_buffer_size=64 * MiB, use_rocksdict=True), tmp_path / "shared")
+    assert shared <= budget // 2 * 1.25, shared / MiB
+    assert rocksdb_memory.shared_write_buffers().get_usage() <= budget // 2 * 1.25
+    assert rocksdb_memory.shared_cache().get_usage() <= budget * 1.25
+    assert dbs[0][b"0:00000007"] and dbs[2][f"2:{12 * MiB // 1000 - 1:08d}".encode()]  # flushed, still there
+    plain, _ = fill(RocksDBOptions(write_buffer_size=64 * MiB, use_rocksdict=True), tmp_path / "plain")
+    assert plain > 3 * shared and plain > 30 * MiB  # each Faust store keeps its own 12 MiB
+
+
+def test_every_store_opened_uses_the_same_cache_and_budget(budget, tmp_path):
+    first = SharedMemoryOptions(use_rocksdict=True)
+    second = SharedMemoryOptions(use_rocksdict=True, write_buffer_size=4 * MiB)
+    first.as_options(), second.as_options()
+    assert rocksdb_memory.shared_cache() is rocksdb_memory.shared_cache()
+    assert rocksdb_memory.shared_write_buffers().get_buffer_size() == budget // 2
+
+
+def test_the_worker_store_url_selects_the_shared_store():
+    assert faust.stores.by_url(STORE_URL) is rocksdb_memory.Store
+    assert issubclass(rocksdb_memory.Store, faust.stores.by_url("rocksdb://"))
