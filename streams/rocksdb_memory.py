@@ -23,12 +23,13 @@ _shared: dict[str, object] = {"memory": DEFAULT_MEMORY}
 
 
 def configure(memory_bytes: int) -> None:
-    """Set the process-wide budget. Call it before the first store opens (a worker does in
-    build_app); after that only the cache is resized."""
+    """Set the process-wide budget (a worker does in build_app, before its stores open; stores
+    already open follow a new budget too: the cache and the memtable cap are resized)."""
     _shared["memory"] = memory_bytes
-    cache = _shared.get("cache")
-    if cache is not None:
-        cache.set_capacity(memory_bytes)
+    if "cache" in _shared:
+        _shared["cache"].set_capacity(memory_bytes)
+    if "write_buffers" in _shared:
+        _shared["write_buffers"].set_buffer_size(memory_bytes // 2)
 
 
 def shared_cache() -> rocksdict.Cache:

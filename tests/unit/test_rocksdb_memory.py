@@ -48,6 +48,8 @@ def test_every_store_opened_uses_the_same_cache_and_budget(budget, tmp_path):
     first.as_options(), second.as_options()
     assert rocksdb_memory.shared_cache() is rocksdb_memory.shared_cache()
     assert rocksdb_memory.shared_write_buffers().get_buffer_size() == budget // 2
+    rocksdb_memory.configure(2 * budget)  # a second app in the same process: one budget, resized
+    assert rocksdb_memory.shared_write_buffers().get_buffer_size() == budget
 
 
 def test_the_worker_store_url_selects_the_shared_store():
