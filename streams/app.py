@@ -185,39 +185,24 @@ def build_app(settings: Settings) -> faust.App:
     order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock)
     customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock)
 
-    def decide(stage, message, record, fire_limit: int) -> tuple[Outputs, int]:
-        """One input through one stage: decide, then fire what became due (at most about
-        `fire_limit` scheduled decisions). Returns the outputs and the time fired up to."""
+    def decide(stage, message, record) -> Outputs:
+        """One input through one stage: decide, then fire what became due."""
         partition = message.partition
         if getattr(record, "kind", None) == "tick":  # wall-clock time for this partition's schedule
-            return stage.fire(partition, record.due.now, fire_limit), record.due.now
+            return stage.fire(partition, record.due.now)
         topic_name = codec.suffix(message.topic)
         kind = getattr(record, "type", None) or getattr(record, "status", None) or getattr(record, "kind", None)
         metrics.events_in.labels(topic_name, kind or type(record).__name__).inc()
         out = stage.handle(partition, record, now_for(record.event_time))
         if out.duplicate:
             metrics.duplicates.labels(topic_name).inc()
-        until = schedule_time(stage.schedule, partition, record.event_time)
-        return out.extend(stage.fire(partition, until, fire_limit)), until
-
-    def tick_record(stage_key: str, partition: int, now: int, suffix: str = "") -> tuple:
-        """(topic name, key, value, partition) of a tick: it makes the stage's agent fire that
-        partition's schedule up to `now`."""
-        command_id = f"tick:{partition}:{now}{suffix}"
-        if stage_key == "order":
-            return (order_commands_name, None, codec.encode("order-commands", {
-                "command_id": command_id, "event_time": now, "order_id": None, "kind": "tick", "due": {"now": now}}),
-                partition)
-        return (commands_name, None, codec.encode("customer-commands", {
-            "command_id": command_id, "event_time": now, "customer_id": "", "order_id": "", "kind": "tick",
-            "due": {"now": now}}), partition)
+        return out.extend(stage.fire(partition, schedule_time(stage.schedule, partition, record.event_time)))
 
     async def run_batch(stage, views, stream, events, key_of) -> None:
         """Decide a batch of inputs, send what they imply and wait for the broker's acks; then write
         the state (each changed key once) and only then acknowledge the inputs. A crash anywhere
         before the end redelivers the whole batch, which decides the same outputs again."""
         acks, event_times, last_event = [], [], {}
-        fired, deferred = 0, {}  # scheduled decisions taken; partition -> time its fire stopped short of
         for event in events:
             message = event.message
             enter(event)  # Faust tables read the store of the current event's partition
@@ -230,7 +215,7 @@ def build_app(settings: Settings) -> faust.App:
                 acks.append(await dead_letter(message, exc.reason, exc.detail))
                 continue
             try:
-                out, until = decide(stage, message, record, max(0, settings.fire_limit - fired))
+                out = decide(stage, message, record)
                 records = encode_outputs(out)
             except Exception:  # a bug must not stop the partition: park the event, keep going
                 for view in views:
@@ -239,20 +224,9 @@ def build_app(settings: Settings) -> faust.App:
                 continue
             for topic_name, key, value in records:
                 acks.append(await send(topic_name, key, value))
-            fired += out.fired
-            if out.more:
-                deferred[message.partition] = until
             count_outputs(out)
             if getattr(record, "kind", None) != "tick":
                 event_times.append(record.event_time)
-        # A fire that reached the limit: the rest is still in the schedule; a tick to the same
-        # partition, sent with this batch's outputs, takes it up in a later batch (if it were lost,
-        # the next event or timer tick of the partition would).
-        for partition, until in deferred.items():
-            acks.append(await send(*tick_record(key_of, partition, until, ":more")))
-        if deferred:
-            metrics.fire_deferred.labels(key_of).inc()
-        metrics.fired.labels(key_of).inc(fired)
         try:
             await asyncio.gather(*acks)
         except Exception:
@@ -323,11 +297,16 @@ def build_app(settings: Settings) -> faust.App:
         if settings.clock != "wall":
             return
         now = int(time.time() * 1000)
+        due = {"due": {"now": now}}
         for tp in app.assignor.assigned_actives():
-            if tp.topic == order_commands_name:
-                await send(*tick_record("order", tp.partition, now))
-            elif tp.topic == commands_name:
-                await send(*tick_record("customer", tp.partition, now))
+            if tp.topic == order_commands_out.get_topic_name():
+                value = codec.encode("order-commands", {"command_id": f"tick:{tp.partition}:{now}", "event_time": now,
+                                                         "order_id": None, "kind": "tick", **due})
+                await order_commands_out.send(value=value, partition=tp.partition)
+            elif tp.topic == commands_out.get_topic_name():
+                value = codec.encode("customer-commands", {"command_id": f"tick:{tp.partition}:{now}", "event_time": now,
+                                                            "customer_id": "", "order_id": "", "kind": "tick", **due})
+                await commands_out.send(value=value, partition=tp.partition)
 
     if os.environ.get("AFTERSALE_DEBUG_DUMP_DIR"):
         @app.task

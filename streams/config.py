@@ -30,10 +30,6 @@ class Settings:
     # closes when full or `batch_within` seconds after it opened, which bounds the added latency.
     batch_max: int = 500
     batch_within: float = 0.01
-    # Scheduled decisions taken per batch, at most (about): when thousands of timers fall due at once
-    # (after downtime, or an event-time jump) the rest wait for a tick the worker sends itself, so a
-    # batch's memory and changelog writes stay bounded.
-    fire_limit: int = 2000
     # RocksDB block cache and memtables of all the worker's stores together (streams/rocksdb_memory.py).
     rocksdb_memory_mb: int = 128
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
@@ -65,7 +61,6 @@ class Settings:
             tick_interval=float(env.get("AFTERSALE_TICK_INTERVAL") or cls.tick_interval),
             batch_max=_int("AFTERSALE_BATCH_MAX", cls.batch_max),
             batch_within=float(env.get("AFTERSALE_BATCH_WITHIN") or cls.batch_within),
-            fire_limit=_int("AFTERSALE_FIRE_LIMIT", cls.fire_limit),
             rocksdb_memory_mb=_int("AFTERSALE_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb),
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
@@ -86,8 +81,6 @@ class Settings:
             raise SystemExit(f"AFTERSALE_CLOCK must be 'wall' or 'event', got {settings.clock!r}")
         if settings.rocksdb_memory_mb < 8:
             raise SystemExit(f"AFTERSALE_ROCKSDB_MEMORY_MB must be at least 8, got {settings.rocksdb_memory_mb}")
-        if settings.fire_limit < 1:
-            raise SystemExit(f"AFTERSALE_FIRE_LIMIT must be at least 1, got {settings.fire_limit}")
         bad_security = security_problems(settings)  # fail at start-up, not at the first connection
         if bad_security:
             raise SystemExit("Kafka security settings: " + "; ".join(bad_security))
