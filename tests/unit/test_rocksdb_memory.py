@@ -42,11 +42,22 @@ def test_memtables_of_all_stores_stay_under_the_shared_budget(budget, tmp_path):
     assert plain > 3 * shared and plain > 30 * MiB  # each Faust store keeps its own 12 MiB
 
 
-def test_every_store_opened_uses_the_same_cache_and_budget(budget, tmp_path):
-    first = SharedMemoryOptions(use_rocksdict=True)
-    second = SharedMemoryOptions(use_rocksdict=True, write_buffer_size=4 * MiB)
-    first.as_options(), second.as_options()
-    assert rocksdb_memory.shared_cache() is rocksdb_memory.shared_cache()
+def test_every_store_opened_reads_through_the_same_cache(budget, tmp_path):
+    stores = {name: options.open(tmp_path / name) for name, options in [
+        ("first", SharedMemoryOptions(use_rocksdict=True)),
+        ("second", SharedMemoryOptions(use_rocksdict=True, write_buffer_size=4 * MiB)),
+        ("faust", RocksDBOptions(use_rocksdict=True))]}
+    for db in stores.values():
+        for n in range(2000):
+            db[f"{n:06d}".encode()] = os.urandom(500)
+        db.flush()  # to an SST file, so reads go through the block cache
+    grew = {}
+    for name, db in stores.items():  # 1 MB of blocks read back per store: into whose cache?
+        before = rocksdb_memory.shared_cache().get_usage()
+        assert all(db[f"{n:06d}".encode()] for n in range(2000))
+        grew[name] = rocksdb_memory.shared_cache().get_usage() - before
+    assert grew["first"] > 500_000 and grew["second"] > 500_000, grew
+    assert abs(grew["faust"]) < 100_000, grew  # Faust's options: a cache of its own
     assert rocksdb_memory.shared_write_buffers().get_buffer_size() == budget // 2
     rocksdb_memory.configure(2 * budget)  # a second app in the same process: one budget, resized
     assert rocksdb_memory.shared_write_buffers().get_buffer_size() == budget
