@@ -1,9 +1,10 @@
 """End-to-end benchmarks on a real Kafka broker, registered into `aftersale bench` (streams/bench.py):
 
 - `e2e`: events/s of one worker from the input topics through its RocksDB tables (changelogs on) to
-  the intents, on pre-produced simulated traffic, against two baselines on the same events and broker
-  in the same run: a raw aiokafka consume-and-produce passthrough (the ceiling for a Python client)
-  and a naive Faust agent that updates one RocksDB table per event.
+  the intents, on pre-produced simulated traffic, against baselines on the same events and broker
+  in the same run: a raw aiokafka consume-and-produce passthrough (the ceiling for a Python client),
+  the worker's topology with no work in it (two hops and its state writes; on aiokafka, and on
+  confluent-kafka for comparison), and a naive Faust agent that updates one RocksDB table per event.
 - `latency`: event append to intent append (broker LogAppendTime on both topics), p50/p99, at a
   fixed input rate (2,000 events/s by default) against a worker on the wall clock.
 - `restart`: a worker with N orders in its tables (seeded through the changelogs, so the first start
@@ -425,6 +426,139 @@ def passthrough(settings: Settings, expected: int) -> tuple[float, int]:
                                     out_topic, expected, f"{settings.app_id}-passthrough"))
 
 
+# The worker's topology with no work in it: hop 1 reads an input and writes one command (what the order
+# stage sends the customer stage) and STATE_WRITES_PER_HOP state records (changelog-like); hop 2 reads the
+# command and writes one output and STATE_WRITES_PER_HOP state records. Per input event: 2 records read,
+# 2 + 2 * STATE_WRITES_PER_HOP written, one process, acks=all. The worker reads and writes about as much per
+# event (1.96 and 6.0 on simulated traffic; the e2e figure prints its counts), so on the same client a
+# worker cannot go much faster than this, whatever it does per record.
+STATE_WRITES_PER_HOP = 2
+
+
+def _pipeline_topics(settings: Settings, client: str) -> tuple[str, str, str]:
+    """Fresh topics per client: each run reads its own commands topic from the beginning."""
+    from confluent_kafka.admin import NewTopic
+
+    names = tuple(settings.topic(f"bench-{client}-{t}") for t in ("commands", "outputs", "state"))
+    client_ = admin(settings)  # held until the futures resolve: a collected client cancels them
+    for f in client_.create_topics([NewTopic(t, settings.partitions, 1) for t in names]).values():
+        f.result()
+    return names
+
+
+async def _pipeline_aiokafka(bootstrap_servers: str, inputs: list[str], topics: tuple[str, str, str],
+                             expected: int, group: str) -> float:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    commands, outputs, state = topics
+    consumer = AIOKafkaConsumer(*inputs, commands, bootstrap_servers=bootstrap_servers, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    # The worker's producer settings (streams/app.py): acks=all, 5 ms linger, 256 KiB batches.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        read_inputs = read_commands = 0
+        first, pending = None, []
+        while read_inputs < expected or read_commands < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for tp, records in batches.items():
+                if first is None and records:
+                    first = time.perf_counter()
+                hop1 = tp.topic != commands
+                for msg in records:
+                    pending.append(await producer.send(commands if hop1 else outputs, value=msg.value, key=msg.key))
+                    for _ in range(STATE_WRITES_PER_HOP):
+                        pending.append(await producer.send(state, value=msg.value, key=msg.key))
+                    if hop1:
+                        read_inputs += 1
+                    else:
+                        read_commands += 1
+            if len(pending) > 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        await consumer.commit()
+        return time.perf_counter() - first
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def _pipeline_confluent(settings: Settings, inputs: list[str], topics: tuple[str, str, str], expected: int,
+                        group: str) -> float:
+    """The same pipeline on confluent-kafka (librdkafka, C), which Faust cannot use: what another client
+    would allow."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    from .security import librdkafka_config
+
+    commands, outputs, state = topics
+    common = {"bootstrap.servers": settings.bootstrap_servers, **librdkafka_config(settings)}
+    consumer = Consumer({**common, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    producer = Producer({**common, "acks": "all", "linger.ms": 5, "batch.size": 256 * 1024,
+                         "queue.buffering.max.messages": 1_000_000})
+    failed: list = []
+
+    def on_delivery(err, _msg) -> None:
+        if err is not None:
+            failed.append(err)
+
+    def send(topic: str, value, key) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=on_delivery)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                producer.poll(0.05)
+
+    consumer.subscribe([*inputs, commands])
+    try:
+        read_inputs = read_commands = 0
+        first = None
+        while read_inputs < expected or read_commands < expected:
+            # consume() waits for the whole batch or the timeout, so a short one: the commands hop
+            # must not sit behind a wait for inputs that have all been read.
+            for msg in consumer.consume(num_messages=5000, timeout=0.01):
+                if msg.error():
+                    raise KafkaException(msg.error())
+                if first is None:
+                    first = time.perf_counter()
+                hop1 = msg.topic() != commands
+                value, key = msg.value(), msg.key()
+                send(commands if hop1 else outputs, value, key)
+                for _ in range(STATE_WRITES_PER_HOP):
+                    send(state, value, key)
+                if hop1:
+                    read_inputs += 1
+                else:
+                    read_commands += 1
+            producer.poll(0)
+        if producer.flush(120):
+            raise TimeoutError("pipeline baseline: records still unacknowledged after 120 s")
+        if failed:
+            raise KafkaException(failed[0])
+        consumer.commit(asynchronous=False)
+        return time.perf_counter() - first
+    finally:
+        consumer.close()
+
+
+def pipeline(settings: Settings, expected: int, client: str) -> tuple[float, float]:
+    """Seconds for the zero-work pipeline (above) to carry `expected` input events through both hops, and
+    the CPU seconds this process used meanwhile (all its threads: librdkafka does its I/O in its own)."""
+    topics = _pipeline_topics(settings, client)
+    inputs = [settings.topic(s) for s in INPUT_SUFFIXES]
+    group = f"{settings.app_id}-pipeline-{client}"
+    cpu = time.process_time()
+    if client == "aiokafka":
+        seconds = asyncio.run(_pipeline_aiokafka(settings.bootstrap_servers, inputs, topics, expected, group))
+    else:
+        seconds = _pipeline_confluent(settings, inputs, topics, expected, group)
+    return seconds, time.process_time() - cpu
+
+
 def naive_faust_main(argv: list[str]) -> None:
     """The naive Faust baseline: one agent over the input topics, one RocksDB table (changelog on),
     `counts[key] += 1` per event, nothing decoded, nothing sent. Run as a worker subprocess."""
@@ -533,6 +667,12 @@ def bench_e2e(options: dict) -> list[Figure]:
         seconds, count = passthrough(settings, n)
         pass_rate = count / seconds
         print(f"   passthrough: {count:,} in {seconds:.2f}s", flush=True)
+        # 1b. The ceiling of the worker's topology: two hops and its state writes, no work.
+        pipe_runs = {client: pipeline(settings, n, client) for client in ("aiokafka", "confluent")}
+        pipe_rates = {client: n / seconds for client, (seconds, _) in pipe_runs.items()}
+        pipe_cpu = {client: cpu / seconds for client, (seconds, cpu) in pipe_runs.items()}
+        print("   zero-work pipeline: " + ", ".join(f"{c} {pipe_rates[c]:,.0f} events/s ({100 * pipe_cpu[c]:.0f}% of a core)"
+                                                  for c in pipe_runs), flush=True)
 
         # 2. A naive Faust agent updating one RocksDB table per event.
         naive_id = f"{settings.app_id}-naive"
@@ -586,6 +726,7 @@ def bench_e2e(options: dict) -> list[Figure]:
         rate = n / proc
         commands = sum(1 for _ in read_outputs(settings, ["customer-commands"], decode=False))
         intents = read_outputs(settings, ["intents"], decode=False)
+        audit = sum(1 for _ in read_outputs(settings, ["decision-audit"], decode=False))
         rocksdb = dir_bytes(work / "worker")
         changelogs = changelog_bytes(settings, ["orders", "customers", "lanes", "order_schedule", "customer_schedule"])
         print(f"   worker: {proc:.2f}s after its first commit ({total:.2f}s with start-up); "
@@ -606,9 +747,27 @@ def bench_e2e(options: dict) -> list[Figure]:
     note = f"{n:,} simulated events of {orders:,} orders pre-produced to 4 input topics x 4 partitions"
     cl_total = sum(c["bytes"] for c in changelogs.values())
     cl_compacted = sum(c["compacted_bytes"] for c in changelogs.values())
+    cl_records = sum(c["records"] for c in changelogs.values())
+    # What the worker read and wrote per input event, next to the zero-work pipeline's 2 and 2 + 2 * STATE_WRITES_PER_HOP.
+    worker_read = (n + commands) / n
+    worker_wrote = (commands + len(intents) + audit + cl_records) / n
+    fanout = (f"the worker read {worker_read:.2f} and wrote {worker_wrote:.2f} records per input event "
+              f"({commands:,} commands, {len(intents):,} intents, {audit:,} audit records, {cl_records:,} changelog records)")
+    print(f"   {fanout}", flush=True)
+    pipe_note = (f"one process: inputs -> commands + {STATE_WRITES_PER_HOP} state records; commands -> outputs + "
+                 f"{STATE_WRITES_PER_HOP} state records; 2 read and {2 + 2 * STATE_WRITES_PER_HOP} written per input "
+                 f"event, acks=all, nothing decoded; {fanout}")
     return [
         Figure("e2e.baseline_passthrough", pass_rate, "events/s",
                note=f"aiokafka consume + produce each value (acks=all), first record to last ack; {note}"),
+        Figure("e2e.baseline_pipeline_aiokafka", pipe_rates["aiokafka"], "events/s", baseline="e2e.baseline_passthrough",
+               ratio=pipe_rates["aiokafka"] / pass_rate,
+               note=f"the worker's topology with no work, on aiokafka (Faust's client), {100 * pipe_cpu['aiokafka']:.0f}% "
+                    f"of a core: {pipe_note}"),
+        Figure("e2e.baseline_pipeline_confluent", pipe_rates["confluent"], "events/s",
+               baseline="e2e.baseline_pipeline_aiokafka", ratio=pipe_rates["confluent"] / pipe_rates["aiokafka"],
+               note=f"the same zero-work pipeline on confluent-kafka (librdkafka), which Faust does not run on; "
+                    f"{100 * pipe_cpu['confluent']:.0f}% of a core (librdkafka's own threads included)"),
         Figure("e2e.baseline_naive_faust", naive_rate, "events/s", baseline="e2e.baseline_passthrough",
                ratio=naive_rate / pass_rate,
                note="Faust agent, counts[key] += 1 in a RocksDB table per event; first commit to lag zero"),
@@ -616,7 +775,9 @@ def bench_e2e(options: dict) -> list[Figure]:
                ratio=rate / naive_rate, target=">= 20000 events/s and >= 8x naive Faust",
                met=rate >= 20_000 and rate / naive_rate >= 8,
                note=f"aftersale worker --clock event, first commit to lag zero on every input incl. customer-commands "
-                    f"({commands:,} internal commands on top); x{rate / pass_rate:.3f} of the passthrough; {note}"),
+                    f"({commands:,} internal commands on top); x{rate / pass_rate:.3f} of the passthrough, "
+                    f"x{rate / pipe_rates['aiokafka']:.3f} of the zero-work pipeline on aiokafka (which is "
+                    f"{pipe_rates['aiokafka'] / 20_000:.2f}x the 20,000/s target); {fanout}; {note}"),
         Figure("e2e.worker_events_per_s_with_startup", n / total, "events/s", baseline="e2e.baseline_naive_faust",
                ratio=(n / total) / (n / naive_total), note="process start to lag zero (both)"),
         Figure("e2e.worker_rss", rss / 2**20, "MiB", note=f"VmRSS at lag zero, {orders:,} orders in state"),
