@@ -415,13 +415,17 @@ async def _passthrough(bootstrap_servers: str, topics: list[str], out_topic: str
         await consumer.stop()
 
 
-def passthrough(settings: Settings, expected: int) -> tuple[float, int]:
+def create_topics(settings: Settings, names: Iterable[str]) -> None:
     from confluent_kafka.admin import NewTopic
 
-    out_topic = settings.topic("bench-passthrough")
-    client = admin(settings)
-    for f in client.create_topics([NewTopic(out_topic, settings.partitions, 1)]).values():
+    client = admin(settings)  # held until the futures resolve: a collected client cancels them
+    for f in client.create_topics([NewTopic(t, settings.partitions, 1) for t in names]).values():
         f.result()
+
+
+def passthrough(settings: Settings, expected: int) -> tuple[float, int]:
+    out_topic = settings.topic("bench-passthrough")
+    create_topics(settings, [out_topic])
     return asyncio.run(_passthrough(settings.bootstrap_servers, [settings.topic(s) for s in INPUT_SUFFIXES],
                                     out_topic, expected, f"{settings.app_id}-passthrough"))
 
@@ -437,12 +441,8 @@ STATE_WRITES_PER_HOP = 2
 
 def _pipeline_topics(settings: Settings, client: str) -> tuple[str, str, str]:
     """Fresh topics per client: each run reads its own commands topic from the beginning."""
-    from confluent_kafka.admin import NewTopic
-
     names = tuple(settings.topic(f"bench-{client}-{t}") for t in ("commands", "outputs", "state"))
-    client_ = admin(settings)  # held until the futures resolve: a collected client cancels them
-    for f in client_.create_topics([NewTopic(t, settings.partitions, 1) for t in names]).values():
-        f.result()
+    create_topics(settings, names)
     return names
 
 

@@ -1,6 +1,7 @@
 """`kill -USR1 <worker>` appends a state dump to AFTERSALE_DEBUG_DUMP_DIR/dump-<pid>.txt: Faust's and
 aiokafka's view of every partition (assigned, active, paused, read, committed, acknowledged, fetch
-position), the agents' queues, pending changelog writes, and every asyncio task with its await chain.
+position), the agents' queues, pending changelog writes, live Python objects by type (and tracemalloc's
+top sites under PYTHONTRACEMALLOC=1), and every asyncio task with its await chain.
 It reads private attributes of Faust and aiokafka, so it is a debugging aid (it found the stalls
 described in tests/faults/README.md), not an API."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ import gc
 import os
 import signal
 import time
+import tracemalloc
 import traceback
 
 
@@ -29,6 +31,24 @@ def _chain(coro, depth=0):
         coro = nxt
         depth += 1
     return out
+
+
+def _memory(top: int = 15) -> list[str]:
+    """Where Python memory is: live objects by type (gc-tracked ones), and, when the worker runs with
+    PYTHONTRACEMALLOC=1, the traced total and the biggest allocation sites. Tells the Python heap
+    from native memory (RocksDB, librdkafka, allocator) when RSS grows."""
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = type(obj).__name__
+        counts[name] = counts.get(name, 0) + 1
+    lines = ["objects (gc-tracked) by type: " + ", ".join(
+        f"{name} {n:,}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top])]
+    if tracemalloc.is_tracing():
+        current, peak = tracemalloc.get_traced_memory()
+        lines.append(f"tracemalloc: current {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB")
+        for stat in tracemalloc.take_snapshot().statistics("lineno")[:top]:
+            lines.append(f"  {stat.size / 2**20:8.1f} MiB {stat.count:>9,}  {stat.traceback[0]}")
+    return lines
 
 
 def dump(app, path):
@@ -70,6 +90,7 @@ def dump(app, path):
         lines.append(f"producer buffer queue={pb.pending.qsize() if hasattr(pb,'pending') else '?'} max={getattr(pb,'max_messages',None)}")
     except Exception:
         lines.append(traceback.format_exc())
+    lines.extend(_memory())
     for task in asyncio.all_tasks():
         lines.append(f"TASK {task.get_name()} done={task.done()}")
         lines.extend(_chain(task.get_coro()))

@@ -201,6 +201,7 @@ def test_sigkilled_worker_recovers_tables_from_changelog(settings, workers, read
 
 
 def test_sigusr1_dumps_the_workers_state_when_enabled(settings, tmp_path):
+    import re
     import signal
     import time
 
@@ -209,7 +210,7 @@ def test_sigusr1_dumps_the_workers_state_when_enabled(settings, tmp_path):
     dump_dir = tmp_path / "dumps"
     dump_dir.mkdir()
     worker = WorkerRun(settings, settings.data_dir, tmp_path / "dump-worker.log", clock="event",
-                       env={"AFTERSALE_DEBUG_DUMP_DIR": str(dump_dir)}).start(wait="ready")
+                       env={"AFTERSALE_DEBUG_DUMP_DIR": str(dump_dir), "PYTHONTRACEMALLOC": "1"}).start(wait="ready")
     try:
         dump = dump_dir / f"dump-{worker.proc.pid}.txt"
         worker.proc.send_signal(signal.SIGUSR1)
@@ -220,5 +221,8 @@ def test_sigusr1_dumps_the_workers_state_when_enabled(settings, tmp_path):
         assert worker.alive()
         assert f"{settings.app_id}.orders" in text and "read_offset=" in text and "committed=" in text
         assert "agent order_stage: queue=" in text and "TASK" in text
+        # Memory: live objects by type, and tracemalloc's sites because the worker traces allocations.
+        assert re.search(r"objects \(gc-tracked\) by type: \w+ [\d,]+, ", text)
+        assert re.search(r"tracemalloc: current [\d.]+ MiB", text)
     finally:
         worker.stop()
