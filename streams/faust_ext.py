@@ -1,4 +1,4 @@
-"""Three changes to Faust that at-least-once processing here depends on. Each works around Faust 0.15.3
+"""Four changes to Faust that at-least-once processing here depends on. Each works around Faust 0.15.3
 behaviour found while SIGKILLing workers; see tests/faults/README.md.
 
 1. Recovery seeks before it resumes (faust-streaming issue #596, open). When table recovery completes,
@@ -16,6 +16,13 @@ behaviour found while SIGKILLing workers; see tests/faults/README.md.
    records, and awaits them before it acknowledges the inputs that wrote the state.
 
 3. `StallGuard`: an input partition whose fetched records never reached its agent is re-read.
+
+4. Seeks run in the consumer's thread (`seek`). Faust's `Consumer.seek` calls aiokafka's seek from
+   the app's thread while aiokafka runs in its own (AIOKafkaConsumerThread): the fetcher's `seek_to`
+   deletes the partition's fetched records while `fetched_records`, in the consumer thread, may be
+   between reading and deleting them. A worker crashed on that KeyError in a SIGKILL fault test, right
+   after a restart (robinhood/aiokafka#19 reports the same crash). Faust's own seeks go through its
+   thread already; the two above, of this module, now do too.
 """
 from __future__ import annotations
 
@@ -24,6 +31,13 @@ from dataclasses import dataclass, field
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+
+
+async def seek(consumer, tp, offset: int) -> None:
+    """Faust's `Consumer.seek` (the same bookkeeping), with aiokafka's seek run in the consumer's thread
+    (see 4. above)."""
+    await consumer._thread.call_thread(consumer._thread._ensure_consumer().seek, tp, offset)
+    consumer._read_offset[tp] = offset if offset else None
 
 
 class SeekFirstRecovery(Recovery):
@@ -38,7 +52,7 @@ class SeekFirstRecovery(Recovery):
         if never and self.app.conf.consumer_auto_offset_reset == "earliest":
             for tp, offset in (await consumer.earliest_offsets(*never)).items():
                 self.log.info("Seek %r (never committed) to its earliest offset %r", tp, offset)
-                await consumer.seek(tp, offset)
+                await seek(consumer, tp, offset)
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """Faust's own, with the seek moved ahead of `resume_partitions`."""
@@ -153,5 +167,5 @@ class StallGuard:
                 target = (await consumer.earliest_offsets(tp)).get(tp) or 0
             app.log.warning("input partition %s[%d] stalled: delivered up to %r of %r; re-reading from %r",
                             tp.topic, tp.partition, delivered, highwater, target)
-            await consumer.seek(tp, target)
+            await seek(consumer, tp, target)
         return stalled
