@@ -231,9 +231,7 @@ def build_app(settings: Settings) -> faust.App:
     async def run_batch(stage, views, stream, events, key_of) -> None:
         """Decide a batch of inputs, send what they imply and wait for the broker's acks; then write
         the state (each changed key once) and only then acknowledge the inputs. A crash anywhere
-        before the end redelivers the whole batch: inputs whose state was not yet written decide the
-        same outputs again (same ids), those made durable early (see the fire limit below) are
-        duplicates and send nothing."""
+        before the end redelivers the whole batch, which decides the same outputs again."""
         acks, event_times, last_event = [], [], {}
         fired_pending = 0  # scheduled decisions decided since the batch was last made durable
         for event in events:
