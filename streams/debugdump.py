@@ -13,6 +13,7 @@ import signal
 import time
 import tracemalloc
 import traceback
+from collections import Counter
 
 
 def _chain(coro, depth=0):
@@ -37,12 +38,8 @@ def _memory(top: int = 15) -> list[str]:
     """Where Python memory is: live objects by type (gc-tracked ones), and, when the worker runs with
     PYTHONTRACEMALLOC=1, the traced total and the biggest allocation sites. Tells the Python heap
     from native memory (RocksDB, librdkafka, allocator) when RSS grows."""
-    counts: dict[str, int] = {}
-    for obj in gc.get_objects():
-        name = type(obj).__name__
-        counts[name] = counts.get(name, 0) + 1
-    lines = ["objects (gc-tracked) by type: " + ", ".join(
-        f"{name} {n:,}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top])]
+    counts = Counter(type(obj).__name__ for obj in gc.get_objects())
+    lines = ["objects (gc-tracked) by type: " + ", ".join(f"{name} {n:,}" for name, n in counts.most_common(top))]
     if tracemalloc.is_tracing():
         current, peak = tracemalloc.get_traced_memory()
         lines.append(f"tracemalloc: current {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB")
