@@ -76,10 +76,16 @@ def dump(app, path):
         except Exception:
             lines.append("aiokafka: " + traceback.format_exc(limit=2))
         for agent in app.agents.values():
-            chan = agent.channel
-            q = chan.queue
-            lines.append(f"agent {agent.name}: queue={q.qsize()} max={q.maxsize} pending_drop={len(q._pending_pressure_drop_callbacks)} "
-                         f"getters={len(q._getters)} putters={len(q._putters)} actors={len(agent._actors)}")
+            for actor in agent._actors:  # (each actor's stream has its own buffer, not agent.channel's)
+                q = actor.stream.channel.queue
+                lines.append(f"agent {agent.name}: queue={q.qsize()} max={q.maxsize} "
+                             f"pending_drop={len(q._pending_pressure_drop_callbacks)} "
+                             f"getters={len(q._getters)} putters={len(q._putters)}")
+        tracker = getattr(app, "fetch_tracker", None)
+        if tracker is not None:
+            lines.append(f"fetcher holds (last offset of its batch)={ {tuple(k): v for k, v in tracker.last_fetched.items()} } "
+                         f"batches={tracker.batches} re-reads expected={ {tuple(k): v for k, v in tracker.expect.items()} } "
+                         f"dropped={tracker.dropped}")
         for t in app.tables.values():
             futs = getattr(t, "_changelog_futures", [])
             lines.append(f"table {t.name}: pending changelog futures={len(futs)} undone={sum(1 for f in futs if not f.done())}")

@@ -15,7 +15,15 @@ behaviour found while SIGKILLing workers; see tests/faults/README.md.
    writes its tables through streams/table_io.py instead, which returns the futures of the changelog
    records, and awaits them before it acknowledges the inputs that wrote the state.
 
-3. `StallGuard`: an input partition whose fetched records never reached its agent is re-read.
+3. `StallGuard`: an input partition whose fetched records never reached its agent is re-read, but
+   never while Faust's fetcher still holds records of it (`FetchTracker`). Faust's fetcher hands a
+   fetched batch to the agents record by record, round-robin over topics, and waits whenever an
+   agent's buffer is full; so one slow agent holds back the other agent's partitions (head-of-line),
+   which then look stalled. A re-read of such a partition while the fetcher still held records of it
+   lost inputs: the held records came after the seek, Faust took the jump from the seek offset to
+   them for a gap of compacted offsets and committed over it, and dropped the re-read records as
+   already read. A SIGKILL fault run lost most order confirmations that way (the order stage slowed
+   down by a fire limit of 20 starved the customer stage for minutes).
 
 4. Seeks run in the consumer's thread (`seek`). Faust's `Consumer.seek` calls aiokafka's seek from
    the app's thread while aiokafka runs in its own (AIOKafkaConsumerThread): the fetcher's `seek_to`
@@ -31,6 +39,74 @@ from dataclasses import dataclass, field
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+
+
+class FetchTracker:
+    """What Faust's fetcher holds and has not delivered, and a re-read that cannot leave a gap.
+
+    Faust's fetcher (`Consumer._drain_messages`) takes a batch from `_wait_next_records` and delivers
+    it record by record; it asks for the next batch only once this one is delivered or given up (a
+    rebalance), so what it holds is the part of the current batch past each partition's read offset.
+    A fetch that was out while a partition was re-read may still bring records fetched before the
+    seek, past the offset the re-read starts at: those are dropped (the re-read fetches them again).
+    A fetch begun after the seek completed is taken whatever it starts at (retention may have
+    removed the offset the re-read asked for).
+    Installed over the consumer's `_wait_next_records` (an instance attribute: Faust looks it up for
+    every batch)."""
+
+    def __init__(self, consumer):
+        self.consumer = consumer
+        self._inner = consumer._wait_next_records
+        self.batches = 0  # fetches begun since installed
+        self.last_fetched: dict = {}  # tp -> last offset of the batch being delivered
+        self.expect: dict = {}  # tp -> [offset its re-read starts at, batch count when its seek completed]
+        self.dropped = 0  # records dropped as fetched before a re-read
+        consumer._wait_next_records = self._wait_next_records
+
+    async def _wait_next_records(self, timeout: float):
+        self.batches += 1
+        begun = self.batches
+        self.last_fetched = {}  # the previous batch is delivered, or given up for good
+        records, active = await self._inner(timeout)
+        if records:
+            if self.expect:
+                records = self._drop_stale(records, begun)
+            self.last_fetched = {tp: rs[-1].offset for tp, rs in records.items() if rs}
+        return records, active
+
+    def _drop_stale(self, records: dict, begun: int) -> dict:
+        kept = {}
+        for tp, rs in records.items():
+            expected = self.expect.get(tp)
+            if expected is not None and rs:
+                start, seeked = expected
+                if rs[0].offset > start and (seeked is None or begun <= seeked):
+                    self.dropped += len(rs)  # fetched before the seek: it would leave a gap
+                    continue
+                del self.expect[tp]
+            kept[tp] = rs
+        return kept
+
+    @property
+    def ready(self) -> bool:
+        """What the fetcher holds is known once a batch has begun under the tracker (the batch being
+        delivered when it was installed is then over)."""
+        return self.batches > 0
+
+    def holds(self, tp) -> bool:
+        """Whether records of tp fetched in the current batch are not delivered yet. Faust's read
+        offset is the last offset delivered, except right after a seek, when it is the next one wanted
+        (Faust's own seeks come with a rebalance, which gives the batch up)."""
+        last = self.last_fetched.get(tp)
+        read = self.consumer._read_offset[tp]
+        return last is not None and (read is None or last > read or (tp in self.expect and last == read))
+
+    async def reread(self, tp, offset: int) -> None:
+        """Seek tp back to `offset`. Call only when `holds(tp)` is false, with no await in between."""
+        self.expect[tp] = [offset, None]
+        await seek(self.consumer, tp, offset)
+        if tp in self.expect:
+            self.expect[tp][1] = self.batches
 
 
 async def seek(consumer, tp, offset: int) -> None:
@@ -129,16 +205,19 @@ class StallGuard:
 
     patience: int = 2
     _last: dict = field(default_factory=dict)  # tp -> (delivered offset, checks it has not moved)
+    tracker: FetchTracker | None = None
 
     def stalled(self, positions: dict, idle: bool) -> list:
-        """positions: tp -> (last delivered offset or None, committed offset or None, high-water or None).
-        Returns the partitions to re-read. Pure, so it is unit-tested without a broker."""
+        """positions: tp -> (last delivered offset or None, committed offset or None, high-water or None,
+        whether the fetcher holds undelivered records of it). Returns the partitions to re-read. Pure,
+        so it is unit-tested without a broker."""
         out = []
-        for tp, (delivered, committed, highwater) in positions.items():
+        for tp, (delivered, committed, highwater, held) in positions.items():
             # Faust's read offset is the last offset delivered, except right after a seek, when it is
             # the committed offset (the next one wanted).
             next_wanted = committed or 0 if delivered is None or delivered == committed else delivered + 1
-            behind = highwater is not None and highwater > next_wanted
+            # Held records are on their way (behind another agent's full buffer): not a stall.
+            behind = highwater is not None and highwater > next_wanted and not held
             seen = self._last.get(tp)
             still = seen[1] + 1 if seen and behind and idle and delivered == seen[0] else 0
             self._last[tp] = (delivered, still)
@@ -149,7 +228,10 @@ class StallGuard:
 
     async def check(self, app, input_tps: set, idle: bool) -> list:
         consumer = app.consumer
-        if app.in_recovery or app.rebalancing or not app.tables.recovery.completed.is_set():
+        if self.tracker is None or self.tracker.consumer is not consumer:
+            self.tracker = FetchTracker(consumer)
+        if (app.in_recovery or app.rebalancing or not app.tables.recovery.completed.is_set()
+                or not self.tracker.ready):
             self._last.clear()
             return []
         positions = {}
@@ -158,14 +240,18 @@ class StallGuard:
                 highwater = consumer.highwater(tp)
             except Exception:  # not fetched yet, or not assigned any more
                 highwater = None
-            positions[tp] = (consumer._read_offset[tp], consumer._committed_offset[tp], highwater)
-        stalled = self.stalled(positions, idle)
-        for tp in stalled:
-            delivered, committed, highwater = positions[tp]
+            positions[tp] = (consumer._read_offset[tp], consumer._committed_offset[tp], highwater,
+                             self.tracker.holds(tp))
+        stalled = []
+        for tp in self.stalled(positions, idle):
+            delivered, committed, highwater, _ = positions[tp]
             target = committed
             if target is None:
                 target = (await consumer.earliest_offsets(tp)).get(tp) or 0
+            if self.tracker.holds(tp):  # a batch came while we waited for the broker
+                continue
             app.log.warning("input partition %s[%d] stalled: delivered up to %r of %r; re-reading from %r",
                             tp.topic, tp.partition, delivered, highwater, target)
-            await seek(consumer, tp, target)
+            await self.tracker.reread(tp, target)
+            stalled.append(tp)
         return stalled
