@@ -324,7 +324,6 @@ def build_app(settings: Settings) -> faust.App:
         idle = not any(in_batch.values()) and all(
             actor.stream.channel.queue.empty() for agent in (order_stage, customer_stage) for actor in agent._actors)
         await stall_guard.check(app, {tp for tp in app.consumer.assignment() if tp.topic in input_topics}, idle)
-        app.fetch_tracker = stall_guard.tracker  # for the debug dump
 
     @app.page("/metrics")
     async def metrics_page(web, request):

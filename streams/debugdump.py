@@ -81,11 +81,11 @@ def dump(app, path):
                 lines.append(f"agent {agent.name}: queue={q.qsize()} max={q.maxsize} "
                              f"pending_drop={len(q._pending_pressure_drop_callbacks)} "
                              f"getters={len(q._getters)} putters={len(q._putters)}")
-        tracker = getattr(app, "fetch_tracker", None)
+        tracker = getattr(c, "_aftersale_fetch_tracker", None)  # streams/faust_ext.py
         if tracker is not None:
             lines.append(f"fetcher holds (last offset of its batch)={ {tuple(k): v for k, v in tracker.last_fetched.items()} } "
                          f"batches={tracker.batches} re-reads expected={ {tuple(k): v for k, v in tracker.expect.items()} } "
-                         f"dropped={tracker.dropped}")
+                         f"dropped={tracker.dropped} jumps re-read={tracker.jumped}")
         for t in app.tables.values():
             futs = getattr(t, "_changelog_futures", [])
             lines.append(f"table {t.name}: pending changelog futures={len(futs)} undone={sum(1 for f in futs if not f.done())}")

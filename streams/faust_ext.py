@@ -35,10 +35,13 @@ behaviour found while SIGKILLing workers; see tests/faults/README.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+
+log = logging.getLogger(__name__)
 
 
 class FetchTracker:
@@ -61,6 +64,7 @@ class FetchTracker:
         self.last_fetched: dict = {}  # tp -> last offset of the batch being delivered
         self.expect: dict = {}  # tp -> [offset its re-read starts at, batch count when its seek completed]
         self.dropped = 0  # records dropped as fetched before a re-read
+        self.jumped = 0  # fetches that jumped past the next offset wanted, re-read
         consumer._wait_next_records = self._wait_next_records
 
     async def _wait_next_records(self, timeout: float):
@@ -69,12 +73,21 @@ class FetchTracker:
         self.last_fetched = {}  # the previous batch is delivered, or given up for good
         records, active = await self._inner(timeout)
         if records:
+            accepted: set = set()
             if self.expect:
-                records = self._drop_stale(records, begun)
+                records = self._drop_stale(records, begun, accepted)
+            jumps = self._jumps(records, accepted)
+            if jumps:
+                records = {tp: rs for tp, rs in records.items() if tp not in jumps}
+                for tp, (read, first) in jumps.items():
+                    self.jumped += 1
+                    log.warning("input partition %s[%d]: fetched records start at offset %d, after %d: re-reading "
+                                "from %d instead of committing over the gap", tp.topic, tp.partition, first, read, read)
+                    await self.reread(tp, read)
             self.last_fetched = {tp: rs[-1].offset for tp, rs in records.items() if rs}
         return records, active
 
-    def _drop_stale(self, records: dict, begun: int) -> dict:
+    def _drop_stale(self, records: dict, begun: int, accepted: set) -> dict:
         kept = {}
         for tp, rs in records.items():
             expected = self.expect.get(tp)
@@ -84,8 +97,27 @@ class FetchTracker:
                     self.dropped += len(rs)  # fetched before the seek: it would leave a gap
                     continue
                 del self.expect[tp]
+                accepted.add(tp)
             kept[tp] = rs
         return kept
+
+    def _jumps(self, records: dict, accepted: set) -> dict:
+        """Partitions whose records jump past the next offset Faust wants: tp -> (read offset, first
+        fetched). Faust would take the jump for a gap of compacted offsets (it tracks gaps on the
+        topics it acknowledges, our inputs) and commit over it; on our input topics nothing is
+        compacted, so the records in between were fetched and lost on the way (a batch given up in a
+        rebalance, a fetch position that moved during recovery). What a re-read brought is taken
+        whatever it starts at (retention may have removed the offset it asked for)."""
+        jumps = {}
+        acking = self.consumer.app.topics.acks_enabled_for
+        read_offset = self.consumer._read_offset
+        for tp, rs in records.items():
+            if not rs or tp in accepted or not acking(tp.topic):
+                continue
+            read = read_offset[tp]
+            if read is not None and rs[0].offset > read + 1:
+                jumps[tp] = (read, rs[0].offset)
+        return jumps
 
     @property
     def ready(self) -> bool:
@@ -107,6 +139,15 @@ class FetchTracker:
         await seek(self.consumer, tp, offset)
         if tp in self.expect:
             self.expect[tp][1] = self.batches
+
+
+def fetch_tracker(consumer) -> FetchTracker:
+    """The consumer's FetchTracker, installed on first use (recovery installs it before it resumes
+    the input partitions, so it sees their first fetch)."""
+    tracker = getattr(consumer, "_aftersale_fetch_tracker", None)
+    if tracker is None:
+        tracker = consumer._aftersale_fetch_tracker = FetchTracker(consumer)
+    return tracker
 
 
 async def seek(consumer, tp, offset: int) -> None:
@@ -147,6 +188,7 @@ class SeekFirstRecovery(Recovery):
                              generation_id)
             return
         stream_tps = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+        fetch_tracker(consumer)
         if assignment:
             await self._wait(self._seek_streams(stream_tps), timeout=self.app.conf.broker_request_timeout)
         consumer.resume_partitions(stream_tps)
@@ -170,6 +212,7 @@ class SeekFirstRecovery(Recovery):
             return
         if assignment:
             stream_tps = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+            fetch_tracker(consumer)
             await self._wait(self._seek_streams(stream_tps), timeout=app.conf.broker_request_timeout)
             consumer.resume_partitions(stream_tps)
         else:
@@ -228,8 +271,7 @@ class StallGuard:
 
     async def check(self, app, input_tps: set, idle: bool) -> list:
         consumer = app.consumer
-        if self.tracker is None or self.tracker.consumer is not consumer:
-            self.tracker = FetchTracker(consumer)
+        self.tracker = fetch_tracker(consumer)
         if (app.in_recovery or app.rebalancing or not app.tables.recovery.completed.is_set()
                 or not self.tracker.ready):
             self._last.clear()
