@@ -162,7 +162,10 @@ class GroupLag:
             try:
                 return self._offsets()
             except KafkaException as exc:
-                if attempt == attempts - 1 or not exc.args[0].retriable() and "Timed out" not in str(exc):
+                # A coordinator still loading its offsets is reported as not retriable when it comes
+                # through the admin client's response parser: it is, it only needs time.
+                busy = exc.args[0].retriable() or "Timed out" in str(exc) or "load in progress" in str(exc).lower()
+                if attempt == attempts - 1 or not busy:
                     raise
                 time.sleep(0.5 * (attempt + 1))
         raise AssertionError("unreachable")
