@@ -185,48 +185,27 @@ def build_app(settings: Settings) -> faust.App:
     order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock)
     customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock)
 
-    def decide(stage, message, record) -> Outputs:
-        """One input through one stage: decide, then fire what became due."""
+    def decide(stage, message, record) -> tuple[Outputs, int]:
+        """One input through one stage: decide, then fire what became due, at most about
+        `fire_limit` scheduled decisions (`more` says when more are due). Returns the outputs and the
+        time the partition's schedule is due up to."""
         partition = message.partition
         if getattr(record, "kind", None) == "tick":  # wall-clock time for this partition's schedule
-            return stage.fire(partition, record.due.now)
+            return stage.fire(partition, record.due.now, settings.fire_limit), record.due.now
         topic_name = codec.suffix(message.topic)
         kind = getattr(record, "type", None) or getattr(record, "status", None) or getattr(record, "kind", None)
         metrics.events_in.labels(topic_name, kind or type(record).__name__).inc()
         out = stage.handle(partition, record, now_for(record.event_time))
         if out.duplicate:
             metrics.duplicates.labels(topic_name).inc()
-        return out.extend(stage.fire(partition, schedule_time(stage.schedule, partition, record.event_time)))
+        until = schedule_time(stage.schedule, partition, record.event_time)
+        return out.extend(stage.fire(partition, until, settings.fire_limit)), until
 
-    async def run_batch(stage, views, stream, events, key_of) -> None:
-        """Decide a batch of inputs, send what they imply and wait for the broker's acks; then write
-        the state (each changed key once) and only then acknowledge the inputs. A crash anywhere
-        before the end redelivers the whole batch, which decides the same outputs again."""
-        acks, event_times, last_event = [], [], {}
-        for event in events:
-            message = event.message
-            enter(event)  # Faust tables read the store of the current event's partition
-            last_event[message.partition] = event
-            for view in views:
-                view.begin(message.partition)
-            try:
-                record = codec.decode(message.topic, message.key, message.value)
-            except (DecodeError, InvalidEvent) as exc:
-                acks.append(await dead_letter(message, exc.reason, exc.detail))
-                continue
-            try:
-                out = decide(stage, message, record)
-                records = encode_outputs(out)
-            except Exception:  # a bug must not stop the partition: park the event, keep going
-                for view in views:
-                    view.rollback()
-                acks.append(await dead_letter(message, "processing_error", traceback.format_exc(limit=5)))
-                continue
-            for topic_name, key, value in records:
-                acks.append(await send(topic_name, key, value))
-            count_outputs(out)
-            if getattr(record, "kind", None) != "tick":
-                event_times.append(record.event_time)
+    async def persist(views, acks: list, last_event: dict) -> None:
+        """Make what the batch decided so far durable: its outputs acknowledged by the broker, then its
+        state written (each changed key once) and the changelog records acknowledged. The inputs are
+        not acknowledged here: a crash after this redelivers them, and they find their state written
+        (duplicates: nothing is sent twice, nothing is lost)."""
         try:
             await asyncio.gather(*acks)
         except Exception:
@@ -235,6 +214,7 @@ def build_app(settings: Settings) -> faust.App:
             # either, and the restarted worker decides the batch again.
             log.critical("outputs of a batch were not acknowledged; exiting so it is redelivered", exc_info=True)
             os._exit(70)
+        acks.clear()
         # The state must be in Kafka before the inputs may be committed (see streams/faust_ext.py).
         changelog_acks = []
         for view in views:
@@ -247,6 +227,61 @@ def build_app(settings: Settings) -> faust.App:
             log.critical("changelog records of a batch were not acknowledged; exiting so it is redelivered",
                          exc_info=True)
             os._exit(70)
+
+    async def run_batch(stage, views, stream, events, key_of) -> None:
+        """Decide a batch of inputs, send what they imply and wait for the broker's acks; then write
+        the state (each changed key once) and only then acknowledge the inputs. A crash anywhere
+        before the end redelivers the whole batch, which decides the same outputs again."""
+        acks, event_times, last_event = [], [], {}
+        fired_pending = 0  # scheduled decisions decided since the batch was last made durable
+        for event in events:
+            message = event.message
+            enter(event)  # Faust tables read the store of the current event's partition
+            last_event[message.partition] = event
+            for view in views:
+                view.begin(message.partition)
+            try:
+                record = codec.decode(message.topic, message.key, message.value)
+            except (DecodeError, InvalidEvent) as exc:
+                acks.append(await dead_letter(message, exc.reason, exc.detail))
+                continue
+            try:
+                out, until = decide(stage, message, record)
+                records = encode_outputs(out)
+                # A burst of due timers (after downtime, or an event-time jump) is taken a slice at a
+                # time, and the batch is made durable whenever about `fire_limit` scheduled decisions
+                # are pending: its memory (states, outputs, changelog records) stays bounded whatever
+                # the backlog. The input is acknowledged with the batch, at its end, as always.
+                while True:
+                    for topic_name, key, value in records:
+                        acks.append(await send(topic_name, key, value))
+                    count_outputs(out)
+                    metrics.fired.labels(key_of).inc(out.fired)
+                    fired_pending += out.fired
+                    if not out.more and fired_pending < settings.fire_limit:
+                        break
+                    metrics.fire_slices.labels(key_of).inc()
+                    log.info("%s stage: %d scheduled decisions pending (AFTERSALE_FIRE_LIMIT %d): batch made "
+                             "durable before it goes on", key_of, fired_pending, settings.fire_limit)
+                    await persist(views, acks, last_event)
+                    fired_pending = 0
+                    if not out.more:
+                        break
+                    enter(event)
+                    for view in views:
+                        view.begin(message.partition)
+                    out = stage.fire(message.partition, until, settings.fire_limit)
+                    records = encode_outputs(out)
+            except Exception:  # a bug must not stop the partition: park the event, keep going
+                # (what was made durable stays: the input's own decision and earlier slices; the
+                # failed slice is rolled back, its timers back in the schedule)
+                for view in views:
+                    view.rollback()
+                acks.append(await dead_letter(message, "processing_error", traceback.format_exc(limit=5)))
+                continue
+            if getattr(record, "kind", None) != "tick":
+                event_times.append(record.event_time)
+        await persist(views, acks, last_event)
         for event in events:
             await stream.ack(event)
         done = time.time()

@@ -33,13 +33,32 @@ class Outputs:
     audit: list[DecisionAudit] = field(default_factory=list)
     erase_orders: list[str] = field(default_factory=list)  # customer stage -> order stage, on erasure
     duplicate: bool = False
+    fired: int = 0  # scheduled decisions taken (Dues popped)
+    more: bool = False  # a fire stopped at its limit: more may be due (the worker fires again, see app.py)
 
     def extend(self, other: "Outputs") -> "Outputs":
         self.commands += other.commands
         self.intents += other.intents
         self.audit += other.audit
         self.erase_orders += other.erase_orders
+        self.fired += other.fired
+        self.more = self.more or other.more
         return self
+
+
+def _next_dues(scheduler: Scheduler, partition: int, now: int, limit: int | None, out: Outputs) -> list[Due]:
+    """The next round of a fire: every Due by `now`, or, with a limit, what is left of it (at least
+    one chunk's worth past it). Marks `out.more` when the limit is spent, so whoever fires knows to
+    come back (nothing is lost either way: what is not popped stays in the schedule)."""
+    if limit is None:
+        dues = scheduler.due(partition, now)
+    elif out.fired >= limit:
+        out.more = True
+        return []
+    else:
+        dues = scheduler.due(partition, now, limit - out.fired)
+    out.fired += len(dues)
+    return dues
 
 
 def _decision_time(due: Due, now: int, event_clock: bool) -> int:
@@ -127,11 +146,11 @@ class OrderStage:
         if order_id in self.orders:
             del self.orders[order_id]
 
-    def fire(self, partition: int, now: int) -> Outputs:
-        """Scheduled decisions of this partition due by `now`. A due decision may schedule another
-        that is already due, so loop until nothing is."""
+    def fire(self, partition: int, now: int, limit: int | None = None) -> Outputs:
+        """Scheduled decisions of this partition due by `now` (at most about `limit` of them, see
+        _next_dues). A due decision may schedule another that is already due, so loop until nothing is."""
         out = Outputs()
-        while dues := self.schedule.due(partition, now):
+        while dues := _next_dues(self.schedule, partition, now, limit, out):
             later: list[Schedule] = []  # what the round schedules, added once (see _schedule)
             try:
                 for due in dues:
@@ -188,9 +207,9 @@ class CustomerStage:
             return _repair(self.customers, self.schedule, partition, item.customer_id, stored, decision.state, now)
         return self._apply(partition, item.customer_id, decision, now)
 
-    def fire(self, partition: int, now: int) -> Outputs:
+    def fire(self, partition: int, now: int, limit: int | None = None) -> Outputs:
         out = Outputs()
-        while dues := self.schedule.due(partition, now):
+        while dues := _next_dues(self.schedule, partition, now, limit, out):
             later: list[Schedule] = []
             try:
                 for due in dues:

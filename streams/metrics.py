@@ -14,6 +14,11 @@ class Metrics:
                                  ["decision", "reason"], registry=self.registry)
         self.dead_letters = Counter("aftersale_dead_letters", "Inputs sent to the dead-letter topic", ["topic", "reason"],
                                     registry=self.registry)
+        self.fired = Counter("aftersale_scheduled_fired", "Scheduled decisions taken (timers that fell due)", ["stage"],
+                             registry=self.registry)
+        self.fire_slices = Counter("aftersale_fire_slices", "Times a batch was made durable early because about "
+                                   "AFTERSALE_FIRE_LIMIT scheduled decisions were pending (a burst of due timers)",
+                                   ["stage"], registry=self.registry)
         self.latency = Histogram("aftersale_event_to_decision_seconds", "Event time to decision (wall clock)",
                                  ["stage"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600))

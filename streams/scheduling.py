@@ -126,8 +126,13 @@ class Scheduler:
             self.table[_cursor_key(partition)] = cursor
         return max(event_time, cursor["watermark"])
 
-    def due(self, partition: int, now: int) -> list[Due]:
-        """Pop every entry due at or before `now`, in due order, and move the cursor up to `now`."""
+    def due(self, partition: int, now: int, limit: int | None = None) -> list[Due]:
+        """Pop every entry due at or before `now`, in due order, and move the cursor up to `now`.
+
+        With a `limit`, stop once at least that many entries are popped (whole chunks, so up to
+        CHUNK_ENTRIES - 1 more): the cursor then stays on the bucket where popping stopped, and the
+        next call goes on from there. That is how a worker bounds the work (and memory) of one batch
+        when a backlog of timers falls due at once (after downtime, or an event-time jump)."""
         cursor = self.table.get(_cursor_key(partition))
         if cursor is None:
             return []
@@ -138,7 +143,10 @@ class Scheduler:
             return []  # the common case: nothing due in the current minute
         fired: list[Due] = []
         for bucket in range(cursor["bucket"], last + 1):
-            self._pop_bucket(partition, bucket, now, fired)
+            left = self._pop_bucket(partition, bucket, now, fired, limit)
+            if limit is not None and len(fired) >= limit:
+                # Entries left in a bucket before the last were cut off by the limit: stay on it.
+                return self._advance(partition, cursor, bucket if left or bucket == last else bucket + 1, fired)
         return self._advance(partition, cursor, last, fired)
 
     def _advance(self, partition: int, cursor: dict, last: int, fired: list[Due]) -> list[Due]:
@@ -148,9 +156,10 @@ class Scheduler:
         fired.sort(key=lambda d: (d.due_at, d.key, d.kind))
         return fired
 
-    def _pop_bucket(self, partition: int, bucket: int, now: int, fired: list[Due]) -> bool:
-        """Move the bucket's entries due by `now` into `fired`; delete what is left empty. Says
-        whether entries remain (later in the bucket's minute)."""
+    def _pop_bucket(self, partition: int, bucket: int, now: int, fired: list[Due], limit: int | None = None) -> bool:
+        """Move the bucket's entries due by `now` into `fired` (chunk by chunk, until `fired` holds
+        `limit` entries); delete what is left empty. Says whether entries remain (later in the
+        bucket's minute, or in chunks the limit left alone)."""
         header_key = _bucket_key(partition, bucket)
         header = self.table.get(header_key)
         if not header:
@@ -159,6 +168,8 @@ class Scheduler:
             return self._pop_rows(header_key, header, now, fired)
         left = False
         for i in range(header["chunks"]):
+            if limit is not None and len(fired) >= limit:
+                return True  # the header stays: the next call pops the remaining chunks
             key = _chunk_key(partition, bucket, i)
             rows = self.table.get(key)
             if rows:

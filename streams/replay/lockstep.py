@@ -207,8 +207,10 @@ def _read_back(settings: Settings, codec, result: KafkaReplayResult, timeout: fl
 class Worker:
     """An `aftersale worker --clock event` subprocess for a replay (fresh app id, own data dir)."""
 
-    def __init__(self, settings: Settings, log_path: Path | None = None, commit_interval: str = COMMIT_INTERVAL):
+    def __init__(self, settings: Settings, log_path: Path | None = None, commit_interval: str = COMMIT_INTERVAL,
+                 env: dict | None = None):
         self.settings = settings
+        self.env = env or {}  # more worker settings (AFTERSALE_* variables)
         self.workdir = Path(tempfile.mkdtemp(prefix="aftersale-replay-"))
         self.log_path = log_path or self.workdir / "worker.log"
         self.commit_interval = commit_interval
@@ -223,7 +225,7 @@ class Worker:
         self.port = free_port()
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
                "AFTERSALE_APP_ID": self.settings.app_id, "AFTERSALE_PARTITIONS": str(self.settings.partitions),
-               "BROKER_COMMIT_INTERVAL": self.commit_interval}
+               "BROKER_COMMIT_INTERVAL": self.commit_interval, **self.env}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--clock", "event", "--data-dir",

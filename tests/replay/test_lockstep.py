@@ -3,6 +3,7 @@ the in-process replay decides, for the same input and partition count."""
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -23,17 +24,22 @@ def _comparable(records: list[dict]) -> list[dict]:
     return sorted_intents([{**r, "decided_at": 0} for r in records])
 
 
-def test_kafka_lockstep_replay_decides_what_the_in_process_replay_decides(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("fire_limit", [None, 2], ids=["default", "fire-limit-2"])
+def test_kafka_lockstep_replay_decides_what_the_in_process_replay_decides(kafka_bootstrap, tmp_path, fire_limit):
+    """With a fire limit of 2, a worker takes every burst of due timers in slices, each made durable
+    before the next: the decisions must still be the in-process replay's, which fires all at once."""
     started = time.monotonic()
     events, report = load_simulated(40, seed=3, id_prefix="L")
     assert report.events == len(events) and not report.rejected
     settings = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"rp{uuid.uuid4().hex[:10]}", partitions=4,
                         clock="event", data_dir=tmp_path / "worker")
     apply(settings)
-    worker = Worker(settings, log_path=tmp_path / "worker.log").start()
+    env = {"AFTERSALE_FIRE_LIMIT": str(fire_limit)} if fire_limit else {}
+    worker = Worker(settings, log_path=tmp_path / "worker.log", env=env).start()
     try:
         wait_assigned(settings)
         got = replay_kafka(events, KafkaTarget(settings, timeout=30), run_on_ms=10 * DAY, tick_ms=TICK)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5).read().decode()
     finally:
         worker.stop()
     elapsed = time.monotonic() - started
@@ -49,3 +55,9 @@ def test_kafka_lockstep_replay_decides_what_the_in_process_replay_decides(kafka_
     assert sorted_audit(got.audit) == sorted_audit([audit_record(a) for a in local.audit])
     assert len(want_intents) > 100  # a real run: ~40 orders' worth of messages
     assert elapsed < 90, f"lockstep replay took {elapsed:.0f}s"
+    slices = _metric(metrics, "aftersale_fire_slices_total")
+    assert slices > 20 if fire_limit else slices == 0  # the limit was hit (often), or never
+
+
+def _metric(page: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(name + "{"))

@@ -283,3 +283,66 @@ def test_a_chunk_is_measured_as_the_sum_of_its_entries():
 
     rows = [["O1", "delay_check:S1", 1], ["customer-é", "release:abc", 2], ["", "", 3]]
     assert _rows_bytes(rows) == sum(map(_entry_bytes, rows)) and _rows_bytes([]) == 0
+
+
+def test_a_limited_due_takes_a_backlog_in_slices_and_loses_nothing():
+    """A worker back from downtime: thousands of entries over many minutes fall due at once. With a
+    limit each call pops at least `limit` (whole chunks, so less than a chunk more) until the backlog
+    is gone; entries added meanwhile (also overdue ones) are not lost; the table ends as empty as
+    after one unlimited call."""
+    rng = random.Random(5)
+    limited_table, full_table = Recording(measure=False), {}
+    limited, full = Scheduler(limited_table), Scheduler(full_table)
+    entries = [Schedule(f"K{i}", rng.choice("ab"), T0 + rng.randrange(120 * BUCKET_MS)) for i in range(3000)]
+    for s in (limited, full):
+        s.add(0, entries, T0)
+    now = T0 + 200 * BUCKET_MS
+    want = {(d.key, d.kind, d.due_at) for d in full.due(0, now)}
+    got, calls, limit = [], 0, 250
+    while batch := limited.due(0, now, limit):
+        calls += 1
+        assert all(d.due_at <= now for d in batch)
+        assert batch == sorted(batch, key=lambda d: (d.due_at, d.key, d.kind))
+        got += batch
+        if calls == 3:  # added mid-backlog: one overdue (lands in the cursor's bucket), one later
+            late = [Schedule("NEW-overdue", "c", T0 + 5), Schedule("NEW-later", "c", now + 30 * BUCKET_MS)]
+            limited.add(0, late, now)
+            want.add(("NEW-overdue", "c", T0 + 5))
+        left = len(want) - len(got)
+        assert len(batch) >= limit or left == 0, (len(batch), left)
+        assert len(batch) < limit + CHUNK_ENTRIES
+    assert calls >= 3000 // (limit + CHUNK_ENTRIES)
+    assert sorted((d.key, d.kind, d.due_at) for d in got) == sorted(want)
+    assert len({d.key for d in got}) == len(got)  # each fired once
+    assert limited_table["cursor:0"]["bucket"] == full_table["cursor:0"]["bucket"] == now // BUCKET_MS
+    assert [d.key for d in limited.due(0, now + 31 * BUCKET_MS, limit)] == ["NEW-later"]
+    assert not _chunks(limited_table) and not _headers(limited_table)
+
+
+def test_a_limited_fire_reports_more_until_the_backlog_is_done(monkeypatch):
+    """OrderStage.fire with a limit: the burst of 3000 checks is taken in slices, `more` says when to
+    come back, and each check is decided exactly once."""
+    from streams import engine
+    from streams.core.orders import OrderDecision
+    from streams.core.state import OrderState
+
+    decided = []
+
+    def decide(state, due, now, lanes):
+        decided.append(due.key)
+        return OrderDecision(state)
+
+    monkeypatch.setattr(engine, "decide_order", decide)
+    orders = {f"O{i}": OrderState(order_id=f"O{i}") for i in range(3000)}
+    stage = engine.OrderStage(orders, {}, {}, objects=True)
+    stage.schedule.add(0, [Schedule(k, "stall", T0 + 1_000 + i * 600) for i, k in enumerate(orders)], T0)
+    slices = []
+    while True:
+        out = stage.fire(0, T0 + 60 * BUCKET_MS, limit=700)
+        slices.append(out.fired)
+        if not out.more:
+            break
+    assert len(slices) >= 5 and all(700 <= n < 700 + CHUNK_ENTRIES for n in slices[:-2])
+    assert sorted(decided) == sorted(orders) and sum(slices) == 3000
+    assert stage.fire(0, T0 + 60 * BUCKET_MS, limit=700).fired == 0  # nothing left
+    assert stage.fire(0, T0 + 60 * BUCKET_MS, limit=0).more  # a spent budget defers without popping
