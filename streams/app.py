@@ -41,7 +41,7 @@ from .scheduling import Scheduler
 from .security import faust_credentials
 from .serde import AvroSerde, DecodeError
 from .web import register_views
-from .faust_ext import SeekFirstTableManager, StallGuard
+from .faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
 from .table_io import DirectTable
 from .writeback import WriteBack
 
@@ -357,7 +357,7 @@ def build_app(settings: Settings) -> faust.App:
     async def guard_against_stalls() -> None:
         """Re-read an input partition whose fetched records never reached its agent (streams/faust_ext.py)."""
         idle = not any(in_batch.values()) and all(
-            actor.stream.channel.queue.empty() for agent in (order_stage, customer_stage) for actor in agent._actors)
+            buffer.empty() for agent in (order_stage, customer_stage) for buffer in stream_buffers(agent))
         await stall_guard.check(app, {tp for tp in app.consumer.assignment() if tp.topic in input_topics}, idle)
 
     @app.page("/metrics")

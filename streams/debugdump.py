@@ -15,6 +15,8 @@ import tracemalloc
 import traceback
 from collections import Counter
 
+from .faust_ext import stream_buffers
+
 
 def _chain(coro, depth=0):
     out = []
@@ -76,8 +78,7 @@ def dump(app, path):
         except Exception:
             lines.append("aiokafka: " + traceback.format_exc(limit=2))
         for agent in app.agents.values():
-            for actor in agent._actors:  # (each actor's stream has its own buffer, not agent.channel's)
-                q = actor.stream.channel.queue
+            for q in stream_buffers(agent):
                 lines.append(f"agent {agent.name}: queue={q.qsize()} max={q.maxsize} "
                              f"pending_drop={len(q._pending_pressure_drop_callbacks)} "
                              f"getters={len(q._getters)} putters={len(q._putters)}")

@@ -148,6 +148,12 @@ class FetchTracker:
             self.expect[tp][1] = self.batches
 
 
+def stream_buffers(agent) -> list:
+    """The buffers an agent's records wait in: each actor's stream has its own (a clone of the
+    topic channel); `agent.channel`'s queue is never used."""
+    return [actor.stream.channel.queue for actor in agent._actors]
+
+
 def fetch_tracker(consumer) -> FetchTracker:
     """The consumer's FetchTracker, installed on first use (recovery installs it before it resumes
     the input partitions, so it sees their first fetch)."""
@@ -255,7 +261,6 @@ class StallGuard:
 
     patience: int = 2
     _last: dict = field(default_factory=dict)  # tp -> (delivered offset, checks it has not moved)
-    tracker: FetchTracker | None = None
 
     def stalled(self, positions: dict, idle: bool) -> list:
         """positions: tp -> (last delivered offset or None, committed offset or None, high-water or None,
@@ -278,9 +283,9 @@ class StallGuard:
 
     async def check(self, app, input_tps: set, idle: bool) -> list:
         consumer = app.consumer
-        self.tracker = fetch_tracker(consumer)
+        tracker = fetch_tracker(consumer)
         if (app.in_recovery or app.rebalancing or not app.tables.recovery.completed.is_set()
-                or not self.tracker.ready):
+                or not tracker.ready):
             self._last.clear()
             return []
         positions = {}
@@ -290,17 +295,17 @@ class StallGuard:
             except Exception:  # not fetched yet, or not assigned any more
                 highwater = None
             positions[tp] = (consumer._read_offset[tp], consumer._committed_offset[tp], highwater,
-                             self.tracker.holds(tp))
+                             tracker.holds(tp))
         stalled = []
         for tp in self.stalled(positions, idle):
             delivered, committed, highwater, _ = positions[tp]
             target = committed
             if target is None:
                 target = (await consumer.earliest_offsets(tp)).get(tp) or 0
-            if self.tracker.holds(tp):  # a batch came while we waited for the broker
+            if tracker.holds(tp):  # a batch came while we waited for the broker
                 continue
             app.log.warning("input partition %s[%d] stalled: delivered up to %r of %r; re-reading from %r",
                             tp.topic, tp.partition, delivered, highwater, target)
-            await self.tracker.reread(tp, target)
+            await tracker.reread(tp, target)
             stalled.append(tp)
         return stalled
