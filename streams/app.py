@@ -14,14 +14,12 @@ fire inside the same agents, from the partition that owns the key: see streams/s
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
 import weakref
 import time
 from collections import deque
-import traceback
 from pathlib import Path
 
 import faust
@@ -32,17 +30,18 @@ from aiohttp.web import Response
 from .codec import Codec
 from . import rocksdb_memory
 from .config import Settings
-from .core.model import InvalidEvent
 from .core.state import CustomerState, OrderState
 from .engine import CustomerStage, OrderStage, Outputs
 from .metrics import Metrics
 from .registry import make_registry
 from .scheduling import Scheduler
 from .security import faust_credentials
-from .serde import AvroSerde, DecodeError
+from .serde import AvroSerde
 from .web import register_views
 from .faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
-from .table_io import DirectTable
+from .runtime.batch import BatchRunner, check_size
+from .runtime.checkpoint import MAX_RECORD_BYTES, Checkpoint, CheckpointFailed, Output
+from .table_io import DirectTable, RocksStore, encode_value
 from .writeback import WriteBack
 
 log = logging.getLogger(__name__)
@@ -128,32 +127,44 @@ def build_app(settings: Settings) -> faust.App:
         # use event time, so the same input gives the same output however fast it is fed.
         return event_time if settings.clock == "event" else int(time.time() * 1000)
 
-    async def dead_letter(message, reason: str, error: str):
-        """Send the message to the dead-letter topic; returns the future of the broker's ack."""
+    dead_letters_name = dead_letters_out.get_topic_name()
+
+    def dead_letter(message, reason: str, error: str) -> Output:
+        """The dead letter of an input, sent with its batch's outputs. The original bytes go with it,
+        unless they would not fit one record: then it says where they are (topic, partition, offset)."""
         metrics.dead_letters.labels(codec.suffix(message.topic), reason).inc()
         recent["dead_letters"].append({"topic": message.topic, "partition": message.partition, "offset": message.offset,
                                        "reason": reason, "error": error[:300], "at": int(time.time() * 1000)})
-        log.warning("dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error)
-        return await dead_letters_out.send(
-            key=message.key,
-            value=codec.dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
-                                    reason, error),
-        )
+        log.warning("dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason,
+                    error[:2000])
+        key, value = message.key, message.value
+        if len(key or b"") + len(value or b"") > MAX_RECORD_BYTES // 2:
+            error = (f"original key and value ({len(key or b''):,} and {len(value or b''):,} bytes) left out of this "
+                     f"record: read them at {message.topic}[{message.partition}]@{message.offset}; {error}")
+            key, value = (key if len(key or b"") <= 1024 else None), None
+        return Output(dead_letters_name, key, codec.dead_letter(message.topic, message.partition, message.offset,
+                                                                key, value, reason, error))
 
     commands_name, intents_name, audit_name, order_commands_name = (
         t.get_topic_name() for t in (commands_out, intents_out, audit_out, order_commands_out))
 
-    def encode_outputs(out: Outputs) -> list[tuple]:
-        """(topic name, key, value) of everything a decision implies. Encoding is done before anything
-        is sent, so an output that does not fit its schema dead-letters the input, not half its outputs."""
-        records = [(commands_name, c.customer_id.encode(), codec.encode("customer-commands", c)) for c in out.commands]
-        records += [(intents_name, i.customer_id.encode(), codec.encode("intents", i)) for i in out.intents]
-        records += [(audit_name, a.customer_id.encode(), codec.encode("decision-audit", a)) for a in out.audit]
+    def encode_outputs(out: Outputs, stage: str) -> list[Output]:
+        """Everything a decision implies, encoded, each with the state key that decided it (the order
+        stage's order, the customer stage's customer). Encoding is done before anything is sent, so
+        an output that does not fit its schema, or one record, dead-letters the input, not half its
+        outputs."""
+        by_order = stage == "order"
+        records = [Output(commands_name, c.customer_id.encode(), codec.encode("customer-commands", c), c.order_id)
+                   for c in out.commands]
+        records += [Output(intents_name, i.customer_id.encode(), codec.encode("intents", i), i.customer_id)
+                    for i in out.intents]
+        records += [Output(audit_name, a.customer_id.encode(), codec.encode("decision-audit", a),
+                           a.order_id if by_order else a.customer_id) for a in out.audit]
         for order_id in out.erase_orders:
-            records.append((order_commands_name, order_id.encode(), codec.encode("order-commands", {
+            records.append(Output(order_commands_name, order_id.encode(), codec.encode("order-commands", {
                 "command_id": f"erase:{order_id}", "event_time": int(time.time() * 1000), "order_id": order_id,
                 "kind": "erase", "due": None})))
-        return records
+        return check_size(records)
 
     def count_outputs(out: Outputs) -> None:
         for intent in out.intents:
@@ -172,16 +183,19 @@ def build_app(settings: Settings) -> faust.App:
         cost about a quarter of the worker's time, for nothing the batch needs."""
         return await app.producer.send(topic_name, key, value, partition, None, None)
 
-    # The stages read and write the tables through WriteBack views: their writes reach the tables
-    # only after the outputs they imply are acknowledged (see streams/writeback.py), and then go
-    # straight to the store and changelog, each changed key once (streams/table_io.py).
-    # The states stay records within a batch (objects=True) and are serialised once, at its end.
+    # The stages read the tables through WriteBack views (reads see the batch's own writes); a
+    # Checkpoint (streams/runtime/checkpoint.py) writes each changed key once, with the outputs, in
+    # its numbered steps. The states stay records within a batch (objects=True) and are serialised
+    # once per input that changed them (checked against the record size limit).
     def state_view(table, state_type) -> WriteBack:
-        return WriteBack(DirectTable(table, send), snapshot=orjson.dumps,
+        return WriteBack(DirectTable(table), snapshot=encode_value,
                          restore=lambda data: state_type.from_dict(orjson.loads(data)))
 
-    order_views = [state_view(orders, OrderState)] + [WriteBack(DirectTable(t, send)) for t in (lanes, order_schedule_table)]
-    customer_views = [state_view(customers, CustomerState), WriteBack(DirectTable(customer_schedule_table, send))]
+    order_tables, customer_tables = (orders, lanes, order_schedule_table), (customers, customer_schedule_table)
+    order_views = [state_view(orders, OrderState)] + [WriteBack(DirectTable(t)) for t in order_tables[1:]]
+    customer_views = [state_view(customers, CustomerState), WriteBack(DirectTable(customer_schedule_table))]
+    order_checkpoint = Checkpoint(send, [RocksStore(t) for t in order_tables], "order")
+    customer_checkpoint = Checkpoint(send, [RocksStore(t) for t in customer_tables], "customer")
     order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock)
     customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock)
 
@@ -201,89 +215,49 @@ def build_app(settings: Settings) -> faust.App:
         until = schedule_time(stage.schedule, partition, record.event_time)
         return out.extend(stage.fire(partition, until, settings.fire_limit)), until
 
-    async def persist(views, acks: list, last_event: dict) -> None:
-        """Make what the batch decided so far durable: its outputs acknowledged by the broker, then its
-        state written (each changed key once) and the changelog records acknowledged. The inputs are
-        not acknowledged here: a crash after this redelivers them, and they find their state written
-        (duplicates: nothing is sent twice, nothing is lost)."""
+    def on_outputs(key_of: str):
+        def count(out: Outputs) -> None:
+            count_outputs(out)
+            metrics.fired.labels(key_of).inc(out.fired)
+        return count
+
+    def on_slice(key_of: str):
+        def slice_made_durable(pending: int) -> None:
+            metrics.fire_slices.labels(key_of).inc()
+            log.info("%s stage: %d scheduled decisions pending (AFTERSALE_FIRE_LIMIT %d): batch made durable "
+                     "before it goes on", key_of, pending, settings.fire_limit)
+        return slice_made_durable
+
+    def runner(stage, views, checkpoint, key_of) -> BatchRunner:
+        return BatchRunner(stage, views, checkpoint, decode=lambda m: codec.decode(m.topic, m.key, m.value),
+                           decide=decide, encode=lambda out: encode_outputs(out, key_of), dead_letter=dead_letter,
+                           fire_limit=settings.fire_limit, enter=enter, on_outputs=on_outputs(key_of),
+                           on_slice=on_slice(key_of))
+
+    runners = {"order": runner(order_stage_core, order_views, order_checkpoint, "order"),
+               "customer": runner(customer_stage_core, customer_views, customer_checkpoint, "customer")}
+    generations = {}
+
+    async def run_batch(stream, events, key_of) -> None:
+        """Decide a batch and make it durable (streams/runtime/batch.py, checkpoint.py). If the broker
+        refuses a checkpoint's records for longer than the producer retries, the worker exits: nothing
+        of the batch was committed, what was made durable is found again, and the restarted worker
+        goes on from there."""
+        batch = runners[key_of]
+        if generations.get(key_of) != app.consumer_generation_id:
+            generations[key_of] = app.consumer_generation_id
+            batch.checkpoint.new_assignment()
+
+        async def commit_inputs() -> None:
+            for event in events:
+                await stream.ack(event)
+
         try:
-            await asyncio.gather(*acks)
-        except Exception:
-            # The broker refused outputs for longer than the producer retries (or one is too large).
-            # Nothing of this batch is acknowledged; exiting now guarantees nothing of it is committed
-            # either, and the restarted worker decides the batch again.
-            log.critical("outputs of a batch were not acknowledged; exiting so it is redelivered", exc_info=True)
-            os._exit(70)
-        acks.clear()
-        # The state must be in Kafka before the inputs may be committed (see streams/faust_ext.py).
-        changelog_acks = []
-        for view in views:
-            view.flush(lambda partition: enter(last_event[partition]))
-            changelog_acks.append(await view.base.send_changelog())
-        try:
-            for view, futures in zip(views, changelog_acks):
-                view.base.on_acked(await asyncio.gather(*futures))
-        except Exception:
-            log.critical("changelog records of a batch were not acknowledged; exiting so it is redelivered",
+            event_times = await batch.run(events, commit_inputs)
+        except CheckpointFailed:
+            log.critical("a checkpoint was not acknowledged by the broker; exiting so its inputs are redelivered",
                          exc_info=True)
             os._exit(70)
-
-    async def run_batch(stage, views, stream, events, key_of) -> None:
-        """Decide a batch of inputs, send what they imply and wait for the broker's acks; then write
-        the state (each changed key once) and only then acknowledge the inputs. A crash anywhere
-        before the end redelivers the whole batch, which decides the same outputs again."""
-        acks, event_times, last_event = [], [], {}
-        fired_pending = 0  # scheduled decisions decided since the batch was last made durable
-        for event in events:
-            message = event.message
-            enter(event)  # Faust tables read the store of the current event's partition
-            last_event[message.partition] = event
-            for view in views:
-                view.begin(message.partition)
-            try:
-                record = codec.decode(message.topic, message.key, message.value)
-            except (DecodeError, InvalidEvent) as exc:
-                acks.append(await dead_letter(message, exc.reason, exc.detail))
-                continue
-            try:
-                out, until = decide(stage, message, record)
-                records = encode_outputs(out)
-                # A burst of due timers (after downtime, or an event-time jump) is taken a slice at a
-                # time, and the batch is made durable whenever about `fire_limit` scheduled decisions
-                # are pending: its memory (states, outputs, changelog records) stays bounded whatever
-                # the backlog. The input is acknowledged with the batch, at its end, as always.
-                while True:
-                    for topic_name, key, value in records:
-                        acks.append(await send(topic_name, key, value))
-                    count_outputs(out)
-                    metrics.fired.labels(key_of).inc(out.fired)
-                    fired_pending += out.fired
-                    if not out.more and fired_pending < settings.fire_limit:
-                        break
-                    metrics.fire_slices.labels(key_of).inc()
-                    log.info("%s stage: %d scheduled decisions pending (AFTERSALE_FIRE_LIMIT %d): batch made "
-                             "durable before it goes on", key_of, fired_pending, settings.fire_limit)
-                    await persist(views, acks, last_event)
-                    fired_pending = 0
-                    if not out.more:
-                        break
-                    enter(event)
-                    for view in views:
-                        view.begin(message.partition)
-                    out = stage.fire(message.partition, until, settings.fire_limit)
-                    records = encode_outputs(out)
-            except Exception:  # a bug must not stop the partition: park the event, keep going
-                # (what was made durable stays: the input's own decision and earlier slices; the
-                # failed slice is rolled back, its timers back in the schedule)
-                for view in views:
-                    view.rollback()
-                acks.append(await dead_letter(message, "processing_error", traceback.format_exc(limit=5)))
-                continue
-            if getattr(record, "kind", None) != "tick":
-                event_times.append(record.event_time)
-        await persist(views, acks, last_event)
-        for event in events:
-            await stream.ack(event)
         done = time.time()
         for event_time in event_times:
             metrics.latency.labels(key_of).observe(max(0.0, done - event_time / 1000))
@@ -305,7 +279,7 @@ def build_app(settings: Settings) -> faust.App:
             freeze_heap_once()
             in_batch["order"] = True
             try:
-                await run_batch(order_stage_core, order_views, stream, events, "order")
+                await run_batch(stream, events, "order")
             finally:
                 in_batch["order"] = False
 
@@ -315,7 +289,7 @@ def build_app(settings: Settings) -> faust.App:
             freeze_heap_once()
             in_batch["customer"] = True
             try:
-                await run_batch(customer_stage_core, customer_views, stream, events, "customer")
+                await run_batch(stream, events, "customer")
             finally:
                 in_batch["customer"] = False
 

@@ -13,6 +13,8 @@ from collections import deque
 from typing import Any
 
 from .live_state import as_dict
+from .runtime.checkpoint import OUTBOX_PREFIX
+from .table_io import encode_key
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ async def consumer_lag(app) -> dict[tuple[str, int], int]:
     return lag
 
 
+_OUTBOX = encode_key(OUTBOX_PREFIX)[:-1]  # the checkpoint's outbox records, not table keys
+
+
 async def approx_keys(table) -> int:
     """Keys in the active partitions of a table on this worker. Small partitions are counted;
     large ones take RocksDB's free estimate, which counts a key again for each update not yet
@@ -81,7 +86,7 @@ async def approx_keys(table) -> int:
         if estimate > EXACT_COUNT_UP_TO:
             total += estimate
         else:
-            total += sum(1 for key in db.keys() if key != store.offset_key)
+            total += sum(1 for key in db.keys() if key != store.offset_key and not key.startswith(_OUTBOX))
         await asyncio.sleep(0)  # let the agents run between partitions
     return total
 

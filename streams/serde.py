@@ -107,7 +107,7 @@ class AvroSerde:
             raise DecodeError("undecodable", f"{len(data) - buf.tell()} trailing bytes after the Avro record")
         return record
 
-    def _schemas(self, schema_id: int, expected: str) -> tuple[dict, dict]:
+    def _schemas(self, schema_id: int, expected: str) -> tuple[dict, dict | None]:
         key = (schema_id, expected)
         hit = self._resolved.get(key)
         if hit is None:
@@ -117,5 +117,8 @@ class AvroSerde:
                 raise DecodeError("unknown_schema", str(exc)) from exc
             if writer.name != expected:
                 raise DecodeError("schema_mismatch", f"schema id {schema_id} is {writer.name}, this topic carries {expected}")
-            hit = self._resolved[key] = (writer.parsed, by_name(expected).parsed)
+            reader = by_name(expected).parsed
+            # The same schema: no resolution (fastavro resolves whenever the reader is another object,
+            # equal or not, which took half of each decode).
+            hit = self._resolved[key] = (writer.parsed, None if writer.parsed == reader else reader)
         return hit

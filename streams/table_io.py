@@ -5,10 +5,10 @@ serializer registry, a `key in store` check before every read, a FutureMessage a
 changelog record, a RocksDB put of the persisted offset per record). The worker writes each changed
 key once per batch (streams/writeback.py), so it can do the same work directly:
 
-- read: one `get` on the partition's RocksDB, one JSON decode;
-- write: the partition's writes in one RocksDB WriteBatch, each changelog record straight to the
-  producer, and the persisted offset stored once per changelog partition when the broker has
-  acknowledged the batch.
+- read: one `get` on the partition's RocksDB, one JSON decode (`DirectTable`);
+- write: a checkpoint's writes of a partition and the changelog offset they reach in one RocksDB
+  WriteBatch, after the broker has acknowledged their changelog records (`RocksStore`, used by
+  streams/runtime/checkpoint.py).
 
 The bytes are Faust's own (its json codec is orjson with these options; a test checks they are
 identical), so Faust's recovery, standbys and the HTTP views read this state as if Faust had written
@@ -16,49 +16,30 @@ it. The partition is that of Faust's current event, as for a Faust table (the wo
 """
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Iterator, Mapping
 
 import orjson
 from faust.streams import current_event
-from faust.types import TP
 
 from rocksdict import WriteBatch  # Faust's rocksdb:// store runs on rocksdict (a dependency of ours)
 
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z  # faust.utils.json.dumps with orjson
-
-Send = Callable[[str, bytes, bytes | None, int], Awaitable[asyncio.Future]]
 
 
 def encode_key(key: str) -> bytes:
     return orjson.dumps(key, option=JSON_OPTIONS)
 
 
-def encode_value(value: Any) -> bytes:
+def encode_value(value) -> bytes:
     return orjson.dumps(value, option=JSON_OPTIONS)
 
 
-class DirectTable(MutableMapping):
-    """A Faust table's store and changelog for the worker's reads and flushes.
+class DirectTable(Mapping):
+    """A Faust table's store as the worker reads it: the partition of the current event, one RocksDB
+    `get` and one JSON decode per read. Writes go through a checkpoint (`RocksStore`)."""
 
-    Writes are collected in a RocksDB write batch per partition, with their changelog records;
-    `send_changelog()` writes the batches to the store, sends the records and returns the futures of
-    the broker's acks, and `on_acked()` stores the persisted offsets once they are all in. Use it
-    through a WriteBack, which writes each key once per batch."""
-
-    def __init__(self, table, send: Send):
+    def __init__(self, table):
         self.table = table
-        self._send = send
-        self._queued: list[tuple[int, bytes, bytes | None]] = []  # (partition, key, value or tombstone)
-        self._batches: dict[int, Any] = {}  # partition -> rocksdict WriteBatch of this flush
-
-    @property
-    def store(self):
-        return self.table.data
-
-    @property
-    def changelog_topic(self) -> str:
-        return self.table.changelog_topic.get_topic_name()
 
     @staticmethod
     def _partition() -> int:
@@ -67,12 +48,8 @@ class DirectTable(MutableMapping):
             raise RuntimeError("DirectTable used outside of an event (the worker must enter one)")
         return event.message.partition
 
-    def _db(self, partition: int):
-        return self.store._db_for_partition(partition)
-
-    # Reads.
     def _raw(self, key) -> bytes | None:
-        return self._db(self._partition()).get(encode_key(key))
+        return self.table.data._db_for_partition(self._partition()).get(encode_key(key))
 
     def get(self, key, default=None):
         raw = self._raw(key)
@@ -93,37 +70,30 @@ class DirectTable(MutableMapping):
     def __len__(self) -> int:
         return len(self.table)
 
-    # Writes.
-    def __setitem__(self, key, value) -> None:
-        self._write(self._partition(), encode_key(key), encode_value(value))
 
-    def __delitem__(self, key) -> None:
-        self._write(self._partition(), encode_key(key), None)
+class RocksStore:
+    """A Faust table's RocksDB partitions and changelog topic, for streams/runtime/checkpoint.py:
+    a partition's values and the changelog offset they reach are written in one RocksDB write batch
+    (Faust's recovery reads the changelog from that offset on)."""
 
-    def _write(self, partition: int, key: bytes, value: bytes | None) -> None:
-        batch = self._batches.get(partition)
-        if batch is None:
-            batch = self._batches[partition] = WriteBatch(raw_mode=True)  # as Faust opens its DBs
-        batch.put(key, value) if value is not None else batch.delete(key)
-        self._queued.append((partition, key, value))
+    def __init__(self, table):
+        self.table = table
 
-    async def send_changelog(self) -> list[asyncio.Future]:
-        """Write this flush to RocksDB (one batch per partition) and send its changelog records;
-        returns the futures of their acks."""
-        for partition, batch in self._batches.items():
-            self._db(partition).write(batch)
-        self._batches = {}
-        queued, self._queued = self._queued, []
-        topic = self.changelog_topic
-        return [await self._send(topic, key, value, partition) for partition, key, value in queued]
+    @property
+    def changelog_topic(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
 
-    def on_acked(self, results) -> None:
-        """Remember, per changelog partition, the newest offset the store holds (Faust's recovery
-        reads the changelog from there on)."""
-        newest: dict[int, int] = {}
-        for meta in results:
-            if meta.offset > newest.get(meta.partition, -1):
-                newest[meta.partition] = meta.offset
-        topic = self.changelog_topic
-        for partition, offset in newest.items():
-            self.store.set_persisted_offset(TP(topic, partition), offset)
+    encode_key = staticmethod(encode_key)
+
+    def _db(self, partition: int):
+        return self.table.data._db_for_partition(partition)
+
+    def read(self, partition: int, key) -> bytes | None:
+        return self._db(partition).get(encode_key(key))
+
+    def write(self, partition: int, items: list[tuple[bytes, bytes | None]], offset: int) -> None:
+        batch = WriteBatch(raw_mode=True)  # as Faust opens its DBs
+        for key, value in items:
+            batch.put(key, value) if value is not None else batch.delete(key)
+        batch.put(self.table.data.offset_key, str(offset).encode())  # Store.set_persisted_offset's record
+        self._db(partition).write(batch)

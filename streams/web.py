@@ -20,6 +20,7 @@ from yarl import URL
 from .live_state import customer_view, merge_decisions, order_view, recent_decisions
 from .openapi import openapi_document
 from .ops import REFRESH_SECONDS, OpsMonitor, readiness
+from .runtime.checkpoint import OUTBOX_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def register_views(app) -> None:
     @app.page("/orders/{order_id}", name="order_state")
     @app.topic_route(topic=orders_input, match_info="order_id")
     async def order_state(web, request, order_id: str):
-        stored = orders.get(order_id)
+        stored = None if order_id.startswith(OUTBOX_PREFIX) else orders.get(order_id)
         if stored is None:
             return not_found(web, "order", order_id)
         remote = await decisions_at_customer_owner(stored.get("customer_id"), order_id)
@@ -88,7 +89,7 @@ def register_views(app) -> None:
     @app.page("/customers/{customer_id}", name="customer_state")
     @app.topic_route(topic=customers_input, match_info="customer_id")
     async def customer_state(web, request, customer_id: str):
-        stored = customers.get(customer_id)
+        stored = None if customer_id.startswith(OUTBOX_PREFIX) else customers.get(customer_id)
         if stored is None:
             return not_found(web, "customer", customer_id)
         decisions = recent_decisions(recent, customer_id=customer_id, order_id=request.query.get("order_id"))

@@ -236,3 +236,38 @@ def test_sigusr1_dumps_the_workers_state_when_enabled(settings, tmp_path):
         assert re.search(r"fetcher holds \(last offset of its batch\)=\{.*\} batches=[1-9]\d* ", text), text[-3000:]
     finally:
         worker.stop()
+
+
+def test_a_state_too_large_for_kafka_is_dead_lettered_and_the_partition_moves_on(settings, workers, reader):
+    """Two valid orders of one customer, each with a 600 KB title (each under Kafka's 1 MB): the
+    customer's state would reach 1.2 MB. The input that would make it so is dead-lettered with the
+    reason, the other inputs are decided, every input is committed, and SIGTERM ends the worker
+    within 30 s."""
+    import signal
+    import time
+
+    from streams.benchmarks import GroupLag, WORKER_INPUTS
+
+    worker = workers()
+    producer = EventProducer(settings)
+    title = "t" * 600_000
+    for n in (1, 2):
+        placed = one_order(f"O-big{n}", "C-big")[0][2]
+        placed["line_items"] = [{"sku": f"BIG{n}", "title": title, "category": "home", "quantity": 1}]
+        producer.send("orders", f"O-big{n}", {**placed, "event_time": T0 + n * HOUR})
+        producer.flush()
+    for topic, key, record in one_order("O-small", "C-big")[:1] + one_order("O-other", "C-other")[:1]:
+        producer.send(topic, key, {**record, "event_time": T0 + 3 * HOUR})
+    producer.flush()
+    out = reader.collect(lambda s: any(t == "dead-letters" for t, _k, _r in s)
+                         and {r["order_id"] for t, _k, r in s if t == "intents"} >= {"O-small", "O-other"},
+                         timeout=120)
+    dead = only(out, "dead-letters")
+    assert [d["reason"] for d in dead] == ["state_too_large"]
+    assert dead[0]["topic"].endswith("customer-commands") and "over the 900,000" in dead[0]["error"]
+    assert "read them at" in dead[0]["error"] and dead[0]["value"] is None  # too large to carry, pointed to
+    GroupLag(settings, settings.app_id, WORKER_INPUTS).wait_zero(timeout=60, alive=worker.alive)
+    start = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    worker.proc.wait(timeout=60)
+    assert time.monotonic() - start < 30
