@@ -93,9 +93,9 @@ def produce_events(settings: Settings, events: Iterable[SimEvent], rate: float |
     n = 0
     next_tick = None
     for n, event in enumerate(events, 1):
-        if rate:
-            ahead = started + n / rate - time.monotonic()
-            if ahead > 0:
+        if rate:  # poll() returns after the first delivery report it serves, so wait in a loop
+            due = started + (n - 1) / rate
+            while (ahead := due - time.monotonic()) > 0:
                 out.producer.poll(ahead)
         at = event.record["event_time"]
         if tick_ms:
