@@ -216,7 +216,7 @@ def _run(screen: Screen, logs: Path, workdir: Path, bootstrap: str | None, order
         _wait_http(settings.web_port, worker)
         screen.say(f"  worker    ready; ops page (live while the demo runs): http://127.0.0.1:{settings.web_port}/ops")
         screen.say(f"  logs      {logs} (broker.log, worker.log, demo.log)")
-        screen.say(f"  showing   every decision, and "
+        screen.say("  showing   every decision, and "
                    + ("every input" if verbose else f"orders placed, deliveries, carrier problems and support "
                       f"tickets: {hidden:,} of {len(events):,} inputs hidden (--verbose shows them)"))
         screen.say()
