@@ -2,13 +2,17 @@
 # (a virtualenv with the project, and the Kafka broker's jars from Maven Central).
 PY := .venv/bin/python
 
-.PHONY: demo test install jars chromium
+.PHONY: demo test lint install jars chromium
 
 demo: install jars
 	$(PY) -m streams.cli demo
 
-test: install jars chromium
+test: install jars chromium lint
 	$(PY) -m pytest -q
+
+# ruff's lint rules (pyproject.toml [tool.ruff]); `ruff format` is not applied to the tree yet.
+lint: install
+	$(PY) -m ruff check .
 
 install: .venv/.installed
 
@@ -23,4 +27,4 @@ jars: install
 
 # The ops page is tested in a real headless browser: Debian's chromium (needs root; once).
 chromium:
-	test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }

@@ -45,6 +45,7 @@ log = logging.getLogger("deploy.broker")  # same name when run as ``python -m``
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLI_DATA_DIR = REPO_ROOT / "var" / "kafka"
+DEFAULT_CLIENT_PORT = 9092  # streams.config.Settings' default bootstrap address is 127.0.0.1:9092
 STATE_FILE = "broker.json"
 NODE_ID = 1
 LOG_TAIL_LINES = 40
@@ -843,18 +844,40 @@ def stop_detached(data_dir: Path, timeout: float = 30) -> bool:
     return running
 
 
+def running_broker(data_dir: Path) -> str | None:
+    """Bootstrap address of a broker that ``start`` left running in ``data_dir``, else None."""
+    state = _read_state(Path(data_dir))
+    if state and state.get("pid") and _pid_alive(int(state["pid"])) and _is_our_broker(int(state["pid"]), Path(data_dir)):
+        return str(state["bootstrap_servers"])
+    return None
+
+
+def _print_address(bootstrap: str, data_dir: Path) -> None:
+    """The address on stdout (scripts read it), and how to use it on stderr."""
+    print(bootstrap, flush=True)
+    if bootstrap == f"127.0.0.1:{DEFAULT_CLIENT_PORT}":
+        hint = "the other aftersale commands use this address by default (KAFKA_BOOTSTRAP_SERVERS unset)"
+    else:
+        hint = f"point the other aftersale commands at it: export KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
+    stop = "" if data_dir == DEFAULT_CLI_DATA_DIR else f" --data-dir {data_dir}"
+    print(f"Kafka broker at {bootstrap}; {hint}; stop it with `aftersale broker stop{stop}`",
+          file=sys.stderr, flush=True)
+
+
 def _cli_start(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     state = _read_state(data_dir)
-    if state and state.get("pid") and _pid_alive(int(state["pid"])) and _is_our_broker(int(state["pid"]), data_dir):
+    if running_broker(data_dir):
         log.info("Broker already running (pid %s)", state["pid"])
-        print(state["bootstrap_servers"], flush=True)
+        _print_address(state["bootstrap_servers"], data_dir)
         return 0
     port, cport = args.port, None
     if state and port is None:
         # Keep the address stable across CLI restarts of the same data dir when possible.
         if _port_is_free(int(state["port"])) and _port_is_free(int(state["controller_port"])):
             port, cport = int(state["port"]), int(state["controller_port"])
+    if port is None and _port_is_free(DEFAULT_CLIENT_PORT):
+        port = DEFAULT_CLIENT_PORT  # what every command uses when KAFKA_BOOTSTRAP_SERVERS is unset
     broker = LocalBroker(data_dir=data_dir, port=port, controller_port=cport,
                          die_with_parent=args.foreground)
     if args.foreground:
@@ -870,7 +893,7 @@ def _cli_start(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             return 1
         _write_state(broker)
-        print(broker.bootstrap_servers, flush=True)
+        _print_address(broker.bootstrap_servers, data_dir)
         if not args.foreground:
             return 0
         assert broker._proc is not None
@@ -889,13 +912,13 @@ def _cli_start(args: argparse.Namespace) -> int:
             _write_state(broker, running=False)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.broker", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None, prog: str = "python -m deploy.broker") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("resolve", help="download the Kafka jars into the cache and print their folder")
     p_start = sub.add_parser("start", help="start a broker; prints its bootstrap address")
     p_start.add_argument("--data-dir", default=str(DEFAULT_CLI_DATA_DIR), help="default: var/kafka in the repo")
-    p_start.add_argument("--port", type=int, default=None, help="default: the last port used, else a free one")
+    p_start.add_argument("--port", type=int, default=None, help="default: the last port used, else 9092 (the commands' default) if free, else a free one")
     p_start.add_argument("--timeout", type=float, default=60, help="seconds to wait for the broker (default 60)")
     p_start.add_argument("--foreground", action="store_true", help="run until Ctrl-C, then stop cleanly")
     p_stop = sub.add_parser("stop", help="stop a broker started without --foreground")

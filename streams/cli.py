@@ -1,4 +1,5 @@
-"""The `aftersale` command: demo, worker, topics, simulate, schemas, broker."""
+"""The `aftersale` command: demo, worker, topics, simulate, schemas, bench, ingest, sender, replay,
+backtest, broker."""
 from __future__ import annotations
 
 import argparse
@@ -127,86 +128,191 @@ def _backtest(args) -> int:
     return backtest_command(args)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aftersale", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for flags (False) and options whose help says what None means."""
 
-    p = sub.add_parser("demo", help="local broker + worker + simulated shop traffic, shown live")
-    p.add_argument("--orders", type=int, default=150)
-    p.add_argument("--rate", type=float, default=40.0, help="events per second fed to Kafka")
-    p.add_argument("--bad", type=int, default=5, help="malformed messages mixed in (dead-lettered)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--verbose", action="store_true", help="print every input event too")
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the whole usage first) and defaults in help."""
+
+    def __init__(self, *args, epilog_fn=None, **kwargs):
+        kwargs.setdefault("formatter_class", _Defaults)
+        super().__init__(*args, **kwargs)
+        self.epilog_fn = epilog_fn  # an epilog worth computing only when help is shown
+
+    def format_help(self) -> str:
+        if self.epilog_fn is not None:
+            self.epilog = self.epilog_fn()
+        return super().format_help()
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind, low, inclusive: bool = True):
+    """An argparse type: a number of `kind` at least (or, not inclusive, above) `low`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'above'} {low:g}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+POSITIVE, NON_NEGATIVE, POSITIVE_RATE = _number(int, 1), _number(int, 0), _number(float, 0, inclusive=False)
+NON_NEGATIVE_FLOAT = _number(float, 0)
+
+
+def _existing(text: str) -> str:
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    return text
+
+
+COMMANDS_DOC = """\
+Real-time decisions on post-purchase messages, on Kafka. Every command but demo, replay (in process),
+backtest and schemas needs a Kafka broker: KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092 (see
+`aftersale broker start`). Documentation: README.md and docs/ in the repository."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aftersale", description=COMMANDS_DOC,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="local broker + worker + simulated shop traffic, shown live (about a minute)",
+                       description="Starts a local Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics and a "
+                                   "worker, feeds simulated shop traffic and shows what goes in and what comes out.")
+    p.add_argument("--orders", type=POSITIVE, default=150, help="simulated orders (about 9 events each)")
+    p.add_argument("--rate", type=POSITIVE_RATE, default=40.0, help="events per second fed to Kafka")
+    p.add_argument("--bad", type=NON_NEGATIVE, default=5, help="malformed messages mixed in (dead-lettered)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the simulated traffic")
+    p.add_argument("--verbose", action="store_true", help="show every input event (by default: orders placed, "
+                                                           "deliveries, carrier problems, support tickets)")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("worker", help="run a Faust worker (needs KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--data-dir", help="RocksDB tables live here (one per worker); env AFTERSALE_DATA_DIR")
-    p.add_argument("--web-port", type=int, help="HTTP port of the worker (metrics, health); env AFTERSALE_WEB_PORT")
-    p.add_argument("--clock", choices=["wall", "event"], help="decide with wall clock (live) or event time")
-    p.add_argument("--loglevel", default="warning")
-    p.set_defaults(func=_worker)
+    p = sub.add_parser("worker", help="run a Faust worker (the engine)")
+    p.add_argument("--data-dir", default=None, help="RocksDB tables live here, one per worker "
+                                                      "(None: AFTERSALE_DATA_DIR, else var/worker)")
+    p.add_argument("--web-port", type=int, default=None, help="HTTP port: /metrics, /health, /ops "
+                                                                "(None: AFTERSALE_WEB_PORT, else 6066)")
+    p.add_argument("--clock", choices=["wall", "event"], default=None,
+                   help="decide on the wall clock (live) or on event time (None: AFTERSALE_CLOCK, else wall)")
+    p.add_argument("--loglevel", default="warning", help="Faust's log level")
+    p.set_defaults(func=_worker, needs_broker=True)
 
     p = sub.add_parser("topics", help="create the topics (idempotent) and list them")
-    p.set_defaults(func=_topics)
+    p.set_defaults(func=_topics, needs_broker=True)
 
-    p = sub.add_parser("simulate", help="produce simulated shop traffic to the input topics")
-    p.add_argument("--orders", type=int, default=200)
-    p.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--bad", type=int, default=0, help="malformed messages to add")
-    p.add_argument("--start-ms", type=int, default=1_767_225_600_000, help="event time of the first order")
-    p.add_argument("--id-prefix", default="")
-    p.add_argument("--out", help="write JSON Lines here instead of producing to Kafka")
+    p = sub.add_parser("simulate", help="produce simulated shop traffic to the input topics (or to a file)")
+    p.add_argument("--orders", type=POSITIVE, default=200, help="simulated orders")
+    p.add_argument("--rate", type=POSITIVE_RATE, default=None, help="events per second (None: as fast as possible)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the simulated traffic")
+    p.add_argument("--bad", type=NON_NEGATIVE, default=0, help="malformed messages to add")
+    p.add_argument("--start-ms", type=int, default=1_767_225_600_000, help="event time of the first order (epoch ms)")
+    p.add_argument("--id-prefix", default="", help="prefix of every order and customer id")
+    p.add_argument("--out", default=None, help="write JSON Lines to this file instead of producing to Kafka")
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("schemas", help="check or register schema versions in the local registry")
-    p.add_argument("action", choices=["check", "register"])
+    p.add_argument("action", choices=["check", "register"], help="check: fail if a schema changed unregistered")
     p.set_defaults(func=_schemas)
 
-    p = sub.add_parser("bench", help="throughput/latency figures as ratios against same-run baselines")
-    p.add_argument("--only", nargs="*", help="benchmark names (default: all)")
-    p.add_argument("--orders", type=int, default=5000)
+    p = sub.add_parser("bench", help="throughput/latency figures as ratios against same-run baselines",
+                       epilog_fn=_benchmark_list, formatter_class=_DefaultsRawEpilog)
+    p.add_argument("--only", nargs="*", metavar="NAME", default=None, help="benchmark names (None: all)")
+    p.add_argument("--orders", type=POSITIVE, default=5000, help="simulated orders (core and replay benchmarks)")
     p.add_argument("--no-save", action="store_true", help="do not update bench/results.json")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("ingest", help="webhook ingest service: provider webhooks -> our input topics")
-    p.add_argument("--host", help="bind address; env AFTERSALE_INGEST_HOST (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="env AFTERSALE_INGEST_PORT (default 8085)")
-    p.set_defaults(func=_ingest)
+    p.add_argument("--host", default=None, help="bind address (None: AFTERSALE_INGEST_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (None: AFTERSALE_INGEST_PORT, else 8085)")
+    p.set_defaults(func=_ingest, needs_broker=True)
 
     p = sub.add_parser("sender", help="reference sender: intents -> HTTP endpoint / SMTP, failures dead-lettered")
-    p.add_argument("--web-port", type=int, help="serve /metrics and /health here; env AFTERSALE_SENDER_WEB_PORT")
-    p.set_defaults(func=_sender)
+    p.add_argument("--web-port", type=int, default=None,
+                   help="serve /metrics and /health here (None: AFTERSALE_SENDER_WEB_PORT, else none)")
+    p.set_defaults(func=_sender, needs_broker=True)
 
     for name, func, text in (("replay", _replay, "a historical dataset (JSONL event log or Olist folder) through the decision core"),
                              ("backtest", _backtest, "replay, then a report of what would have been sent against what happened")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--input", help="events.jsonl (as `simulate --out` writes) or a folder of Olist CSVs")
-        p.add_argument("--simulate", type=int, metavar="ORDERS", help="replay simulated traffic of this many orders instead")
-        p.add_argument("--seed", type=int, default=7)
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--input", type=_existing, default=None,
+                            help="events.jsonl (as `simulate --out` writes) or a folder of Olist CSVs")
+        source.add_argument("--simulate", type=POSITIVE, metavar="ORDERS", default=None,
+                            help="replay simulated traffic of this many orders instead")
+        p.add_argument("--seed", type=int, default=7, help="seed of --simulate")
         p.add_argument("--out", required=True, help="output folder")
-        p.add_argument("--partitions", type=int, default=4, help="as the worker's topics (decisions depend on it)")
-        p.add_argument("--run-on-days", type=float, default=30.0, help="let time run on past the last event")
-        p.add_argument("--tick-hours", type=float, default=1.0,
+        p.add_argument("--partitions", type=POSITIVE, default=4, help="as the worker's topics (decisions depend on it)")
+        p.add_argument("--run-on-days", type=NON_NEGATIVE_FLOAT, default=30.0, help="let time run on past the last event")
+        p.add_argument("--tick-hours", type=NON_NEGATIVE_FLOAT, default=1.0,
                        help="time ticks for every partition this often, as a live worker's timer (0: only at the end)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
         if name == "replay":
             p.add_argument("--file-order", action="store_true", help="feed a JSONL log in file order, not event time")
             p.add_argument("--kafka", action="store_true", help="through Kafka and a Faust worker, in lockstep (slow)")
-            p.add_argument("--app-id", help="with --kafka: use this app's running worker (--clock event, empty topics) "
-                                            "instead of starting one")
+            p.add_argument("--app-id", default=None, help="with --kafka: use this app's running worker (--clock event, "
+                                                          "empty topics) instead of starting one")
         else:
-            p.add_argument("--baseline-days", type=int, default=7, help="review request baseline: N days after delivery")
-            p.add_argument("--from-replay", help="use the outputs of an earlier `aftersale replay --out DIR`")
+            p.add_argument("--baseline-days", type=NON_NEGATIVE, default=7,
+                           help="review request baseline: N days after delivery")
+            p.add_argument("--from-replay", type=_existing, default=None,
+                           help="use the outputs of an earlier `aftersale replay --out DIR`")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("broker", help="the local Kafka broker (python -m deploy.broker)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda a: __import__("deploy.broker", fromlist=["main"]).main(a.rest))
+    p = sub.add_parser("broker", help="start | stop | resolve the local Kafka broker (`aftersale broker start --help`)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="start, stop or resolve, and their options")
+    p.set_defaults(func=lambda a: __import__("deploy.broker", fromlist=["main"]).main(a.rest, prog="aftersale broker"))
+    return parser
 
-    args = parser.parse_args(argv)
+
+class _DefaultsRawEpilog(_Defaults, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the options' help, the epilog's lines kept as written."""
+
+
+def _benchmark_list() -> str:
+    from . import bench
+
+    return "benchmarks:\n" + "\n".join(f"  {b.name:<10} {b.doc}" for b in bench.BENCHMARKS.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=os.environ.get("AFTERSALE_LOGLEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args) or 0
+    try:
+        if getattr(args, "needs_broker", False) or _needs_external_broker(args):
+            from .reach import require_broker
+
+            require_broker(Settings.from_env())
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _needs_external_broker(args) -> bool:
+    """Commands that start their own broker unless KAFKA_BOOTSTRAP_SERVERS names one: check that one."""
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return args.command == "simulate" and not args.out  # produces to the default address
+    if args.command in ("demo", "simulate"):
+        return not getattr(args, "out", None)
+    if args.command == "replay":
+        return args.kafka
+    if args.command == "bench":
+        return True
+    return False
 
 
 if __name__ == "__main__":

@@ -84,23 +84,30 @@ class EventProducer:
 
 def produce_events(settings: Settings, events: Iterable[SimEvent], rate: float | None = None,
                    on_event: Callable[[SimEvent], None] | None = None, tick_ms: int | None = None,
-                   run_on_ms: int = 0) -> int:
+                   run_on_ms: int = 0, before_tick: Callable[[int], None] | None = None) -> int:
     """Send events in arrival order, paced at `rate` per second (None: as fast as possible). With
     `tick_ms`, event-time ticks go out as event time passes, and for `run_on_ms` after the last
-    event, so decisions planned for later (reviews, reminders) fire as they would live."""
+    event, so decisions planned for later (reviews, reminders) fire as they would live.
+    `before_tick(at)` is called before each tick, with everything sent so far acknowledged (the
+    demo waits there for the worker to catch up); the time it takes does not count against `rate`."""
     out = EventProducer(settings)
     started = time.monotonic()
     n = 0
     next_tick = None
     for n, event in enumerate(events, 1):
-        if rate:
-            ahead = started + n / rate - time.monotonic()
-            if ahead > 0:
+        if rate:  # poll() returns after the first delivery report it serves, so wait in a loop
+            due = started + (n - 1) / rate
+            while (ahead := due - time.monotonic()) > 0:
                 out.producer.poll(ahead)
         at = event.record["event_time"]
         if tick_ms:
             next_tick = next_tick or (at // tick_ms + 1) * tick_ms
             while at >= next_tick:
+                if before_tick:
+                    paused = time.monotonic()
+                    out.flush()
+                    before_tick(next_tick)
+                    started += time.monotonic() - paused
                 out.tick(next_tick)
                 next_tick += tick_ms
         out.send(event.topic, event.key, event.record)

@@ -105,7 +105,7 @@ def test_event_in_intent_out(settings, workers, reader):
         producer.flush()
         wanted = {1: 1, 2: 2, 3: 2, 4: 3, 5: 4}[n]  # the in_transit scan is no news after "fulfilled"
         have = len(only(got, "intents"))
-        got += reader.collect(lambda s: have + len(only(s, "intents")) >= wanted, timeout=60)
+        got += reader.collect(lambda s, have=have, wanted=wanted: have + len(only(s, "intents")) >= wanted, timeout=60)
     intents = [r for t, _k, r in got if t == "intents"]
     assert [i["intent_type"] for i in intents] == ["order_confirmation", "shipped", "out_for_delivery", "delivered"]
     assert [i["channel"] for i in intents] == ["email", "email", "sms", "email"]
