@@ -38,7 +38,7 @@ from .scheduling import Scheduler
 from .security import faust_credentials
 from .serde import AvroSerde
 from .web import register_views
-from .faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
+from .runtime.faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
 from .runtime.batch import BatchRunner, check_size
 from .runtime.checkpoint import MAX_RECORD_BYTES, Checkpoint, CheckpointFailed, Output
 from .table_io import DirectTable, RocksStore, encode_value
@@ -69,7 +69,9 @@ def build_app(settings: Settings) -> faust.App:
     rocksdb_memory.configure(settings.rocksdb_memory_mb * 2**20)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
+        # Faust's aiokafka transport with strict input offsets (streams/runtime/faust_ext.py), by the
+        # `faust.transports` entry point in pyproject.toml.
+        broker=[f"aftersale://{hp}" for hp in settings.bootstrap_servers.split(",")],
         store=rocksdb_memory.STORE_URL,  # Faust's RocksDB store, one memory budget for all of them
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -91,7 +93,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
         broker_credentials=faust_credentials(settings),  # SASL/SCRAM and TLS from AFTERSALE_SECURITY_*
-        # Recovery that seeks before it resumes: see streams/faust_ext.py.
+        # Recovery that seeks before it resumes: see streams/runtime/faust_ext.py.
         TableManager=SeekFirstTableManager,
     )
     codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
@@ -329,7 +331,7 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=5.0)
     async def guard_against_stalls() -> None:
-        """Re-read an input partition whose fetched records never reached its agent (streams/faust_ext.py)."""
+        """Re-read an input partition whose fetched records never reached its agent (runtime/faust_ext.py)."""
         idle = not any(in_batch.values()) and all(
             buffer.empty() for agent in (order_stage, customer_stage) for buffer in stream_buffers(agent))
         await stall_guard.check(app, {tp for tp in app.consumer.assignment() if tp.topic in input_topics}, idle)

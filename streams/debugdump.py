@@ -15,7 +15,7 @@ import tracemalloc
 import traceback
 from collections import Counter
 
-from .faust_ext import stream_buffers
+from .runtime.faust_ext import stream_buffers
 
 
 def _chain(coro, depth=0):
@@ -82,11 +82,10 @@ def dump(app, path):
                 lines.append(f"agent {agent.name}: queue={q.qsize()} max={q.maxsize} "
                              f"pending_drop={len(q._pending_pressure_drop_callbacks)} "
                              f"getters={len(q._getters)} putters={len(q._putters)}")
-        tracker = getattr(c, "_aftersale_fetch_tracker", None)  # streams/faust_ext.py
-        if tracker is not None:
-            lines.append(f"fetcher holds (last offset of its batch)={ {tuple(k): v for k, v in tracker.last_fetched.items()} } "
-                         f"batches={tracker.batches} re-reads expected={ {tuple(k): v for k, v in tracker.expect.items()} } "
-                         f"dropped={tracker.dropped} jumps re-read={tracker.jumped}")
+        gate = getattr(c, "gate", None)  # streams/runtime/faust_ext.py StrictConsumer
+        if gate is not None:
+            lines.append(f"offset gate: skips repaired={ {tuple(k): v for k, v in gate.skipped.items()} } "
+                         f"stale dropped={gate.stale} re-reads pending={ {tuple(k): v for k, v in gate.rereads.items()} }")
         for t in app.tables.values():
             futs = getattr(t, "_changelog_futures", [])
             lines.append(f"table {t.name}: pending changelog futures={len(futs)} undone={sum(1 for f in futs if not f.done())}")
