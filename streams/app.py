@@ -182,7 +182,10 @@ def build_app(settings: Settings) -> faust.App:
 
     order_views = [state_view(orders, OrderState)] + [WriteBack(DirectTable(t, send)) for t in (lanes, order_schedule_table)]
     customer_views = [state_view(customers, CustomerState), WriteBack(DirectTable(customer_schedule_table, send))]
-    order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock)
+    from .core import warm  # warm start: statistics a replay of past orders learned (AFTERSALE_WARM_START)
+
+    learned = warm.loads(open(settings.warm_start, "rb").read()) if settings.warm_start else None
+    order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock, warm=learned)
     customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock)
 
     def decide(stage, message, record) -> tuple[Outputs, int]:
