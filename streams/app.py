@@ -30,6 +30,7 @@ from aiohttp.web import Response
 from .codec import Codec
 from . import rocksdb_memory
 from .config import Settings
+from .core import warm
 from .core.state import CustomerState, OrderState
 from .engine import CustomerStage, OrderStage, Outputs
 from .metrics import Metrics
@@ -198,7 +199,9 @@ def build_app(settings: Settings) -> faust.App:
     customer_views = [state_view(customers, CustomerState), WriteBack(DirectTable(customer_schedule_table))]
     order_checkpoint = Checkpoint(send, [RocksStore(t) for t in order_tables], "order")
     customer_checkpoint = Checkpoint(send, [RocksStore(t) for t in customer_tables], "customer")
-    order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock)
+    # Warm start: statistics a replay of past orders learned (AFTERSALE_WARM_START, streams/core/warm.py).
+    learned = warm.loads(Path(settings.warm_start).read_bytes()) if settings.warm_start else None
+    order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock, warm=learned)
     customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock)
 
     def decide(stage, message, record) -> tuple[Outputs, int]:

@@ -24,6 +24,12 @@ from pathlib import Path
 DAY = 86_400_000
 HOUR = 3_600_000
 DELAY_TYPES = ("delay_warning", "delay_update")
+# Every message that tells the customer the order is running late (the model's alerts).
+ALERT_TYPES = ("delay_warning", "delay_update", "dispatch_delayed", "stalled_pre_transit", "stalled_in_transit")
+SERVICE_ALARMS = ALERT_TYPES + ("carrier_exception", "customs_delay", "weather_delay", "delivery_attempt_failed",
+                                "address_problem")
+RULE_DAYS = (1, 2, 3, 5)
+CURVE_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20)) + (0.99,)
 REVIEW_TYPE = "review_request"
 UNDELIVERED_SCANS = {"returned_to_sender", "expired"}
 
@@ -97,59 +103,202 @@ def _days(ms: float) -> float:
 
 # --- the figures -----------------------------------------------------------------------------
 
-def delay_alerts(truth: dict[str, OrderTruth], intents: list[dict], end: int) -> dict:
+DEFINITIONS = [
+    "**Late**: delivered on a calendar day after the promised date, in the shop's zone ({zone}). Orders never "
+    "delivered (lost, returned, or still missing when the data ends after their promise) are counted apart, "
+    "not as late; cancelled orders are left out.",
+    "**Lead**: the start of the promised date (00:00 in the shop's zone) minus the alert's send time; > 0 is "
+    "before the promised day. Median lead is over true alerts (alerted orders that were late).",
+    "**Alert** (model): the first message that tells the customer the order is running late: "
+    + ", ".join(f"`{t}`" for t in ALERT_TYPES) + ".",
+    "**Rule N**: \"not delivered N days before the promised date\": alerts every order not delivered at the "
+    "start of the promised date minus N days (lead N for every alert).",
+    "**Precision / recall**: over delivered orders with a promise: precision = alerted and late / alerted, "
+    "recall = alerted and late / late.",
+]
+
+
+def _local_day(ms: int, zone) -> int:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000, zone).date().toordinal()
+
+
+def _day_start(ms: int, zone) -> int:
+    from datetime import datetime, time as dtime
+
+    day = datetime.fromtimestamp(ms / 1000, zone).date()
+    return int(datetime.combine(day, dtime(0), tzinfo=zone).timestamp() * 1000)
+
+
+def _pr(alerts: dict[str, int], late: set, evaluated: list[str], starts: dict[str, int]) -> dict:
+    """Precision, recall and lead of one alerting policy ({order: first alert send time})."""
+    alerted = [o for o in evaluated if o in alerts]
+    tp = [o for o in alerted if o in late]
+    leads = sorted(starts[o] - alerts[o] for o in tp)
+    all_leads = sorted(starts[o] - alerts[o] for o in alerted)
+    return {"alerts": len(alerted), "tp": len(tp), "fp": len(alerted) - len(tp), "fn": len(late) - len(tp),
+            "precision": _ratio(len(tp), len(alerted)), "recall": _ratio(len(tp), len(late)),
+            "lead_days_median_tp": _days(statistics.median(leads)) if leads else None,
+            "lead_days_median_all": _days(statistics.median(all_leads)) if all_leads else None,
+            "tp_before_promised_day": sum(1 for v in leads if v > 0), "_tp_leads": leads}
+
+
+def delay_alerts(truth: dict[str, OrderTruth], intents: list[dict], end: int, scores: list[dict] | None = None,
+                 zone: str = "UTC") -> dict:
+    """The model's delay alerts beside the rules "not delivered N days before the promised date", on
+    the same delivered orders; never-delivered orders apart; the model's curve over its threshold
+    (from its scores) and its calibration."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
     first_alert: dict[str, int] = {}
     alerts_per_order: Counter = Counter()
     for i in intents:
-        if i["intent_type"] in DELAY_TYPES and i.get("order_id"):
+        if i["intent_type"] in ALERT_TYPES and i.get("order_id"):
             alerts_per_order[i["order_id"]] += 1
-            at = i["send_at"]
-            if i["order_id"] not in first_alert or at < first_alert[i["order_id"]]:
-                first_alert[i["order_id"]] = at
-    evaluated, late, predicted = [], set(), set()
+            oid, at = i["order_id"], i["send_at"]
+            if oid not in first_alert or at < first_alert[oid]:
+                first_alert[oid] = at
+    evaluated, late, starts, never = [], set(), {}, []
     undecided = 0
     for oid in sorted(truth):
         o = truth[oid]
         if o.placed_at is None or o.promised_at is None or o.cancelled_at is not None:
-            continue  # no promise to keep, or nothing to deliver
-        if o.delivered_at is not None:
-            is_late = o.delivered_at > o.promised_at
-        elif o.lost or o.promised_at < end:
-            is_late = True  # never arrived (lost, returned, or still not there when the data ends)
-        else:
-            undecided += 1  # in transit when the data ends, promise not yet passed: unknown
             continue
-        evaluated.append(oid)
-        if is_late:
-            late.add(oid)
-        if oid in first_alert:
-            predicted.add(oid)
-    tp, fp, fn = len(predicted & late), len(predicted - late), len(late - predicted)
-    tn = len(evaluated) - tp - fp - fn
-    leads = {oid: truth[oid].promised_at - first_alert[oid] for oid in sorted(predicted)}
-    tp_leads = sorted(v for oid, v in leads.items() if oid in late)
-    fp_leads = sorted(v for oid, v in leads.items() if oid not in late)
-    # How long before the parcel really came (or the data ended) the customer heard of the delay.
-    warned_before_delivery = [oid for oid in sorted(predicted & late)
-                              if truth[oid].delivered_at is None or first_alert[oid] < truth[oid].delivered_at]
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    f1 = round(2 * precision * recall / (precision + recall), 4) if precision and recall else None
-    return {
-        "orders_evaluated": len(evaluated), "orders_undecided": undecided, "late": len(late),
-        "late_delivered": sum(1 for o in late if truth[o].delivered_at is not None),
-        "late_undelivered": sum(1 for o in late if truth[o].delivered_at is None),
-        "predicted_late": len(predicted), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "precision": precision, "recall": recall, "f1": f1,
-        "alerts_sent": sum(alerts_per_order.values()),
-        "alerts_on_evaluated_orders": sum(alerts_per_order[o] for o in evaluated),
-        "lead_days_median_tp": _days(statistics.median(tp_leads)) if tp_leads else None,
-        "lead_days_median_all": _days(statistics.median(sorted(leads.values()))) if leads else None,
-        "lead_days_min_tp": _days(tp_leads[0]) if tp_leads else None,
-        "lead_days_max_tp": _days(tp_leads[-1]) if tp_leads else None,
-        "tp_alerted_before_promise": sum(1 for v in tp_leads if v > 0),
-        "tp_alerted_before_delivery": len(warned_before_delivery),
-        "_tp_leads": tp_leads, "_fp_leads": fp_leads,
-    }
+        starts[oid] = _day_start(o.promised_at, tz)
+        if o.delivered_at is not None:
+            evaluated.append(oid)
+            if _local_day(o.delivered_at, tz) > _local_day(o.promised_at, tz):
+                late.add(oid)
+        elif o.lost or o.promised_at < end:
+            never.append(oid)
+        else:
+            undecided += 1
+    model = _pr(first_alert, late, evaluated, starts)
+    rules = {}
+    for n in RULE_DAYS:
+        fire = {oid: max(starts[oid] - n * DAY, truth[oid].placed_at) for oid in evaluated + never
+                if truth[oid].delivered_at is None or truth[oid].delivered_at > starts[oid] - n * DAY}
+        r = _pr(fire, late, evaluated, starts)
+        r["never_delivered_alerted"] = sum(1 for o in never if o in fire)
+        rules[n] = r
+    curve = model_curve(scores, late, evaluated, starts) if scores is not None else []
+    beats = {}
+    for n, r in rules.items():
+        # The best point of the model's curve at recall >= 0.9 and a median lead at least the rule's.
+        ok = [c for c in curve if c["recall"] is not None and c["recall"] >= 0.9
+              and c["lead_days_median_tp"] is not None and c["lead_days_median_tp"] >= n]
+        best = max(ok, key=lambda c: (c["precision"] or 0, c["threshold"]), default=None)
+        shipped_ok = (model["recall"] or 0) >= 0.9 and (model["lead_days_median_tp"] or -1e9) >= n
+        beats[n] = {"rule_precision": r["precision"], "rule_recall": r["recall"],
+                    "curve_threshold": best["threshold"] if best else None,
+                    "curve_precision": best["precision"] if best else None,
+                    "curve_recall": best["recall"] if best else None,
+                    "curve_lead_days": best["lead_days_median_tp"] if best else None,
+                    "curve_beats": bool(best and (best["precision"] or 0) > (r["precision"] or 0)),
+                    "shipped_beats": bool(shipped_ok and (model["precision"] or 0) > (r["precision"] or 0))}
+    out = {"zone": zone, "orders_evaluated": len(evaluated), "late": len(late), "never_delivered": len(never),
+           "never_delivered_alerted": sum(1 for o in never if o in first_alert), "orders_undecided": undecided,
+           "alerts_sent": sum(alerts_per_order.values()), "model": model, "rules": rules, "curve": curve,
+           "beats": beats, "calibration": calibration(scores, late, evaluated) if scores is not None else None}
+    # Flat figures kept for the CLI line and earlier readers.
+    out.update({k: model[k] for k in ("precision", "recall", "tp", "fp", "fn", "lead_days_median_tp",
+                                      "lead_days_median_all")})
+    return out
+
+
+def model_curve(scores: list[dict], late: set, evaluated: list[str], starts: dict[str, int]) -> list[dict]:
+    """Precision, recall and median lead had the model alerted the first time its P(late) reached
+    each threshold (every assessment it made: at hand-off, at each re-check, while awaiting hand-off)."""
+    by_order: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    wanted = set(evaluated)
+    for s in scores:
+        if s["order_id"] in wanted:
+            by_order[s["order_id"]].append((s["at"], s["p_late"]))
+    for v in by_order.values():
+        v.sort()
+    points = []
+    for threshold in CURVE_THRESHOLDS:
+        alerts = {}
+        for oid, seq in by_order.items():
+            at = next((t for t, p in seq if p >= threshold), None)
+            if at is not None:
+                alerts[oid] = at
+        r = _pr(alerts, late, evaluated, starts)
+        r.pop("_tp_leads")
+        points.append({"threshold": threshold, **r})
+    return points
+
+
+def calibration(scores: list[dict], late: set, evaluated: list[str], bins: int = 10) -> dict:
+    """Reliability of the predicted P(late) on delivered orders: every assessment, weighted so each
+    order counts once; Brier score, and the same for the base rate (what "always say the average" gets)."""
+    wanted = set(evaluated)
+    per_order = Counter(s["order_id"] for s in scores if s["order_id"] in wanted)
+    rows = [(s["p_late"], 1.0 if s["order_id"] in late else 0.0, 1.0 / per_order[s["order_id"]])
+            for s in scores if s["order_id"] in wanted]
+    weight = sum(w for *_, w in rows)
+    if not weight:
+        return {"assessments": 0, "orders": 0, "brier": None, "brier_base_rate": None, "bins": []}
+    base = sum(y * w for _, y, w in rows) / weight
+    brier = sum(w * (p - y) ** 2 for p, y, w in rows) / weight
+    brier_base = sum(w * (base - y) ** 2 for _, y, w in rows) / weight
+    table = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = [(p, y, w) for p, y, w in rows if lo <= p < hi or (b == bins - 1 and p == 1.0)]
+        wsum = sum(w for *_, w in inside)
+        table.append({"from": lo, "to": hi, "assessments": len(inside), "weight": round(wsum, 2),
+                      "predicted": round(sum(p * w for p, _, w in inside) / wsum, 4) if wsum else None,
+                      "observed": round(sum(y * w for _, y, w in inside) / wsum, 4) if wsum else None})
+    return {"assessments": len(rows), "orders": len(per_order), "base_rate": round(base, 4),
+            "brier": round(brier, 4), "brier_base_rate": round(brier_base, 4), "bins": table}
+
+
+def followed_by_problem(truth: dict[str, OrderTruth], intents: list[dict], zone: str = "UTC") -> dict:
+    """Per service message type: how often the order it went to was then delivered late (the problem
+    it announced), among delivered orders; never-delivered apart."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    seen: dict[str, set] = defaultdict(set)
+    for i in intents:
+        if i.get("order_id") and i["intent_type"] in SERVICE_ALARMS:
+            seen[i["intent_type"]].add(i["order_id"])
+    out = {}
+    for t in sorted(seen):
+        orders = sorted(seen[t])
+        delivered = [o for o in orders if o in truth and truth[o].delivered_at is not None and truth[o].promised_at]
+        late = [o for o in delivered if _local_day(truth[o].delivered_at, tz) > _local_day(truth[o].promised_at, tz)]
+        never = [o for o in orders if o in truth and truth[o].delivered_at is None and truth[o].cancelled_at is None]
+        out[t] = {"orders": len(orders), "delivered": len(delivered), "followed_by_late_delivery": len(late),
+                  "share": _ratio(len(late), len(delivered)), "never_delivered": len(never)}
+    return out
+
+
+def silent_decisions(candidates: list[dict] | None, intents: list[dict], audit: list[dict],
+                     truth: dict[str, OrderTruth]) -> dict:
+    """Every candidate message must end as an intent or an audit record; every delivered, uncancelled
+    order must get a review-request decision (an intent or an audit record)."""
+    from .core import ids
+    from .core.model import CHANNELS
+
+    sent = {i["intent_id"] for i in intents}
+    audited = {a.get("intent_id") for a in audit}
+    missing = []
+    for c in candidates or ():
+        cid = c["intent_id"]
+        if cid in audited or cid in sent or any(ids.rechannel(cid, ch) in sent for ch in CHANNELS):
+            continue
+        missing.append(cid)
+    review_decided = {i["order_id"] for i in intents if i["intent_type"] == REVIEW_TYPE}
+    review_decided |= {a["order_id"] for a in audit if a["intent_type"] == REVIEW_TYPE}
+    delivered = [o for o, t in sorted(truth.items()) if t.delivered_at is not None and t.cancelled_at is None]
+    no_review = [o for o in delivered if o not in review_decided]
+    return {"candidates": None if candidates is None else len(candidates), "candidates_without_decision": len(missing),
+            "examples": missing[:5], "delivered_orders": len(delivered),
+            "delivered_without_review_decision": len(no_review), "review_examples": no_review[:5]}
 
 
 def review_requests(truth: dict[str, OrderTruth], intents: list[dict], audit: list[dict], baseline_days: int) -> dict:
@@ -191,7 +340,18 @@ def review_requests(truth: dict[str, OrderTruth], intents: list[dict], audit: li
             if o is not None and o.final_rating is not None and o.final_rating <= 2 and a["order_id"] not in engine_first:
                 low_not_sent.add(a["order_id"])
     low_orders = sorted(oid for oid, o in truth.items() if o.final_rating is not None and o.final_rating <= 2)
+
+    def reach(sent: dict[str, int]) -> dict:
+        """Share of delivered, uncancelled orders of each eventual score that got a request."""
+        out = {}
+        for name, lo, hi in (("1_2", 1, 2), ("3_5", 3, 5), ("4_5", 4, 5)):
+            group = [oid for oid, o in truth.items() if o.delivered_at is not None and o.cancelled_at is None
+                     and o.final_rating is not None and lo <= o.final_rating <= hi]
+            got = sum(1 for oid in group if oid in sent)
+            out[name] = {"orders": len(group), "requested": got, "share": _ratio(got, len(group))}
+        return out
     return {"engine": breakdown(engine_first), "baseline": breakdown(baseline_first), "baseline_days": baseline_days,
+            "reach": reach(engine_first), "baseline_reach": reach(baseline_first),
             "orders_with_reviews": sum(1 for o in truth.values() if o.reviews), "orders_ending_1_2_stars": len(low_orders),
             "engine_not_sent": dict(sorted(not_sent.items())), "engine_held": dict(sorted(held.items())),
             "engine_not_sent_on_1_2_star_orders": len(low_not_sent)}
@@ -250,27 +410,90 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+LEAD_RANGE = (-4.0, 12.0)  # days shown; alerts outside are counted in the legend, not drawn
+
+
 def plot_lead_time(d: dict, path: Path) -> None:
+    """Lead of the model's true alerts, in half-day bins over a fixed range (outliers counted apart,
+    so they cannot squeeze the picture), with the rules' leads marked."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    tp = [v / DAY for v in d["_tp_leads"]]
-    fp = [v / DAY for v in d["_fp_leads"]]
-    values = tp + fp
-    if values:
-        lo, hi = min(values + [0.0]), max(values + [0.0])
-        bins = max(8, min(60, int((hi - lo) * 2) + 1))  # half-day bins
-        ax.hist([tp, fp], bins=bins, range=(lo, hi + 1e-9), stacked=True, color=["#2a7", "#d84"],
-                label=[f"late orders (true alerts, n={len(tp)})", f"on time (false alerts, n={len(fp)})"])
-        if tp:
-            ax.axvline(statistics.median(tp), color="#164", linestyle="--", linewidth=1,
-                       label=f"median lead, true alerts: {statistics.median(tp):.1f} d")
-        ax.legend(loc="upper left", frameon=False)
+    leads = [v / DAY for v in d["model"]["_tp_leads"]]
+    lo, hi = LEAD_RANGE
+    inside = [v for v in leads if lo <= v <= hi]
+    below, above = sum(1 for v in leads if v < lo), sum(1 for v in leads if v > hi)
+    if leads:
+        ax.hist(inside, bins=int((hi - lo) * 2), range=(lo, hi), color="#2a7",
+                label=f"model, true alerts (n={len(leads)}; {below} below {lo:g} d, {above} above {hi:g} d)")
+        med = statistics.median(leads)
+        ax.axvline(med, color="#164", linestyle="--", linewidth=1, label=f"model median {med:.2f} d")
     else:
-        ax.text(0.5, 0.5, "no delay alerts", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no true delay alerts", ha="center", va="center", transform=ax.transAxes)
+    for n in RULE_DAYS:
+        ax.axvline(n, color="#888", linestyle=":", linewidth=0.8)
     ax.axvline(0, color="#444", linewidth=0.8)
-    ax.set_xlabel("days from the first delay alert to the promised date (> 0: warned before the promise)")
-    ax.set_ylabel("orders")
-    ax.set_title("Delay alerts: lead time before the promised date")
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("days from the alert to the start of the promised date (dotted: rules N = 1, 2, 3, 5)")
+    ax.set_ylabel("late orders")
+    ax.set_title("Delay alerts: lead before the promised date")
+    ax.legend(loc="upper right", frameon=False, fontsize=8)
+    _save(fig, path)
+
+
+def plot_curves(d: dict, path: Path) -> None:
+    """Precision against recall, and precision against median lead, of the model over its threshold
+    and of the rules "not delivered N days before", on the same orders."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
+    curve = [c for c in d["curve"] if c["precision"] is not None]
+    rules = sorted(d["rules"].items())
+    if curve:
+        a1.plot([c["recall"] for c in curve], [c["precision"] for c in curve], "-o", ms=3, color="#27c",
+                label="model, over P(late) threshold")
+        a2.plot([c["lead_days_median_tp"] for c in curve], [c["precision"] for c in curve], "-o", ms=3,
+                color="#27c", label="model, over P(late) threshold")
+    m = d["model"]
+    if m["precision"] is not None:
+        a1.plot([m["recall"]], [m["precision"]], "*", ms=12, color="#c33", label="model as shipped")
+        a2.plot([m["lead_days_median_tp"]], [m["precision"]], "*", ms=12, color="#c33", label="model as shipped")
+    a1.plot([r["recall"] for _, r in rules], [r["precision"] for _, r in rules], "s", color="#888",
+            label="rule: not delivered N d before")
+    a2.plot([n for n, _ in rules], [r["precision"] for _, r in rules], "s-", color="#888",
+            label="rule: not delivered N d before")
+    for n, r in rules:
+        a1.annotate(f"N={n}", (r["recall"] or 0, r["precision"] or 0), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+        a2.annotate(f"N={n}", (n, r["precision"] or 0), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    a1.axvline(0.9, color="#bbb", linewidth=0.8, linestyle="--")
+    a1.set_xlabel("recall (late orders alerted)")
+    a1.set_ylabel("precision (alerted orders that were late)")
+    a2.set_xlabel("median lead of true alerts (days before the promised date)")
+    a2.set_ylabel("precision")
+    a2.set_xlim(-1, 10)
+    for ax in (a1, a2):
+        ax.set_ylim(0, 1.02)
+        ax.legend(frameon=False, fontsize=7, loc="lower left")
+    fig.suptitle("Delay alerts: model and rules on the same delivered orders", fontsize=10)
+    _save(fig, path)
+
+
+def plot_calibration(c: dict | None, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.plot([0, 1], [0, 1], color="#bbb", linewidth=0.8, linestyle="--", label="perfectly calibrated")
+    if c and c["bins"]:
+        pts = [b for b in c["bins"] if b["predicted"] is not None]
+        ax.plot([b["predicted"] for b in pts], [b["observed"] for b in pts], "-o", color="#27c",
+                label=f"model (Brier {c['brier']}, base rate {c['brier_base_rate']})")
+        for b in pts:
+            ax.annotate(f"{b['weight']:g}", (b["predicted"], b["observed"]), fontsize=6, xytext=(3, -8),
+                        textcoords="offset points")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted P(late) (bin mean)")
+    ax.set_ylabel("observed share late")
+    ax.set_title("Calibration of P(late) (labels: orders' weight)")
+    ax.legend(frameon=False, fontsize=7, loc="upper left")
     _save(fig, path)
 
 
@@ -351,12 +574,36 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
+UNJOINED_EFFECTS = {
+    "order_without_customer": "no customer row: no destination region (so no lane: the delay model fell back to "
+                              "the carrier-wide statistics), time zone assumed Sao Paulo, one customer per order",
+    "order_without_items": "no line items: no category (review timing fell back to the default delay), no care "
+                           "tips or cross-sell content; the review request was decided at the order level",
+    "item_without_product": "no product row: the item's category is unknown",
+    "item_without_seller": "no seller row: no origin region for the lane",
+    "item_without_order": "an item of an order not in the data: not used",
+    "review_without_order": "a review of an order not in the data: not used",
+    "review_without_answer_time": "a review without an answer time: not used",
+    "review_without_score": "a review without a valid score: not used",
+    "delivered_without_carrier_date": "delivered without a hand-off time: no transit time learned from it",
+    "order_without_promise": "no promised date: no delay alert possible, not in the delay figures",
+}
+
+
 def build(events, intents: list[dict], audit: list[dict], input_report: dict, baseline_days: int = 7,
-          replay_info: dict | None = None) -> dict:
+          replay_info: dict | None = None, scores: list[dict] | None = None, candidates: list[dict] | None = None,
+          zone: str = "UTC") -> dict:
     truth, end = ground_truth(events)
-    return {"delay": delay_alerts(truth, intents, end), "reviews": review_requests(truth, intents, audit, baseline_days),
+    return {"delay": delay_alerts(truth, intents, end, scores, zone),
+            "followed": followed_by_problem(truth, intents, zone),
+            "silent": silent_decisions(candidates, intents, audit, truth),
+            "reviews": review_requests(truth, intents, audit, baseline_days),
             "messages": messages(intents, audit), "input": input_report, "replay": replay_info or {},
             "orders": len(truth), "events": len(events)}
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
 def render(fig: dict) -> str:
@@ -366,30 +613,69 @@ def render(fig: dict) -> str:
     lines.append(f"Input: `{inp.get('source')}` ({inp.get('kind')}): {fig['events']:,} events of {fig['orders']:,} orders "
                  f"replayed {rp.get('path', 'in-process')} on {rp.get('partitions', '?')} partitions, time ticking every "
                  f"{rp.get('tick_hours', '?')} h and running on {rp.get('run_on_days', '?')} days past the last event.")
+    wi = rp.get("what_if") or {}
+    if wi.get("assume_consent"):
+        lines.append(f"**What-if: consent assumed.** Every order's checkout consented to marketing e-mail "
+                     f"({wi['orders_given_consent']} orders); the {wi['review_answers_held_out']} review answers in "
+                     "the data answered the shop's own survey, which aftersale's request replaces, so they are "
+                     "outcomes here (ground truth), not inputs.")
+    if rp.get("warm_start"):
+        lines.append(f"Warm start: learned statistics from `{rp['warm_start']}`.")
     if inp.get("missing_files"):
         lines.append(f"Missing files: {', '.join(inp['missing_files'])}.")
     if inp.get("unjoined"):
-        lines.append("Rows not joined (not fatal): " + ", ".join(f"{k} {v}" for k, v in inp["unjoined"].items()) + ".")
+        lines += ["", "Rows not joined (not fatal): " + ", ".join(f"{k} {v}" for k, v in inp["unjoined"].items()) + ".",
+                  "What that disabled:", ""]
+        lines += [f"- {k} ({v}): {UNJOINED_EFFECTS.get(k, 'not used')}." for k, v in inp["unjoined"].items()]
     if inp.get("rejected"):
         lines.append("Events rejected: " + ", ".join(f"{k} {v}" for k, v in inp["rejected"].items()) + ".")
-    lines += ["", "## Delay alerts", "",
-              "An order counts as late when it was delivered after its promised date, or never delivered (lost, "
-              "returned, or still missing when the data ends after its promise). Cancelled orders and orders still "
-              "in transit before their promise at the end of the data are left out. *Predicted late* = the order got "
-              "a `delay_warning` or `delay_update` intent.", "",
-              _table(["", "late", "on time"], [["alerted", d["tp"], d["fp"]], ["not alerted", d["fn"], d["tn"]]]), "",
-              _table(["figure", "value"], [
-                  ["orders evaluated", d["orders_evaluated"]],
-                  ["late (delivered late / never delivered)", f"{d['late']} ({d['late_delivered']} / {d['late_undelivered']})"],
-                  ["predicted late (alerted)", d["predicted_late"]],
-                  ["precision", d["precision"]], ["recall", d["recall"]], ["F1", d["f1"]],
-                  ["delay intents sent (all orders)", d["alerts_sent"]],
-                  ["median lead time, true alerts (days before promise)", d["lead_days_median_tp"]],
-                  ["median lead time, all alerts", d["lead_days_median_all"]],
-                  ["true alerts sent before the promise", f"{d['tp_alerted_before_promise']} of {d['tp']}"],
-                  ["true alerts sent before the parcel came", f"{d['tp_alerted_before_delivery']} of {d['tp']}"],
-                  ["orders undecided at the end of the data", d["orders_undecided"]],
-              ]), "", "![lead time](lead_time.png)", ""]
+    mo = d["model"]
+    rule_rows = [[f"rule N={n}: not delivered {n} d before", rr["alerts"], rr["tp"], _f(rr["precision"]),
+                  _f(rr["recall"]), _f(rr["lead_days_median_tp"]), rr["never_delivered_alerted"]]
+                 for n, rr in sorted(d["rules"].items())]
+    lines += ["", "## Delay alerts", "", *[f"- {t.format(zone=d['zone'])}" for t in DEFINITIONS], "",
+              f"{d['orders_evaluated']} delivered orders with a promise, {d['late']} late; {d['never_delivered']} "
+              f"never delivered (apart: the model alerted {d['never_delivered_alerted']} of them); "
+              f"{d['orders_undecided']} still in transit before their promise when the data ends (left out).", "",
+              _table(["policy", "alerts", "true", "precision", "recall", "median lead, true (d)", "never-delivered alerted"],
+                     [["**model (as shipped)**", mo["alerts"], mo["tp"], _f(mo["precision"]), _f(mo["recall"]),
+                       _f(mo["lead_days_median_tp"]), d["never_delivered_alerted"]], *rule_rows]), "",
+              f"Model: median lead over all its alerts {_f(mo['lead_days_median_all'])} d; true alerts before the "
+              f"promised day {mo['tp_before_promised_day']} of {mo['tp']}; delay messages sent in all "
+              f"{d['alerts_sent']}.", "",
+              "Against each rule: the model as shipped, and the best point of its curve (alerting the first time "
+              "its P(late) reached a threshold) with recall >= 0.9 and a median lead at least the rule's:", "",
+              _table(["rule", "rule precision", "shipped beats it", "curve threshold", "curve precision",
+                      "curve recall", "curve lead (d)", "curve beats it"],
+                     [[f"N={n}", _f(bt["rule_precision"]), "yes" if bt["shipped_beats"] else "no",
+                       _f(bt["curve_threshold"]), _f(bt["curve_precision"]), _f(bt["curve_recall"]),
+                       _f(bt["curve_lead_days"]), "yes" if bt["curve_beats"] else "no"]
+                      for n, bt in sorted(d["beats"].items())]), "",
+              "![precision, recall and lead](delay_curves.png)", "", "![lead time](lead_time.png)", ""]
+    c = d["calibration"]
+    if c:
+        lines += ["### Calibration of P(late)", "",
+                  f"{c['assessments']} assessments of {c['orders']} delivered orders, each order weighted 1 "
+                  f"(its assessments share the weight). Brier score {_f(c['brier'])}; always predicting the base rate "
+                  f"({_f(c.get('base_rate'))}) scores {_f(c['brier_base_rate'])} (lower is better).", "",
+                  _table(["P(late)", "assessments", "orders' weight", "mean predicted", "observed late"],
+                         [[f"{b['from']:.1f}-{b['to']:.1f}", b["assessments"], b["weight"], _f(b["predicted"]),
+                           _f(b["observed"])] for b in c["bins"]]), "", "![calibration](calibration.png)", ""]
+    else:
+        lines += ["### Calibration of P(late)", "", "No model scores with this replay (a replay through Kafka does "
+                  "not expose the model's assessments): no curve, no calibration.", "",
+                  "![calibration](calibration.png)", ""]
+    fo = fig["followed"]
+    lines += ["## Service messages: followed by the problem they announced?", "",
+              "Per type, orders that got it, and of those delivered how many were then delivered late.", "",
+              _table(["message type", "orders", "delivered", "then late", "share", "never delivered"],
+                     [[t, v["orders"], v["delivered"], v["followed_by_late_delivery"], _f(v["share"]), v["never_delivered"]]
+                      for t, v in fo.items()]), ""]
+    sd = fig["silent"]
+    lines += ["## No silent decisions", "",
+              f"Candidate messages proposed by the order stage: {_f(sd['candidates'])}; without an intent or an audit "
+              f"record: {sd['candidates_without_decision']}. Delivered orders: {sd['delivered_orders']}; without a "
+              f"review-request decision (intent or audit): {sd['delivered_without_review_decision']}.", ""]
     e, b = r["engine"], r["baseline"]
     lines += ["## Review requests", "",
               f"aftersale's `review_request` intents against a baseline that asks every delivered order "
@@ -413,6 +699,11 @@ def render(fig: dict) -> str:
               + f"; {r['engine_not_sent_on_1_2_star_orders']} orders that ended with 1-2 stars were among them "
               "(and got no request). Held for a while (quiet hours, a guard; may have gone out later): "
               + (", ".join(f"{k} {v}" for k, v in r["engine_held"].items()) or "none") + ".", "",
+              "Reach: share of delivered orders of each eventual score that got a request: "
+              + "; ".join(f"{k.replace('_', '-')} stars {v['requested']} of {v['orders']} ({_fmt(v['share'])})"
+                          for k, v in r["reach"].items())
+              + " (baseline: " + "; ".join(f"{k.replace('_', '-')} {_fmt(v['share'])}" for k, v in r["baseline_reach"].items())
+              + ").", "",
               "![review requests](review_requests.png)", ""]
     lines += ["## Intents per type and channel", "",
               _table(["intent type", *sorted(m["by_channel"]), "total"],
@@ -444,6 +735,8 @@ def write_report(fig: dict, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_lead_time(fig["delay"], out / "lead_time.png")
+    plot_curves(fig["delay"], out / "delay_curves.png")
+    plot_calibration(fig["delay"]["calibration"], out / "calibration.png")
     plot_reviews(fig["reviews"], out / "review_requests.png")
     plot_intents(fig["messages"], out / "intents_by_type.png")
     plot_suppressions(fig["messages"], out / "suppressions.png")
@@ -452,18 +745,29 @@ def write_report(fig: dict, out_dir: str | Path) -> Path:
     path.write_text(render(fig) + "\n", encoding="utf-8")
     import orjson
 
-    public = {k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
-              for k, v in fig.items()}
+    public = _public(fig)
     (out / "figures.json").write_bytes(orjson.dumps(public, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
     return path
 
 
+def _public(v):
+    """The figures without the private lists (keys starting with "_")."""
+    if isinstance(v, dict):
+        return {k: _public(x) for k, x in v.items() if not (isinstance(k, str) and k.startswith("_"))}
+    if isinstance(v, list):
+        return [_public(x) for x in v]
+    return v
+
+
 def run_backtest(source: str | None, out_dir: str | Path, partitions: int = 4, run_on_days: float = 30.0,
                  baseline_days: int = 7, progress: bool = True, simulate_orders: int | None = None, seed: int = 7,
-                 from_replay: str | None = None, tick_hours: float = 1.0) -> dict:
+                 from_replay: str | None = None, tick_hours: float = 1.0, assume_consent: bool = False,
+                 warm_start: str | None = None, zone: str | None = None) -> dict:
     """Replay `source` in process (or take the outputs of an earlier replay in `from_replay`, e.g. one
     through Kafka), then write report.md, figures.json and the PNGs in `out_dir` (the replay's own
-    outputs go to out_dir/replay/)."""
+    outputs go to out_dir/replay/). The ground truth is read from all the input's events, also under
+    the consent what-if (which keeps review answers out of the replay). `zone`: the shop's, for
+    "late by calendar day" (default: Sao Paulo for Olist data, else UTC)."""
     from .replay import load, load_simulated, run_replay
     from .replay.output import read_jsonl
 
@@ -471,6 +775,10 @@ def run_backtest(source: str | None, out_dir: str | Path, partitions: int = 4, r
         events, report = load_simulated(simulate_orders, seed=seed)
     else:
         events, report = load(source)
+    if zone is None:
+        from .olist import DATA_ZONE
+
+        zone = str(DATA_ZONE) if report.kind == "olist" else "UTC"
     out = Path(out_dir)
     if from_replay:
         replay_dir = Path(from_replay)
@@ -480,10 +788,14 @@ def run_backtest(source: str | None, out_dir: str | Path, partitions: int = 4, r
     else:
         replay_dir = out / "replay"
         info = run_replay(source, replay_dir, partitions=partitions, run_on_days=run_on_days, progress=progress,
-                          simulate_orders=simulate_orders, seed=seed, tick_hours=tick_hours)
+                          simulate_orders=simulate_orders, seed=seed, tick_hours=tick_hours,
+                          what_if_consent=assume_consent, warm_start=warm_start)
     intents = read_jsonl(replay_dir / "intents.jsonl")
     audit = read_jsonl(replay_dir / "audit.jsonl")
-    replay_info = {k: info.get(k) for k in ("path", "partitions", "run_on_days", "tick_hours")}
-    fig = build(events, intents, audit, report.to_dict(), baseline_days, replay_info)
+    scores = read_jsonl(replay_dir / "scores.jsonl") if (replay_dir / "scores.jsonl").exists() else None
+    candidates = read_jsonl(replay_dir / "candidates.jsonl") if (replay_dir / "candidates.jsonl").exists() else None
+    replay_info = {k: info.get(k) for k in ("path", "partitions", "run_on_days", "tick_hours", "what_if", "warm_start")}
+    fig = build(events, intents, audit, info.get("input") or report.to_dict(), baseline_days, replay_info, scores,
+                candidates, zone)
     write_report(fig, out)
     return fig

@@ -259,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tick-hours", type=NON_NEGATIVE_FLOAT, default=1.0,
                        help="time ticks for every partition this often, as a live worker's timer (0: only at the end)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        p.add_argument("--assume-consent", action="store_true",
+                       help="what-if: every order consents to marketing e-mail; history's review answers are "
+                            "outcomes only (reported in the output)")
+        p.add_argument("--warm-start", metavar="LEARNED_JSON",
+                       help="start from the statistics an earlier replay learned (its learned.json)")
         if name == "replay":
             p.add_argument("--file-order", action="store_true", help="feed a JSONL log in file order, not event time")
             p.add_argument("--kafka", action="store_true", help="through Kafka and a Faust worker, in lockstep (slow)")

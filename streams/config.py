@@ -36,6 +36,7 @@ class Settings:
     # downtime, or an event-time jump) the worker makes those durable (outputs acknowledged, state and
     # changelog written) before it takes the next ones, so its memory stays bounded.
     fire_limit: int = 2000
+    warm_start: str | None = None  # learned.json of a replay of past orders (streams/core/warm.py)
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
     session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
     schema_registry_url: str | None = None
@@ -67,6 +68,7 @@ class Settings:
             batch_within=float(env.get("AFTERSALE_BATCH_WITHIN") or cls.batch_within),
             rocksdb_memory_mb=_int("AFTERSALE_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb),
             fire_limit=_int("AFTERSALE_FIRE_LIMIT", cls.fire_limit),
+            warm_start=env.get("AFTERSALE_WARM_START") or None,
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
@@ -86,6 +88,8 @@ class Settings:
             raise SystemExit(f"AFTERSALE_CLOCK must be 'wall' or 'event', got {settings.clock!r}")
         if settings.rocksdb_memory_mb < 8:
             raise SystemExit(f"AFTERSALE_ROCKSDB_MEMORY_MB must be at least 8, got {settings.rocksdb_memory_mb}")
+        if settings.warm_start and not Path(settings.warm_start).is_file():
+            raise SystemExit(f"AFTERSALE_WARM_START: no such file {settings.warm_start}")
         if settings.fire_limit < 1:
             raise SystemExit(f"AFTERSALE_FIRE_LIMIT must be at least 1, got {settings.fire_limit}")
         bad_security = security_problems(settings)  # fail at start-up, not at the first connection

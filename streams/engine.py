@@ -34,6 +34,7 @@ class Outputs:
     erase_orders: list[str] = field(default_factory=list)  # customer stage -> order stage, on erasure
     duplicate: bool = False
     fired: int = 0  # scheduled decisions taken (Dues popped)
+    scores: list = field(default_factory=list)  # the order stage's delay assessments (replays keep them)
     more: bool = False  # a fire stopped at its limit: more may be due (the worker fires again, see app.py)
 
     def extend(self, other: "Outputs") -> "Outputs":
@@ -41,6 +42,7 @@ class Outputs:
         self.intents += other.intents
         self.audit += other.audit
         self.erase_orders += other.erase_orders
+        self.scores += other.scores
         self.fired += other.fired
         self.more = self.more or other.more
         return self
@@ -103,13 +105,16 @@ def _at(due: Due, now: int) -> Due:
 class _LaneView:
     """The lane statistics of one partition, read on demand by the core."""
 
-    __slots__ = ("table", "partition")
+    __slots__ = ("table", "partition", "warm")
 
-    def __init__(self, table: MutableMapping, partition: int):
-        self.table, self.partition = table, partition
+    def __init__(self, table: MutableMapping, partition: int, warm: dict | None = None):
+        self.table, self.partition, self.warm = table, partition, warm
 
     def get(self, key: str, default=None):
-        return self.table.get(f"{self.partition}|{key}", default)
+        found = self.table.get(f"{self.partition}|{key}")
+        if found is None and self.warm:
+            found = self.warm.get(key)  # learned from past orders (streams/core/warm.py)
+        return default if found is None else found
 
 
 class OrderStage:
@@ -120,8 +125,9 @@ class OrderStage:
     this is the same computation."""
 
     def __init__(self, orders: MutableMapping, lanes: MutableMapping, schedule: MutableMapping,
-                 objects: bool = False, event_clock: bool = False):
+                 objects: bool = False, event_clock: bool = False, warm: dict | None = None):
         self.orders, self.lanes, self.schedule = orders, lanes, Scheduler(schedule)
+        self.warm = warm  # statistics learned from past orders, under every partition's own
         self.objects = objects
         self.event_clock = event_clock
 
@@ -135,7 +141,7 @@ class OrderStage:
             self.erase(event.order_id)
             return Outputs()
         stored = self.orders.get(event.order_id)
-        decision = decide_order(self._load(stored), event, now, _LaneView(self.lanes, partition))
+        decision = decide_order(self._load(stored), event, now, _LaneView(self.lanes, partition, self.warm))
         if decision.duplicate and stored:
             return _repair(self.orders, self.schedule, partition, event.order_id, stored, decision.state, now)
         return self._apply(partition, event.order_id, decision, now)
@@ -158,7 +164,8 @@ class OrderStage:
                     if stored is None:
                         continue
                     when = _decision_time(due, now, self.event_clock)
-                    decision = decide_order(stored, _at(due, when), when, _LaneView(self.lanes, partition))
+                    # The Due carries the fire's time: follow-up checks are scheduled from it.
+                    decision = decide_order(stored, _at(due, now), when, _LaneView(self.lanes, partition, self.warm))
                     out.extend(self._apply(partition, due.key, decision, when, later))
             finally:
                 self.schedule.add(partition, later, now)
@@ -171,7 +178,7 @@ class OrderStage:
         for lane_key, stats in decision.lanes.items():
             self.lanes[f"{partition}|{lane_key}"] = stats
         _schedule(self.schedule, partition, decision.schedule, now, later)
-        return Outputs(commands=decision.commands, audit=decision.audit)
+        return Outputs(commands=decision.commands, audit=decision.audit, scores=decision.scores)
 
 
 class CustomerStage:

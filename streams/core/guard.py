@@ -23,7 +23,9 @@ from .policy import PolicyConfig
 from .state import CustomerOrder, CustomerState
 
 
-PREDICTIONS = ("delay:",)  # problem details that are forecasts, not things that happened
+# Problem details that are alarms, not things that happened: a predicted delay, a dispatch or a
+# stall alarm. Whether they were right shows in the outcome (a late delivery is `late`).
+PREDICTIONS = ("delay:", "stall:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ def order_problems(order: CustomerOrder | None) -> list[str]:
         found.append("order_returned")
     if order.late:
         found.append("delivered_late")
-    # A predicted delay that did not come true is no problem with the order (lateness is `late`).
+    # An alarm that did not come true is no problem with the order (lateness is `late`).
     real = [p for p in order.problems if not p.startswith(PREDICTIONS)]
     found.extend(f"delivery_problem:{p}" for p in real[-2:])
     if order.had_problem and not (order.late or real):

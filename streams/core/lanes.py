@@ -19,9 +19,17 @@ DECAY_AT = 4000  # counts are halved past this total, so the lane follows recent
 
 @lru_cache(maxsize=4096)  # few distinct lanes, asked for on every scan and delay re-check
 def lane_keys(carrier: str | None, service: str | None, origin: str | None, destination: str | None) -> tuple[str, ...]:
-    """From the most specific lane to the global one."""
+    """From the most specific lane to the global one. An unknown origin or destination is no lane
+    of its own (every parcel without one would share it): those levels are left out, so such a
+    parcel falls back to its carrier's service-wide lane (see lane_known)."""
     c, s, o, d = carrier or "?", service or "?", origin or "?", destination or "?"
-    return (f"{c}|{s}|{o}|{d}", f"{c}|{s}|*|{d}", f"{c}|{s}|*|*", f"{c}|*|*|*", "*|*|*|*")
+    keys = (f"{c}|{s}|{o}|{d}",) if origin and destination else ()
+    keys += (f"{c}|{s}|*|{d}",) if destination else ()
+    return keys + (f"{c}|{s}|*|*", f"{c}|*|*|*", "*|*|*|*")
+
+
+def lane_known(origin: str | None, destination: str | None) -> bool:
+    return bool(origin and destination)
 
 
 @dataclass(slots=True)

@@ -11,8 +11,11 @@ from typing import Mapping, NamedTuple
 
 from . import ids
 from .calendar import add_business_days, business_days_between
-from .delays import DELAY_POLICY, assess, shipment_lanes
-from .lanes import MIN_SAMPLES, LaneStats, pick
+from .delays import (
+    COLD_TRANSIT_DAYS, DELAY_POLICY, HANDOFF, HANDOFF_FRAC, RATIO, RATIO_SCALE, Assessment, Risk, assess, handoff_keys,
+    handoff_risk, learned, shipment_lanes, transit_risk, usual_handoff_days,
+)
+from .lanes import MIN_SAMPLES, LaneStats, lane_keys, lane_known, pick
 from .model import (
     CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, Due, ItemHint,
     MessageIntent, OrderEvent, OrderFact, Schedule,
@@ -21,8 +24,11 @@ from .state import OrderState, Shipment
 from .tracking import PROBLEMS, TERMINAL, apply_scan
 from .touchpoints import SCAN_TOUCHPOINT, TOUCHPOINTS, exception_touchpoint, occasion, preferred_channel
 
-# Stall rules, in business days (weekends would otherwise raise false alarms).
+# Stall rules, in business days (weekends would otherwise raise false alarms). The dispatch check
+# and the stall of a feed that only scans the hand-off follow the shop's learned history once there
+# is enough (delays.usual_handoff_days, the lane's transit); these are the fallbacks.
 DISPATCH_SLA_DAYS = 2.0  # placed but not fulfilled
+DISPATCH_QUANTILE = 0.9  # the shop's usual hand-off: later than 9 in 10 of its orders
 PRE_TRANSIT_STALL_DAYS = 2.0  # label created but no carrier scan
 IN_TRANSIT_STALL_DAYS = 3.0  # no scan while in transit
 
@@ -42,6 +48,9 @@ class OrderDecision:
     schedule: list[Schedule] = field(default_factory=list)  # call me back (see model.Schedule)
     lanes: dict = field(default_factory=dict)  # lane key -> updated LaneStats dict, to store
     duplicate: bool = False
+    # (order id, what was assessed, at, P(late), basis) of every delay assessment: not stored, not
+    # sent; a replay keeps them to draw the model's precision-recall-lead curve and its calibration.
+    scores: list[tuple] = field(default_factory=list)
 
 
 def decide_order(state: OrderState | None, event: OrderEvent | CarrierScan | Due, now: int,
@@ -52,7 +61,7 @@ def decide_order(state: OrderState | None, event: OrderEvent | CarrierScan | Due
         decision = OrderDecision(state or OrderState(order_id=event.key))
         if state is not None and state.timers.get(event.kind) == event.due_at:
             del state.timers[event.kind]
-            _on_due(decision, event, now, lanes or {})
+            _on_due(decision, event, now, lanes or {}, max(now, event.now))
         return decision
     if state is None:
         state = OrderState(order_id=event.order_id)
@@ -97,7 +106,7 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes:
         else:
             _propose(decision, event, "order_confirmation", None, ["order_placed"], now)
         if not state.shipments and state.status == "open":
-            _set_timer(decision, "dispatch", add_business_days(state.placed_at, DISPATCH_SLA_DAYS))
+            _set_timer(decision, "dispatch", _dispatch_due(state, lanes))
         _catch_up(decision, now, lanes)
     elif event.type == "paid":
         state.paid_at = event.event_time
@@ -171,6 +180,14 @@ def _catch_up(decision: OrderDecision, now: int, lanes: Mapping[str, dict]) -> N
             _review_delay(decision, shipment, Trigger(shipment.last_scan_event_id, shipment.last_scan_at), now, lanes)
 
 
+def _dispatch_due(state: OrderState, lanes: Mapping[str, dict]) -> int:
+    """First dispatch check: when this shop's usual hand-off time has passed (learned), else the
+    fixed hand-off promise."""
+    usual = usual_handoff_days(state.region, lanes, DISPATCH_QUANTILE)
+    days = usual[0] if usual is not None else DISPATCH_SLA_DAYS
+    return add_business_days(state.placed_at, days)
+
+
 def _delivered_late(state: OrderState, delivered_at: int | None) -> bool:
     return state.promised_delivery_at is not None and delivered_at is not None and delivered_at > state.promised_delivery_at
 
@@ -221,7 +238,10 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
             tracking_number=scan.tracking_number,
         )
     attempt = shipment.failed_attempts
+    handed_before = shipment.handoff_at
     outcome = apply_scan(shipment, scan)
+    if handed_before is None and shipment.handoff_at is not None:
+        _learn_handoff(decision, shipment.handoff_at, lanes)
     touchpoint = SCAN_TOUCHPOINT.get(scan.status)
     if not outcome.applied:
         # Old news that arrives late is recorded as dropped, so ops can see why nothing went out.
@@ -258,6 +278,18 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
         _review_delay(decision, shipment, scan, now, lanes)
 
 
+class _Learned:
+    """Statistics learned in this decision first, then the stored ones."""
+
+    __slots__ = ("decision", "lanes")
+
+    def __init__(self, decision: OrderDecision, lanes: Mapping[str, dict]):
+        self.decision, self.lanes = decision, lanes
+
+    def get(self, key: str, default=None):
+        return self.decision.lanes.get(key) or self.lanes.get(key, default)
+
+
 def _lane_stats(decision: OrderDecision, shipment: Shipment, lanes: Mapping[str, dict]) -> dict[str, LaneStats]:
     """The most specific lane with enough data (only that one is built; lanes.pick would take it)."""
     for key in shipment_lanes(shipment):
@@ -275,6 +307,10 @@ def _stall_due(decision: OrderDecision, shipment: Shipment, scan: CarrierScan, l
     due = add_business_days(scan.event_time, IN_TRANSIT_STALL_DAYS)
     if shipment.scans >= 2:
         return due
+    ratio = learned(_Learned(decision, lanes), RATIO, shipment_lanes(shipment))
+    window = _window(decision.state)
+    if ratio is not None and window is not None:  # transit longer than 19 in 20 of the lane's, for this promise
+        return max(due, shipment.handoff_at + int(ratio[1].quantile_after(0.0, 0.95) / RATIO_SCALE * window))
     chosen = pick(_lane_stats(decision, shipment, lanes), shipment_lanes(shipment))
     if chosen is None:
         return due
@@ -292,20 +328,51 @@ def _drop_settled_timers(state: OrderState, shipment: Shipment) -> None:
         state.timers.pop(f"delay_check:{sid}", None)
 
 
+def _learn(decision: OrderDecision, lanes: Mapping[str, dict], keys, value: float) -> None:
+    for key in keys:
+        stats = LaneStats.from_dict(decision.lanes.get(key) or lanes.get(key))
+        stats.add(value)
+        decision.lanes[key] = stats.to_dict()
+
+
+def _window(state: OrderState) -> int | None:
+    if state.placed_at is None or state.promised_delivery_at is None:
+        return None
+    window = state.promised_delivery_at - state.placed_at
+    return window if window > 0 else None
+
+
 def _learn_transit(decision: OrderDecision, shipment: Shipment, lanes: Mapping[str, dict]) -> None:
-    """A delivered shipment teaches its lane (and every coarser one) how long transit takes."""
+    """A delivered shipment teaches its lane (and every coarser one) how long transit takes, in
+    business days and relative to its promise window (known now: only outcomes of the past are learned)."""
     if shipment.handoff_at is None or shipment.delivered_at is None:
         return
-    days = business_days_between(shipment.handoff_at, shipment.delivered_at)
-    for key in shipment_lanes(shipment):
-        stats = LaneStats.from_dict(decision.lanes.get(key) or lanes.get(key))
-        stats.add(days)
-        decision.lanes[key] = stats.to_dict()
+    _learn(decision, lanes, shipment_lanes(shipment), business_days_between(shipment.handoff_at, shipment.delivered_at))
+    window = _window(decision.state)
+    if window is not None:
+        ratio = (shipment.delivered_at - shipment.handoff_at) / window
+        _learn(decision, lanes, [RATIO + k for k in shipment_lanes(shipment)], ratio * RATIO_SCALE)
+
+
+def _learn_handoff(decision: OrderDecision, handoff_at: int, lanes: Mapping[str, dict]) -> None:
+    """The first hand-off of an order teaches the shop's hand-off delay (business days, and relative
+    to the promise window), per destination region and shop-wide."""
+    state = decision.state
+    if state.placed_at is None or handoff_at < state.placed_at:
+        return
+    keys = handoff_keys(state.region)
+    _learn(decision, lanes, [HANDOFF + k for k in keys], business_days_between(state.placed_at, handoff_at))
+    window = _window(state)
+    if window is not None:
+        _learn(decision, lanes, [HANDOFF_FRAC + k for k in keys], (handoff_at - state.placed_at) / window * RATIO_SCALE)
 
 
 # --- scheduled decisions ---------------------------------------------------------------------
 
-def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dict]) -> None:
+def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dict], clock: int) -> None:
+    """`now` is when the decision is taken (on the event clock: its due time); `clock` is the time
+    of the fire that took it, from which any follow-up check is scheduled (a late check must not
+    schedule a chain of checks that are already due)."""
     state = decision.state
     trigger = Trigger(f"due:{due.kind}:{due.due_at}", due.due_at)
     kind, _, shipment_id = due.kind.partition(":")
@@ -314,7 +381,7 @@ def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dic
         return
     if kind == "dispatch":
         if not state.shipments:
-            _problem(decision, trigger, "dispatch_delayed", None, "stall:dispatch", [f"no_fulfilment_after:{DISPATCH_SLA_DAYS:g}bd"], now)
+            _check_dispatch(decision, trigger, now, lanes, clock)
     elif shipment is None or shipment.status in TERMINAL:
         return
     elif kind == "stall_pre_transit":
@@ -322,10 +389,62 @@ def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dic
             _problem(decision, trigger, "stalled_pre_transit", shipment, "stall:pre_transit",
                      [f"no_carrier_scan_after:{PRE_TRANSIT_STALL_DAYS:g}bd"], now)
     elif kind == "stall_in_transit":
-        _problem(decision, trigger, "stalled_in_transit", shipment, "stall:in_transit",
-                 [f"no_scan_for:{IN_TRANSIT_STALL_DAYS:g}bd"], now)
+        _check_stall(decision, trigger, shipment, now, lanes)
     elif kind == "delay_check":
-        _review_delay(decision, shipment, trigger, now, lanes)
+        _review_delay(decision, shipment, trigger, now, lanes, clock)
+
+
+def _score(decision: OrderDecision, phase: str, now: int, p_late: float, basis: str) -> None:
+    decision.scores.append((decision.state.order_id, phase, now, round(p_late, 4), basis))
+
+
+def _check_dispatch(decision: OrderDecision, trigger, now: int, lanes: Mapping[str, dict], clock: int) -> None:
+    """Not handed off past the shop's usual time: tell the customer only when that puts the promise
+    at risk (P(late) >= the delay threshold, from the shop's hand-offs and transits); else look
+    again later. Without a promise, the usual time alone decides."""
+    state = decision.state
+    if state.promised_delivery_at is None:
+        _problem(decision, trigger, "dispatch_delayed", None, "stall:dispatch", ["no_fulfilment_after_usual_time"], now)
+        return
+    ratio_keys = lane_keys(None, None, None, state.region)
+    risk = handoff_risk(state.placed_at, state.promised_delivery_at, now, state.region, _Learned(decision, lanes),
+                        ratio_keys)
+    _score(decision, "awaiting_handoff", now, risk.p_late, risk.basis)
+    if risk.p_late >= DELAY_POLICY.threshold:
+        reasons = ["no_fulfilment_after_usual_time", f"p_late:{risk.p_late:.2f}", f"basis:{risk.basis}"]
+        _problem(decision, trigger, "dispatch_delayed", None, "stall:dispatch", reasons, now)
+    else:
+        _set_timer(decision, "dispatch", clock + DELAY_POLICY.recheck_ms)
+
+
+def _check_stall(decision: OrderDecision, trigger, shipment: Shipment, now: int, lanes: Mapping[str, dict]) -> None:
+    """A silent parcel: an alarm only if it also puts the promise at risk, when the lane's history
+    can say so; said once (a delay warning already sent covers it: audited, not sent)."""
+    state = decision.state
+    reasons = [f"no_scan_for:{IN_TRANSIT_STALL_DAYS:g}bd"]
+    risk = None
+    if state.promised_delivery_at is not None and state.placed_at is not None:
+        risk = transit_risk(shipment, state.placed_at, state.promised_delivery_at, now, _Learned(decision, lanes))
+        if risk is None:  # no promise-relative history yet: the lane's transit, or the days left
+            a = assess(shipment, state.promised_delivery_at, now, _lane_stats(decision, shipment, lanes), 0)
+            left = business_days_between(now, state.promised_delivery_at)
+            risk = Risk(a.p_late, a.basis) if a is not None else Risk(0.9 if left < COLD_TRANSIT_DAYS else 0.1,
+                                                                      "cold_start")
+    if risk is not None:
+        reasons += [f"p_late:{risk.p_late:.2f}", f"basis:{risk.basis}"]
+        occ = occasion("stalled_in_transit", shipment.shipment_id)
+        if occ in state.notified:
+            return
+        if risk.p_late < DELAY_POLICY.threshold:
+            state.notified.append(occ)
+            _audit(decision, trigger, "stalled_in_transit", "skipped", ["promise_not_at_risk", *reasons], now, occ)
+            return
+        if shipment.delay_level > 0:
+            state.notified.append(occ)
+            _audit(decision, trigger, "stalled_in_transit", "skipped", ["covered_by:delay_warning", *reasons], now, occ)
+            return
+        shipment.delay_level = 1  # it announces the delay: no separate warning after it
+    _problem(decision, trigger, "stalled_in_transit", shipment, "stall:in_transit", reasons, now)
 
 
 def _problem(decision: OrderDecision, trigger, intent_type: str, shipment: Shipment | None, detail: str,
@@ -338,20 +457,43 @@ def _problem(decision: OrderDecision, trigger, intent_type: str, shipment: Shipm
     _propose(decision, trigger, intent_type, shipment, reasons, now)
 
 
-def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int, lanes: Mapping[str, dict]) -> None:
+def _assess(decision: OrderDecision, shipment: Shipment, now: int, lanes: Mapping[str, dict], open_problems: int):
+    """The learned, promise-relative model when the lane (or a coarser one) has history; else the
+    lane's absolute transit, the carrier's estimate or a passed promise (delays.assess)."""
+    state = decision.state
+    risk = None
+    if state.placed_at is not None:
+        risk = transit_risk(shipment, state.placed_at, state.promised_delivery_at, now, _Learned(decision, lanes),
+                            open_problems)
+    if risk is None:
+        return assess(shipment, state.promised_delivery_at, now, _lane_stats(decision, shipment, lanes), open_problems)
+    window = state.promised_delivery_at - state.placed_at
+    stats = LaneStats.from_dict(_Learned(decision, lanes).get(risk.basis))
+    elapsed = max(0, now - shipment.handoff_at) / window * RATIO_SCALE
+    start = shipment.handoff_at + int(stats.quantile_after(elapsed, 0.1) / RATIO_SCALE * window)
+    end = shipment.handoff_at + int(stats.quantile_after(elapsed, 0.9) / RATIO_SCALE * window)
+    start = max(start, now)
+    basis = risk.basis if lane_known(shipment.origin_region, shipment.destination_region) else f"{risk.basis};lane_unknown"
+    return Assessment(risk.p_late, start, max(start, end), basis)
+
+
+def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int, lanes: Mapping[str, dict],
+                  clock: int | None = None) -> None:
     """Warn before the customer notices: once when a miss becomes likely, once more if it slips again."""
     state = decision.state
     if state.promised_delivery_at is None or shipment.status in TERMINAL:
         return
-    stats = _lane_stats(decision, shipment, lanes)
     open_kinds = (f"{shipment.shipment_id}:exception", f"{shipment.shipment_id}:attempt_failed")
     open_problems = sum(1 for p in state.problems if p.startswith(open_kinds))
-    a = assess(shipment, state.promised_delivery_at, now, stats, open_problems)
+    a = _assess(decision, shipment, now, lanes, open_problems)
     if a is not None:
+        _score(decision, "in_transit", now, a.p_late, a.basis)
         shipment.p_late, shipment.window_start, shipment.window_end = round(a.p_late, 4), a.window_start, a.window_end
         reasons = [f"p_late:{a.p_late:.2f}", f"basis:{a.basis}"]
         if now > state.promised_delivery_at:
             reasons.append("promise_missed")
+        if shipment.delay_level == 0 and occasion("dispatch_delayed") in state.notified:
+            shipment.delay_level = 1  # the dispatch alarm told the customer already
         if shipment.delay_level == 0 and a.p_late >= DELAY_POLICY.threshold:
             shipment.delay_level, shipment.announced_window_end = 1, a.window_end
             _fact(decision, trigger, "delivery_problem", detail="delay:predicted")
@@ -362,7 +504,8 @@ def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int
             _propose(decision, trigger, "delay_update", shipment, reasons + ["window_slipped"], now)
     # Time passing without a scan can make a parcel late too: look again later.
     if shipment.handoff_at is not None:
-        _set_timer(decision, f"delay_check:{shipment.shipment_id}", max(now, trigger.event_time) + DELAY_POLICY.recheck_ms)
+        _set_timer(decision, f"delay_check:{shipment.shipment_id}",
+                   max(now, trigger.event_time, clock or 0) + DELAY_POLICY.recheck_ms)
 
 
 # --- outputs ---------------------------------------------------------------------------------
@@ -459,10 +602,19 @@ def _fact(decision: OrderDecision, event, fact_type: str, detail: str | None = N
             contact=contact,
             detail=detail,
             items=[ItemHint(i["sku"], i["title"], i["category"], i["quantity"]) for i in items],
-            had_problem=fact_type == "delivered" and (bool(state.problems) or detail == "late"),
+            had_problem=fact_type == "delivered" and (bool(real_problems(state.problems)) or detail == "late"),
             promised_delivery_at=state.promised_delivery_at,
         ),
     ))
+
+
+def real_problems(problems: list[str]) -> list[str]:
+    """What went wrong on the way, without the alarms (stall and delay predictions): whether those
+    were right is only known from the outcome (late or not), which the facts carry."""
+    return [p for p in problems if not p.split(":", 1)[-1].startswith(ALARMS)]
+
+
+ALARMS = ("stall:", "delay:")
 
 
 def _audit(decision: OrderDecision, event, intent_type: str, verdict: str, reasons: list[str],

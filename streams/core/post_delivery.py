@@ -115,7 +115,10 @@ def fire(decision: CustomerDecision, kind: str, due_at: int, now: int, config: P
     if order is None or order.delivered_at is None:
         return  # forgotten (evicted) order: nothing to say any more
     intent = _build(decision, order, intent_type, due_at, config, now)
-    if not intent.content.items:
+    if not intent.content.items and intent_type != "review_request":
+        # Nothing to say about (no line items known): decided, and said so. A review request is
+        # about the order itself, so it goes on without items.
+        audit(decision, intent, "skipped", ["no_line_items"], now)
         return
     news = news_key(order_id, intent_type, _occasion(intent_type, order_id))
     consider(decision, Proposal(intent, intent.intent_id, news), now, config)

@@ -26,6 +26,8 @@ def check(state: CustomerState, intent: MessageIntent, now: int,
         return None, "suppressed", ["guard:order_had_problem", *problems]
     if (order is not None and order.reviewed) or any(r.get("order_id") == intent.order_id for r in state.reviews):
         return None, "skipped", ["already_reviewed"]
+    if not intent.content.items:
+        return intent, "", []  # about the order as a whole (no line items known): nothing to filter
     reviewed = {r.get("product_id") for r in state.reviews}
     items = [i for i in intent.content.items if i.sku not in reviewed and not _asked_lately(state, i.sku, now, config)]
     if not items:

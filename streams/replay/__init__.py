@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .events import InputReport, ReplayEvent, load, load_simulated, prepare
+from .events import InputReport, ReplayEvent, assume_consent, load, load_simulated, prepare
 from .inprocess import InProcessEngine, ReplayResult, replay, run_events, simulated
 from .output import no_cyclic_gc, write_outputs
 
@@ -43,7 +43,8 @@ def progress_bar(total: int, enabled: bool = True, desc: str = "replay"):
 
 def run_replay(source: str | Path | None, out_dir: str | Path, partitions: int = 4, run_on_days: float = 30.0,
                sort: bool = True, progress: bool = True, simulate_orders: int | None = None, seed: int = 7,
-               kafka=None, tick_hours: float = 1.0) -> dict:
+               kafka=None, tick_hours: float = 1.0, what_if_consent: bool = False,
+               warm_start: str | Path | None = None) -> dict:
     """Read, replay (in process, or through Kafka when `kafka` is a lockstep.KafkaTarget), write
     the outputs; returns the summary (also in out_dir/summary.json). Speed goes to stderr only, so
     the files stay byte-identical between runs."""
@@ -52,14 +53,25 @@ def run_replay(source: str | Path | None, out_dir: str | Path, partitions: int =
             events, report = load_simulated(simulate_orders, seed=seed, sort=sort)
         else:
             events, report = load(source, sort=sort)
+    what_if = {}
+    if what_if_consent:
+        events, what_if = assume_consent(events, report)
+    warm = None
+    if warm_start:
+        from ..core import warm as warm_mod
+
+        warm = warm_mod.loads(Path(warm_start).read_bytes())
+        report.notes.append(f"warm start: {len(warm)} learned statistics from {warm_start}")
     run_on_ms = int(run_on_days * DAY_MS)
     tick_ms = int(tick_hours * 3_600_000)
     started = time.perf_counter()
     update, close = progress_bar(len(events), progress, "replay" if kafka is None else "replay (kafka lockstep)")
     try:
         if kafka is None:
-            result = run_events(events, partitions=partitions, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update)
+            result = run_events(events, partitions=partitions, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update,
+                                warm=warm)
             intents, audit, rejected = result.intents, result.audit, result.rejected
+            scores, candidates, learned = result.scores, result.candidates, result.learned
             extra = {"path": "in-process", "partitions": partitions, "run_on_days": run_on_days,
                      "tick_hours": tick_hours, "events_fed": result.events, "duplicates": result.duplicates,
                      "exact_rerun": result.exact_rerun,
@@ -69,6 +81,7 @@ def run_replay(source: str | Path | None, out_dir: str | Path, partitions: int =
 
             got = replay_kafka(events, kafka, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update)
             intents, audit = got.intents, got.audit
+            scores, candidates, learned = None, None, None  # not visible from outside a worker
             rejected = [(d.get("topic", "?"), f"{d.get('reason', '?')}: {d.get('error', '')}") for d in got.dead_letters]
             extra = {"path": "kafka-lockstep", "partitions": kafka.settings.partitions, "run_on_days": run_on_days,
                      "tick_hours": tick_hours, "events_fed": len(events), "steps": got.steps,
@@ -76,7 +89,10 @@ def run_replay(source: str | Path | None, out_dir: str | Path, partitions: int =
     finally:
         close()
     elapsed = time.perf_counter() - started
-    summary = write_outputs(out_dir, intents, audit, report.to_dict(), rejected, extra)
+    extra["what_if"] = what_if
+    extra["warm_start"] = str(warm_start) if warm_start else None
+    summary = write_outputs(out_dir, intents, audit, report.to_dict(), rejected, extra, scores=scores,
+                            candidates=candidates, learned=learned, source=report.source)
     rate = len(events) / elapsed if elapsed > 0 else float("inf")
     print(f"replayed {len(events):,} events in {elapsed:.2f}s ({rate:,.0f} events/s): {summary['intents']:,} intents, "
           f"{summary['audit']:,} audit records -> {out_dir}", file=sys.stderr)

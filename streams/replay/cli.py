@@ -18,7 +18,8 @@ def replay_command(args) -> int:
     if not args.kafka:
         summary = run_replay(source, args.out, partitions=args.partitions, run_on_days=args.run_on_days,
                              sort=not args.file_order, progress=not args.no_progress, simulate_orders=orders,
-                             seed=args.seed, tick_hours=args.tick_hours)
+                             seed=args.seed, tick_hours=args.tick_hours,
+                             what_if_consent=args.assume_consent, warm_start=args.warm_start)
         _print(summary)
         return 0
     from deploy.topics import apply
@@ -67,10 +68,28 @@ def backtest_command(args) -> int:
     source, orders = _source(args)
     fig = run_backtest(source, args.out, partitions=args.partitions, run_on_days=args.run_on_days,
                        baseline_days=args.baseline_days, progress=not args.no_progress, simulate_orders=orders,
-                       seed=args.seed, from_replay=args.from_replay, tick_hours=args.tick_hours)
+                       seed=args.seed, from_replay=args.from_replay, tick_hours=args.tick_hours,
+                       assume_consent=args.assume_consent, warm_start=args.warm_start)
     d, r, m = fig["delay"], fig["reviews"], fig["messages"]
     print(f"delay alerts: precision {d['precision']}, recall {d['recall']} ({d['late']} late of "
-          f"{d['orders_evaluated']} orders), median lead before the promise {d['lead_days_median_tp']} days")
+          f"{d['orders_evaluated']} delivered orders; {d['never_delivered']} never delivered, apart), median lead "
+          f"of true alerts {d['lead_days_median_tp']} days before the promised date")
+    for n, rule in sorted(d["rules"].items()):
+        bt = d["beats"][n]
+        print(f"  rule not delivered {n} d before: precision {rule['precision']}, recall {rule['recall']}; "
+              f"model curve at lead >= {n} d, recall >= 0.9: precision {bt['curve_precision']} "
+              f"({'beats' if bt['curve_beats'] else 'does not beat'} it); shipped "
+              f"{'beats' if bt['shipped_beats'] else 'does not beat'} it")
+    if d["calibration"]:
+        print(f"calibration: Brier {d['calibration']['brier']} (base rate {d['calibration']['brier_base_rate']})")
+    for t, v in fig["followed"].items():
+        print(f"  {t}: {v['followed_by_late_delivery']} of {v['delivered']} delivered orders then late ({v['share']})")
+    reach = r["reach"]
+    print(f"review requests reach: 3-5 stars {reach['3_5']['share']}, 1-2 stars {reach['1_2']['share']}"
+          + (" (consent assumed)" if args.assume_consent else ""))
+    sd = fig["silent"]
+    print(f"candidates without an intent or audit record: {sd['candidates_without_decision']} of {sd['candidates']}; "
+          f"delivered orders without a review decision: {sd['delivered_without_review_decision']}")
     print(f"review requests: {r['engine']['requests']} (to 1-2 star orders: {r['engine']['to_1_2_stars']}) vs "
           f"baseline {r['baseline']['requests']} ({r['baseline']['to_1_2_stars']})")
     print(f"intents {m['intents']}, not sent {m['audit']}, messages per order max {m['per_order_max']}")

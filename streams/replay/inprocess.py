@@ -35,6 +35,9 @@ class ReplayResult:
     duplicates: int = 0  # events the core recognised as already seen
     commands: int = 0  # order stage -> customer stage hand-overs
     exact_rerun: bool = False  # the core raised, so the run was repeated on the worker's exact path
+    scores: list = field(default_factory=list)  # (order, phase, at, P(late), basis) of every delay assessment
+    candidates: list = field(default_factory=list)  # every candidate intent the order stage proposed
+    learned: dict = field(default_factory=dict)  # the lane/hand-off statistics at the end, per partition
 
     def rejected_by_reason(self) -> Counter:
         return Counter(reason.split(":", 1)[0] for _, reason in self.rejected)
@@ -103,12 +106,12 @@ class InProcessEngine:
     path with every state stored as its dict after each event (as the worker's tables hold them
     between batches) and the stock scheduler (slower, for checks)."""
 
-    def __init__(self, partitions: int = 4, objects: bool = True):
+    def __init__(self, partitions: int = 4, objects: bool = True, warm: dict | None = None):
         self.partitions = partitions
         self.orders: dict = {}
         self.customers: dict = {}
         self.lanes: dict = {}
-        self.order_stage = OrderStage(self.orders, self.lanes, {}, objects=objects, event_clock=True)
+        self.order_stage = OrderStage(self.orders, self.lanes, {}, objects=objects, event_clock=True, warm=warm)
         self.customer_stage = CustomerStage(self.customers, {}, objects=objects, event_clock=True)
         if objects and _sparse_ok():  # the fast path; objects=False stays exactly the worker's code
             self.order_stage.schedule = SparseScheduler(_IndexedTable())
@@ -149,10 +152,7 @@ class InProcessEngine:
             except Exception:  # as the worker: park the event (its outputs are not sent), keep going
                 result.rejected.append((event.event_id, "processing_error: " + traceback.format_exc(limit=3)))
                 return
-            result.audit += out.audit
-            result.intents += out.intents
-            for command in out.commands:
-                self._customer(command, result)
+            self._order_outputs(out, result)
         else:
             self._customer(event, result, counted=True)
 
@@ -190,9 +190,15 @@ class InProcessEngine:
         except Exception:
             result.rejected.append((f"tick:{p}:{until}", "processing_error: " + traceback.format_exc(limit=3)))
             return
+        self._order_outputs(out, result)
+
+    def _order_outputs(self, out, result: ReplayResult) -> None:
         result.audit += out.audit
         result.intents += out.intents
+        result.scores += out.scores
         for command in out.commands:
+            if command.kind == "candidate_intent":
+                result.candidates.append(command.intent)
             self._customer(command, result)
 
     def tick_customers(self, p: int, until: int, result: ReplayResult) -> None:
@@ -207,7 +213,7 @@ class InProcessEngine:
 
 def run_events(events: list[ReplayEvent], partitions: int = 4, run_on_ms: int = 0, objects: bool = True,
                progress: Callable[[int], None] | None = None, progress_every: int = 2048,
-               tick_ms: int = 0) -> ReplayResult:
+               tick_ms: int = 0, warm: dict | None = None) -> ReplayResult:
     """Prepared events (streams/replay/events.py) through the engine, in the given order, with time
     ticking every `tick_ms` and running on `run_on_ms` past the last event (see events.plan).
     `progress(n)` is called with the number of events done so far.
@@ -217,16 +223,16 @@ def run_events(events: list[ReplayEvent], partitions: int = 4, run_on_ms: int = 
     state from before the event. So the whole replay is run again on the worker's exact path
     (objects=False), and that result is returned, with `exact_rerun` set."""
     with no_cyclic_gc():
-        result = _run(events, partitions, run_on_ms, tick_ms, objects, progress, progress_every)
+        result = _run(events, partitions, run_on_ms, tick_ms, objects, progress, progress_every, warm)
         if objects and any(reason.startswith("processing_error") for _, reason in result.rejected):
-            result = _run(events, partitions, run_on_ms, tick_ms, False, None, progress_every)
+            result = _run(events, partitions, run_on_ms, tick_ms, False, None, progress_every, warm)
             result.exact_rerun = True
     return result
 
 
 def _run(events: list[ReplayEvent], partitions: int, run_on_ms: int, tick_ms: int, objects: bool,
-         progress: Callable[[int], None] | None, progress_every: int) -> ReplayResult:
-    engine = InProcessEngine(partitions, objects=objects)
+         progress: Callable[[int], None] | None, progress_every: int, warm: dict | None = None) -> ReplayResult:
+    engine = InProcessEngine(partitions, objects=objects, warm=warm)
     result = ReplayResult()
     feed = engine.feed_event
     n = 0
@@ -240,6 +246,7 @@ def _run(events: list[ReplayEvent], partitions: int, run_on_ms: int, tick_ms: in
             engine.tick(item, result)
     if progress is not None:
         progress(n)
+    result.learned = dict(engine.lanes)
     return result
 
 

@@ -103,8 +103,12 @@ def summarize(intents: list[dict], audit: list[dict], report: dict, extra: dict 
 
 
 def write_outputs(out_dir: str | Path, intents: list, audit: list, report: dict,
-                  rejected: list[tuple[str, str]] = (), extra: dict | None = None) -> dict:
-    """intents.jsonl, audit.jsonl, rejected.jsonl and summary.json in `out_dir`; returns the summary."""
+                  rejected: list[tuple[str, str]] = (), extra: dict | None = None, scores: list | None = None,
+                  candidates: list | None = None, learned: dict | None = None, source: str = "") -> dict:
+    """intents.jsonl, audit.jsonl, rejected.jsonl and summary.json in `out_dir`; returns the summary.
+    In-process replays also write scores.jsonl (every delay assessment: order, phase, at, p_late,
+    basis), candidates.jsonl (every candidate intent id the order stage proposed) and learned.json
+    (the learned statistics, for a warm start: streams/core/warm.py)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with no_cyclic_gc():
@@ -113,6 +117,17 @@ def write_outputs(out_dir: str | Path, intents: list, audit: list, report: dict,
     write_jsonl(out / "intents.jsonl", intent_rows)
     write_jsonl(out / "audit.jsonl", audit_rows)
     write_jsonl(out / "rejected.jsonl", [{"id": i, "reason": r} for i, r in rejected])
+    if scores is not None:
+        write_jsonl(out / "scores.jsonl", [{"order_id": o, "phase": ph, "at": at, "p_late": p, "basis": b}
+                                           for o, ph, at, p, b in sorted(scores)])
+    if candidates is not None:
+        write_jsonl(out / "candidates.jsonl", sorted(
+            ({"intent_id": c.intent_id, "intent_type": c.intent_type, "order_id": c.order_id} for c in candidates),
+            key=lambda r: r["intent_id"]))
+    if learned is not None:
+        from ..core import warm
+
+        (out / "learned.json").write_bytes(warm.dumps(learned, source))
     summary = summarize(intent_rows, audit_rows, report, extra)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=DUMP | orjson.OPT_INDENT_2) + b"\n")
     return summary

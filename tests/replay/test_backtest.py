@@ -12,7 +12,7 @@ from streams.replay import InputReport, prepare
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "olist"
 T = 1_767_225_600_000
 DAY = 86_400_000
-PNGS = ("lead_time.png", "review_requests.png", "intents_by_type.png", "suppressions.png", "messages_per_order.png")
+PNGS = ("lead_time.png", "delay_curves.png", "calibration.png", "review_requests.png", "intents_by_type.png", "suppressions.png", "messages_per_order.png")
 
 
 def order(oid: str, at: int, promised: int | None, kind: str = "placed", **extra) -> tuple[str, str, dict]:
@@ -57,16 +57,58 @@ def case():
     return events, intents, audit
 
 
-def test_delay_alert_precision_recall_and_lead_time(case):
+def test_delay_alerts_beside_the_rules_with_never_delivered_apart(case):
     fig = build(*case, input_report={"source": "t", "kind": "events"})
     d = fig["delay"]
-    assert (d["tp"], d["fp"], d["fn"], d["tn"]) == (1, 1, 1, 1)  # O1, O2, O3, O4; O5 cancelled, O6 undecided
-    assert d["orders_evaluated"] == 4 and d["orders_undecided"] == 1
-    assert d["late"] == 2 and d["late_undelivered"] == 1
-    assert d["precision"] == 0.5 and d["recall"] == 0.5
-    assert d["lead_days_median_tp"] == 2.0  # first alert of O1 two days before its promise
-    assert d["lead_days_median_all"] == 2.5  # and O2's three days before
-    assert d["alerts_sent"] == 3 and d["tp_alerted_before_promise"] == 1
+    # Delivered with a promise: O1 (late), O2, O4; O3 never delivered (apart), O5 cancelled, O6 undecided.
+    assert d["orders_evaluated"] == 3 and d["late"] == 1 and d["never_delivered"] == 1 and d["orders_undecided"] == 1
+    m = d["model"]
+    assert (m["tp"], m["fp"], m["fn"]) == (1, 1, 0) and m["precision"] == 0.5 and m["recall"] == 1.0
+    assert m["lead_days_median_tp"] == 2.0  # O1 warned two days before the start of its promised day
+    assert m["lead_days_median_all"] == 2.5  # and O2 three days before
+    assert d["never_delivered_alerted"] == 0 and d["alerts_sent"] == 3
+    # Rule N alerts whatever is not delivered at the start of the promised day minus N days.
+    rules = d["rules"]
+    assert (rules[1]["alerts"], rules[1]["precision"], rules[1]["lead_days_median_tp"]) == (1, 1.0, 1.0)
+    assert (rules[2]["alerts"], rules[2]["precision"]) == (2, 0.5)  # O4 came exactly then: delivered
+    assert (rules[3]["alerts"], rules[3]["precision"]) == (3, 0.3333)
+    assert rules[1]["never_delivered_alerted"] == 1
+    assert d["beats"][1]["shipped_beats"] is False and d["beats"][5]["shipped_beats"] is False
+
+
+def test_late_is_by_calendar_day_in_the_shops_zone():
+    promised = T + 5 * DAY + 3 * 3_600_000  # 2026-01-06 03:00 UTC = Jan 6, 00:00 in Sao Paulo
+    raw = [order("A", T, promised), scan("A", promised + 22 * 3_600_000, "delivered")]  # Jan 6, 22:00 local
+    events = prepare(raw, InputReport("t", "events"))
+    assert build(events, [], [], input_report={}, zone="America/Sao_Paulo")["delay"]["late"] == 0
+    assert build(events, [], [], input_report={}, zone="UTC")["delay"]["late"] == 1  # Jan 7 in UTC
+
+
+def test_curve_and_calibration_come_from_the_models_scores(case):
+    events, intents, audit = case
+    scores = [{"order_id": "O1", "phase": "in_transit", "at": T + DAY, "p_late": 0.3, "basis": "x"},
+              {"order_id": "O1", "phase": "in_transit", "at": T + 2 * DAY, "p_late": 0.8, "basis": "x"},
+              {"order_id": "O2", "phase": "in_transit", "at": T + DAY, "p_late": 0.4, "basis": "x"},
+              {"order_id": "O4", "phase": "in_transit", "at": T + DAY, "p_late": 0.1, "basis": "x"}]
+    d = build(events, intents, audit, input_report={}, scores=scores)["delay"]
+    at = {c["threshold"]: c for c in d["curve"]}
+    assert (at[0.25]["alerts"], at[0.25]["precision"], at[0.25]["lead_days_median_tp"]) == (2, 0.5, 4.0)
+    assert (at[0.5]["alerts"], at[0.5]["precision"], at[0.5]["lead_days_median_tp"]) == (1, 1.0, 3.0)
+    assert at[0.9]["alerts"] == 0
+    c = d["calibration"]
+    # O1 counts once (two assessments, half a weight each): ((0.7^2 + 0.2^2)/2 + 0.4^2 + 0.1^2) / 3
+    assert c["orders"] == 3 and c["brier"] == round(((0.49 + 0.04) / 2 + 0.16 + 0.01) / 3, 4)
+    assert d["beats"][1]["curve_beats"] is False  # no point at recall >= 0.9 beats a rule of precision 1.0
+
+
+def test_every_candidate_needs_an_intent_or_an_audit_record(case):
+    events, intents, audit = case
+    candidates = [{"intent_id": "O1-delay_warning"}, {"intent_id": "lost-one"}]
+    audit = audit + [{"audit_id": "a3", "decided_at": T, "intent_type": "review_request", "order_id": "O4",
+                      "customer_id": "C-O4", "decision": "skipped", "reasons": ["x"], "intent_id": "i4"}]
+    s = build(events, intents, audit, input_report={}, candidates=candidates)["silent"]
+    assert s["candidates_without_decision"] == 1 and s["examples"] == ["lost-one"]
+    assert s["delivered_orders"] == 3 and s["delivered_without_review_decision"] == 0  # O1 audit, O2 intent, O4 audit
 
 
 def test_review_requests_against_the_send_to_everyone_baseline(case):

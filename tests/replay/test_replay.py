@@ -192,7 +192,7 @@ def test_a_timer_backlog_taken_in_slices_decides_what_one_pass_decides():
 
     whole, fired_whole, rounds_whole = run(None)
     sliced, fired_sliced, rounds_sliced = run(5)
-    assert fired_whole > 100 and rounds_whole == 8  # a real backlog, one pass per partition and stage
+    assert fired_whole > 80 and rounds_whole == 8  # a real backlog, one pass per partition and stage
     assert rounds_sliced > 3 * rounds_whole  # and it was cut
     assert sorted(i.intent_id for i in sliced.intents) == sorted(i.intent_id for i in whole.intents)
     for got, want in zip(records(sliced), records(whole)):  # intents, then audit: the same content

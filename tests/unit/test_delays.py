@@ -4,6 +4,9 @@ from dataclasses import replace
 from helpers import T0, fulfilled, placed, run_orders, types
 from helpers import scan as plain_scan
 from streams.core.calendar import DAY, HOUR, add_business_days, business_days_between
+import pytest
+
+from streams.core.delays import HANDOFF, HANDOFF_FRAC, RATIO, RATIO_SCALE
 from streams.core.lanes import MIN_SAMPLES, LaneStats, lane_keys
 from streams.core.model import Due
 from streams.core.orders import decide_order
@@ -39,8 +42,13 @@ def test_delivered_shipments_teach_every_lane_level():
     _, decisions = feed([placed(T0), fulfilled(T0 + HOUR), scan("in_transit", T0 + 2 * HOUR),
                          scan("delivered", T0 + 2 * HOUR + 2 * DAY)], {})
     learned = decisions[-1].lanes
-    assert set(learned) == set(lane_keys("dhl", "standard", "DE-BE", "DE-BY"))
+    keys = lane_keys("dhl", "standard", "DE-BE", "DE-BY")
+    # Transit in business days, and relative to the promise window (2 of 3 days: 0.667 x RATIO_SCALE).
+    assert set(learned) == set(keys) | {RATIO + k for k in keys}
     assert all(v["total"] == 1 for v in learned.values())
+    assert LaneStats.from_dict(learned[RATIO + keys[0]]).quantile_after(0, 0.5) / RATIO_SCALE == pytest.approx(0.667, abs=0.03)
+    # The hand-off (the first carrier scan) taught the shop's hand-off delay, per region and shop-wide.
+    assert set(decisions[2].lanes) == {HANDOFF + "DE-BY", HANDOFF + "*", HANDOFF_FRAC + "DE-BY", HANDOFF_FRAC + "*"}
 
 
 def learned_lanes(days: float, n: int = MIN_SAMPLES * 2) -> dict:
@@ -115,8 +123,9 @@ def test_carrier_exceptions_each_get_their_own_message_and_mark_a_problem():
 
 
 def test_stall_in_transit_fires_after_three_business_days_without_a_scan():
-    start = MONDAY
-    state, _ = feed([placed(start), fulfilled(start + HOUR), scan("in_transit", start + 2 * HOUR)], {})
+    start = MONDAY  # no history: a silent parcel is a stall when the promise (Saturday) is then close
+    state, _ = feed([placed(start, promised=start + 5 * DAY), fulfilled(start + HOUR),
+                     scan("in_transit", start + 2 * HOUR)], {})
     due_at = state.timers["stall_in_transit:S1"]
     assert due_at == add_business_days(start + 2 * HOUR, 3)
     d = decide_order(state, Due("O1", "stall_in_transit:S1", due_at, due_at), due_at)
@@ -165,3 +174,71 @@ def test_a_feed_that_only_scans_the_handoff_stalls_only_past_the_lanes_95th_perc
     # Once the carrier has scanned en route, three silent business days are a stall again.
     d = decide_order(state, scan("in_transit", start + 26 * HOUR, event_id="s2"), start + 26 * HOUR, lanes)
     assert d.state.timers["stall_in_transit:S1"] == add_business_days(start + 26 * HOUR, 3)
+
+
+def test_a_stall_is_said_once_a_delay_warning_covers_it_and_a_safe_promise_is_no_alarm():
+    start = MONDAY
+    # The promise passed already: the delay warning went out at the scan; the stall is audited, not sent.
+    state, _ = feed([placed(start, promised=start - DAY), fulfilled(start + HOUR), scan("in_transit", start + 2 * HOUR)], {})
+    due_at = state.timers["stall_in_transit:S1"]
+    d = decide_order(state, Due("O1", "stall_in_transit:S1", due_at, due_at), due_at)
+    assert [c for c in d.commands if c.intent] == []
+    assert [(a.intent_type, a.decision, a.reasons[0]) for a in d.audit] == [
+        ("stalled_in_transit", "skipped", "covered_by:delay_warning")]
+    # A promise weeks away, no history: silence alone is no alarm (audited as such).
+    state, _ = feed([placed(start, promised=start + 30 * DAY, event_id="p2"), fulfilled(start + HOUR),
+                     scan("in_transit", start + 2 * HOUR)], {})
+    due_at = state.timers["stall_in_transit:S1"]
+    d = decide_order(state, Due("O1", "stall_in_transit:S1", due_at, due_at), due_at)
+    assert [c for c in d.commands if c.intent] == []
+    assert [a.reasons[0] for a in d.audit] == ["promise_not_at_risk"]
+
+
+def ratio_history(ratio: float, handoff_frac: float, n: int = MIN_SAMPLES * 2) -> dict:
+    """A shop whose parcels take `ratio` of the promise window in transit, handed off after `handoff_frac`."""
+    r, h = lane_with([ratio * RATIO_SCALE] * n), lane_with([handoff_frac * RATIO_SCALE] * n)
+    lanes = {RATIO + k: r.to_dict() for k in lane_keys("dhl", "standard", None, "DE-BY")}
+    lanes.update({RATIO + k: r.to_dict() for k in lane_keys(None, None, None, "DE-BY")})
+    lanes.update({HANDOFF_FRAC + k: h.to_dict() for k in ("DE-BY", "*")})
+    lanes.update({HANDOFF + k: lane_with([1.0] * n).to_dict() for k in ("DE-BY", "*")})
+    return lanes
+
+
+def test_dispatch_alarm_follows_the_shops_hand_off_and_the_chance_of_missing_the_promise():
+    start = MONDAY
+    lanes = ratio_history(0.5, 0.1)  # hand-off after a tenth of the window, transit half of it
+    state, _ = feed([placed(start, promised=start + 20 * DAY)], lanes)
+    # The first check is at the shop's usual hand-off time (9 in 10 within a business day), not a constant.
+    assert state.timers["dispatch"] == add_business_days(start, lanes[HANDOFF + "*"] and
+                                                         LaneStats.from_dict(lanes[HANDOFF + "*"]).quantile_after(0, 0.9))
+    due_at = state.timers["dispatch"]
+    d = decide_order(state, Due("O1", "dispatch", due_at, due_at), due_at, lanes)
+    assert [c for c in d.commands if c.intent] == []  # late for this shop, but the promise is safe: look again
+    assert d.scores and d.scores[0][1] == "awaiting_handoff" and d.scores[0][3] < 0.5
+    # Re-checked every 12 h: it fires once less than half the window is left (transit needs half).
+    state, fired = d.state, []
+    for _ in range(60):
+        due_at = state.timers.get("dispatch")
+        if due_at is None:
+            break
+        d = decide_order(state, Due("O1", "dispatch", due_at, due_at), due_at, lanes)
+        state = d.state
+        fired += [(c.intent.intent_type, due_at) for c in d.commands if c.intent]
+    assert [t for t, _ in fired] == ["dispatch_delayed"]
+    assert start + 9 * DAY < fired[0][1] <= start + 11 * DAY
+
+
+def test_a_late_check_schedules_the_next_from_the_fire_time_not_its_own_due_time():
+    lanes = learned_lanes(2.0)
+    start = MONDAY
+    state, _ = feed([placed(start, promised=start + 10 * DAY), fulfilled(start + HOUR),
+                     scan("in_transit", start + 2 * HOUR)], lanes)
+    due_at = state.timers["delay_check:S1"]
+    late_fire = due_at + 5 * DAY  # the partition's clock jumped: decided at its due time, fired much later
+    d = decide_order(state, Due("O1", "delay_check:S1", due_at, late_fire), due_at, lanes)
+    assert d.state.timers["delay_check:S1"] == late_fire + 12 * HOUR
+
+
+def test_an_unknown_destination_is_no_lane_of_its_own():
+    assert lane_keys("c", None, None, None) == ("c|?|*|*", "c|*|*|*", "*|*|*|*")
+    assert lane_keys("c", "s", None, "BR-SP")[0] == "c|s|*|BR-SP"

@@ -212,3 +212,24 @@ def test_an_unreviewed_rating_from_another_channel_is_a_negative_contact_too():
     send(run, engagement("review_submitted", "web", at=D(1), rating=1))
     _, audit = send(run, promo(D(2)))
     assert audits(audit) == [("promotion", "suppressed", ["guard:negative_contact"])]
+
+
+def test_an_alarm_that_turned_out_wrong_does_not_cost_the_review_request():
+    """Issue 17: a dispatch or stall alarm on a parcel that then arrived on time is no problem with
+    the order; a late delivery or a real carrier problem still is."""
+    from streams.core.guard import order_problems
+    from streams.core.orders import decide_order
+    from streams.core.state import CustomerOrder
+    from helpers import fulfilled, placed, scan
+
+    assert order_problems(CustomerOrder("O1", problems=["stall:dispatch", "stall:in_transit", "delay:predicted"])) == []
+    assert order_problems(CustomerOrder("O1", problems=["stall:dispatch"], late=True)) == ["delivered_late"]
+    assert order_problems(CustomerOrder("O1", problems=["exception:damaged"])) == ["delivery_problem:exception:damaged"]
+    # The order stage: an alarm was raised, the parcel came on time -> the delivered fact has no problem.
+    state = decide_order(None, placed(T0, promised=T0 + 10 * DAY), T0).state
+    state.problems.append("-:stall:dispatch")
+    for e in (fulfilled(T0 + DAY), scan("in_transit", T0 + DAY), scan("delivered", T0 + 3 * DAY)):
+        d = decide_order(state, e, e.event_time)
+        state = d.state
+    facts = [c.fact for c in d.commands if c.fact and c.fact.type == "delivered"]
+    assert facts and facts[0].detail == "on_time" and facts[0].had_problem is False
