@@ -53,18 +53,23 @@ def input_partitions(app) -> list:
 
 
 async def consumer_lag(app) -> dict[tuple[str, int], int]:
-    """End offset minus committed offset for every input partition this worker owns."""
+    """End offset minus committed offset for every input partition this worker owns. Committed, not
+    fetched: the consumer's position runs ahead of what was processed (an agent stuck on a batch
+    once showed lag 0 with 169 inputs behind). The offsets are those the broker returned at the
+    assignment and those committed since (streams/runtime/faust_ext.py); a partition never committed
+    counts from its earliest offset."""
     consumer = app.consumer
     tps = input_partitions(app)
     if not tps:
         return {}
     ends = await consumer.highwaters(*tps)
-    committed = app.monitor.tp_committed_offsets
+    committed = consumer.committed_offsets()
+    never = [tp for tp in tps if committed.get(tp) is None]
+    if never:
+        committed = {**committed, **await asyncio.wait_for(consumer.earliest_offsets(*never), timeout=2.0)}
     lag = {}
     for tp in tps:
         done = committed.get(tp)
-        if done is None:  # nothing committed since this worker took the partition: it is where we started
-            done = await asyncio.wait_for(consumer.position(tp), timeout=2.0)
         if ends.get(tp) is not None and done is not None:
             lag[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
     return lag

@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,49 @@ def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, faul
     assert verdict.stats["placed_orders"] == size.kill_orders
     assert not verdict.missing, (f"{len(verdict.missing)} decisions lost after SIGKILL, e.g. {verdict.missing[:5]} "
                                  f"(see tests/faults/README.md)")
+
+
+def test_a_second_worker_joining_and_leaving_loses_and_doubles_nothing(kafka_bootstrap, tmp_path, started,
+                                                                      fault_size):
+    """A second worker (its own data dir and instance id) joins mid-stream and leaves again (SIGTERM)
+    three times: every rebalance moves partitions, their tables and their uncommitted inputs between
+    the two. Nothing may be lost, and no decision may go out under two ids."""
+    size = fault_size
+    events = simulated(size.kill_orders, seed=23, id_prefix="J")
+    app = new_app(kafka_bootstrap, tmp_path, "scaled")
+    feeder = Feeder(app, [encode_events(app, events)], rate=size.feed_rate / 2)  # long enough for 3 rounds
+    first = started(app, "first")
+    second = WorkerRun(replace(app, data_dir=tmp_path / "second"), tmp_path / "second", tmp_path / "second.log",
+                       clock="event", loglevel="info", instance_id="second")
+    feeder.start()
+    rng = random.Random(9)
+    lag = GroupLag(app, app.app_id)
+    rounds = []
+    try:
+        for _ in range(3):
+            base = lag.committed_total()
+            deadline = time.monotonic() + 180
+            while lag.committed_total() <= base and lag.lag():
+                assert time.monotonic() < deadline, f"no progress:\n{first.log_tail(60)}"
+                time.sleep(0.2)
+            second.start(wait="health")
+            time.sleep(rng.uniform(3.0, 6.0))  # partitions move to it, it recovers and works
+            behind = sum(lag.lag().values())
+            started_stop = time.monotonic()
+            second.stop(timeout=60)
+            rounds.append({"lag when it left": behind, "left in s": round(time.monotonic() - started_stop, 1),
+                           "fed": feeder.sent})
+        feeder.wait(size.timeout)
+        drain(app, first, size.timeout)
+    finally:
+        second.stop()
+    verdict = check_run(events, collect(app), killed=True)
+    report("second worker joins and leaves", {"events": len(events), "rounds": rounds, "run": dict(verdict.stats),
+                                              "decided differently after a rebalance": len(verdict.redecided)})
+    assert all(r["left in s"] < 30 for r in rounds), f"a worker took 30 s or more to leave: {rounds}"
+    assert not verdict.problems, "\n".join(verdict.problems)
+    assert not verdict.missing, f"{len(verdict.missing)} decisions lost, e.g. {verdict.missing[:5]}"
+    assert verdict.stats["placed_orders"] == size.kill_orders
 
 
 def test_broker_restart_mid_stream(tmp_path, started, fault_size):
