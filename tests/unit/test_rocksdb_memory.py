@@ -3,6 +3,7 @@ of many stores together stay under it, where Faust's own options let each store 
 from __future__ import annotations
 
 import os
+import time
 
 import faust.stores
 import pytest
@@ -31,11 +32,24 @@ def budget(monkeypatch):
     return 16 * MiB
 
 
+def settled(measure, limit: float, timeout: float = 30.0) -> float:
+    """`measure()` once RocksDB's background flushes bring it under `limit` (at most `timeout` s): the
+    budget is kept by flushes that run in RocksDB's own threads, later on a busy machine."""
+    deadline = time.monotonic() + timeout
+    value = measure()
+    while value > limit and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = measure()
+    return value
+
+
 def test_memtables_of_all_stores_stay_under_the_shared_budget(budget, tmp_path):
     # Memtables large enough that no store would flush on its own before 64 MiB.
-    shared, dbs = fill(SharedMemoryOptions(write_buffer_size=64 * MiB, use_rocksdict=True), tmp_path / "shared")
-    assert shared <= budget // 2 * 1.25, shared / MiB
-    assert rocksdb_memory.shared_write_buffers().get_usage() <= budget // 2 * 1.25
+    _, dbs = fill(SharedMemoryOptions(write_buffer_size=64 * MiB, use_rocksdict=True), tmp_path / "shared")
+    limit = budget // 2 * 1.25
+    shared = settled(lambda: sum(db.property_int_value("rocksdb.cur-size-all-mem-tables") for db in dbs), limit)
+    assert shared <= limit, shared / MiB
+    assert settled(lambda: rocksdb_memory.shared_write_buffers().get_usage(), limit) <= limit
     assert rocksdb_memory.shared_cache().get_usage() <= budget * 1.25
     assert dbs[0][b"0:00000007"] and dbs[2][f"2:{12 * MiB // 1000 - 1:08d}".encode()]  # flushed, still there
     plain, _ = fill(RocksDBOptions(write_buffer_size=64 * MiB, use_rocksdict=True), tmp_path / "plain")
