@@ -12,10 +12,16 @@ Works on any MutableMapping (a Faust table in the worker, a dict in replays and 
 
 Record layout (every table write is a changelog record, so each must stay small and bounded):
 
-    cursor:{p}          {"bucket": minute, "watermark": ms}
+    cursor:{p}          {"bucket": minute, "watermark": ms, "index": 1}
     b:{p}:{minute}      bucket header {"chunks": n}
     b:{p}:{minute}:{i}  chunk i < n: [[key, kind, due_at], ...], at most CHUNK_ENTRIES entries and
                         about CHUNK_BYTES of JSON
+    h:{p}:{hour}        the minutes of that hour that have a bucket, sorted
+
+The hour index lets time move over empty minutes at one read per hour instead of one per minute (a
+replay's clock, or a worker back after downtime, jumps hours at a time: a profile counted 226,099
+reads of empty buckets). It is written when a bucket is created or emptied. A cursor written before
+the index existed (no "index") goes on reading every minute.
 
 Many entries may share a minute (stall checks fall due at local midnight): an add rewrites only the
 last chunk of a bucket (and the header when it starts a new chunk), so its cost does not grow with
@@ -50,6 +56,13 @@ def _chunk_key(partition: int, bucket: int, chunk: int) -> str:
     return f"b:{partition}:{bucket}:{chunk}"
 
 
+def _hour_key(partition: int, hour: int) -> str:
+    return f"h:{partition}:{hour}"
+
+
+MINUTES_PER_HOUR = 60
+
+
 _ENTRY_OVERHEAD = 26  # JSON bytes of an entry besides its key and kind: `["", "", 1767225600000], `
 
 
@@ -78,21 +91,41 @@ class Scheduler:
         if cursor is None:
             # The partition's first entry: its time starts now, not at the entry's due time (a
             # later entry may well be due sooner).
-            cursor = {"bucket": min(now, *(e.due_at for e in entries)) // BUCKET_MS, "watermark": 0}
+            cursor = {"bucket": min(now, *(e.due_at for e in entries)) // BUCKET_MS, "watermark": 0, "index": 1}
             self.table[_cursor_key(partition)] = cursor
         by_bucket: dict[int, list] = {}
         for entry in entries:
             # An entry in a bucket already passed goes into the current one: it fires next advance.
             bucket = max(entry.due_at // BUCKET_MS, cursor["bucket"])
             by_bucket.setdefault(bucket, []).append([entry.key, entry.kind, entry.due_at])
+        created = []
         for bucket, rows in by_bucket.items():
-            self._append(partition, bucket, rows)
+            if self._append(partition, bucket, rows):
+                created.append(bucket)
+        if created and cursor.get("index"):
+            self._index(partition, created, [])
         self.pending += len(entries)
 
-    def _append(self, partition: int, bucket: int, rows: list) -> None:
+    def _index(self, partition: int, created: list[int], emptied: list[int]) -> None:
+        """Add created and remove emptied buckets from their hours' index records, each written once."""
+        hours: dict[int, tuple[list, list]] = {}
+        for bucket in created:
+            hours.setdefault(bucket // MINUTES_PER_HOUR, ([], []))[0].append(bucket)
+        for bucket in emptied:
+            hours.setdefault(bucket // MINUTES_PER_HOUR, ([], []))[1].append(bucket)
+        for hour, (add, remove) in hours.items():
+            key = _hour_key(partition, hour)
+            minutes = (set(self.table.get(key) or ()) | set(add)) - set(remove)
+            if minutes:
+                self.table[key] = sorted(minutes)
+            elif key in self.table:
+                del self.table[key]
+
+    def _append(self, partition: int, bucket: int, rows: list) -> bool:
         """Append rows to a bucket: the last chunk is rewritten (at most CHUNK_ENTRIES entries), full
         chunks are never touched again, new chunks are written once. Chunks are written before the
-        header that counts them, so a crash in between loses no entry that was there before."""
+        header that counts them, so a crash in between loses no entry that was there before. Says
+        whether the bucket is new."""
         table = self.table
         header_key = _bucket_key(partition, bucket)
         header = table.get(header_key)
@@ -113,6 +146,7 @@ class Scheduler:
         table[_chunk_key(partition, bucket, last)] = chunk
         if last + 1 != chunks:
             table[header_key] = {"chunks": last + 1}
+        return header is None
 
     def watermark(self, partition: int, event_time: int) -> int:
         """Event time seen so far on this partition (never goes back). Stored only when it enters a
@@ -142,12 +176,31 @@ class Scheduler:
         if last == cursor["bucket"] and not self.table.get(_bucket_key(partition, last)):
             return []  # the common case: nothing due in the current minute
         fired: list[Due] = []
-        for bucket in range(cursor["bucket"], last + 1):
-            left = self._pop_bucket(partition, bucket, now, fired, limit)
-            if limit is not None and len(fired) >= limit:
-                # Entries left in a bucket before the last were cut off by the limit: stay on it.
-                return self._advance(partition, cursor, bucket if left or bucket == last else bucket + 1, fired)
-        return self._advance(partition, cursor, last, fired)
+        emptied: list[int] = []
+        try:
+            for bucket in self._buckets(partition, cursor, last):
+                left = self._pop_bucket(partition, bucket, now, fired, limit)
+                if not left:
+                    emptied.append(bucket)
+                if limit is not None and len(fired) >= limit:
+                    # Entries left in a bucket before the last were cut off by the limit: stay on it.
+                    return self._advance(partition, cursor, bucket if left or bucket == last else bucket + 1, fired)
+            return self._advance(partition, cursor, last, fired)
+        finally:
+            if emptied and cursor.get("index"):
+                self._index(partition, [], emptied)
+
+    def _buckets(self, partition: int, cursor: dict, last: int):
+        """The minutes from the cursor's to `last` that may hold entries: from the hour index, or every
+        minute for a cursor older than the index."""
+        first = cursor["bucket"]
+        if not cursor.get("index"):
+            yield from range(first, last + 1)
+            return
+        for hour in range(first // MINUTES_PER_HOUR, last // MINUTES_PER_HOUR + 1):
+            for bucket in self.table.get(_hour_key(partition, hour)) or ():
+                if first <= bucket <= last:
+                    yield bucket
 
     def _advance(self, partition: int, cursor: dict, last: int, fired: list[Due]) -> list[Due]:
         if last != cursor["bucket"]:

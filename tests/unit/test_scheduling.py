@@ -168,7 +168,8 @@ def test_adding_k_entries_one_by_one_costs_linear_writes_of_bounded_size():
         return table
 
     small, big = cost(1500), cost(3000)
-    assert big.writes <= 3000 + 3000 // CHUNK_ENTRIES + 2  # one chunk per add, a header per new chunk, the cursor
+    # one chunk per add, a header per new chunk, the cursor, the index of the bucket's hour
+    assert big.writes <= 3000 + 3000 // CHUNK_ENTRIES + 3
     assert big.biggest <= CHUNK_ENTRIES * 70 < RECORD_LIMIT
     assert big.biggest == small.biggest  # the record size does not grow with the bucket
     assert big.bytes < 2.2 * small.bytes  # linear (quadratic would be 4x)
@@ -273,8 +274,8 @@ def test_a_fire_round_adds_what_it_schedules_once(monkeypatch):
     before = table.writes
     stage.fire(0, T0 + BUCKET_MS)
     chunks = -(-3000 // CHUNK_ENTRIES)
-    assert table.writes - before <= chunks + 2  # the new bucket's chunks, its header, the cursor
-    assert table.deletes == chunks + 1  # the fired bucket's chunks and header: tombstones
+    assert table.writes - before <= chunks + 3  # the new bucket's chunks, its header, its hour's index, the cursor
+    assert table.deletes == chunks + 2  # the fired bucket's chunks, header and (emptied) hour index: tombstones
     assert len(stage.schedule.due(0, T0 + 6 * BUCKET_MS)) == 3000
 
 
@@ -346,3 +347,33 @@ def test_a_limited_fire_reports_more_until_the_backlog_is_done(monkeypatch):
     assert sorted(decided) == sorted(orders) and sum(slices) == 3000
     assert stage.fire(0, T0 + 60 * BUCKET_MS, limit=700).fired == 0  # nothing left
     assert stage.fire(0, T0 + 60 * BUCKET_MS, limit=0).more  # a spent budget defers without popping
+
+
+def test_time_moves_over_empty_hours_at_one_read_per_hour():
+    """A replay's clock or a worker back from downtime jumps hours: the hour index spares a read of
+    every empty minute on the way."""
+    class Reads(dict):
+        gets = 0
+
+        def get(self, key, default=None):
+            Reads.gets += 1
+            return super().get(key, default)
+
+    table = Reads()
+    s = Scheduler(table)
+    day = 24 * 60 * BUCKET_MS
+    s.add(0, [Schedule("O1", "a", T0 + 5 * BUCKET_MS), Schedule("O2", "b", T0 + day - BUCKET_MS)], T0)
+    Reads.gets = 0
+    fired = s.due(0, T0 + 2 * day)
+    assert [d.key for d in fired] == ["O1", "O2"]
+    assert Reads.gets < 24 * 2 + 20  # was one per minute: 2,880
+    assert not [k for k in table if k.startswith(("h:", "b:"))]  # emptied buckets leave no index behind
+
+
+def test_a_cursor_from_before_the_hour_index_still_fires_every_minute():
+    m = T0 // BUCKET_MS
+    table = {"cursor:0": {"bucket": m, "watermark": 0}, f"b:0:{m + 3}": {"chunks": 1},
+             f"b:0:{m + 3}:0": [["O1", "late", T0 + 3 * BUCKET_MS]]}
+    s = Scheduler(table)
+    s.add(0, [Schedule("O2", "late", T0 + 90 * BUCKET_MS)], T0)
+    assert [d.key for d in s.due(0, T0 + 2 * 60 * BUCKET_MS)] == ["O1", "O2"]
