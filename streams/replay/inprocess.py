@@ -89,9 +89,14 @@ class SparseScheduler(Scheduler):
             if bucket >= current and (not buckets or buckets[-1] != bucket):
                 buckets.append(bucket)
         fired: list[Due] = []
+        emptied: list[int] = []
         for bucket in buckets:
             if self._pop_bucket(partition, bucket, now, fired):
                 heapq.heappush(heap, bucket)  # entries later in that minute: visit it again
+            else:
+                emptied.append(bucket)
+        if emptied and cursor.get("index"):
+            self._index(partition, [], emptied)  # the table's own hour index, as the stock due() keeps it
         return self._advance(partition, cursor, last, fired)
 
 
