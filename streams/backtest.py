@@ -393,7 +393,10 @@ def messages(intents: list[dict], audit: list[dict]) -> dict:
 # --- plots -----------------------------------------------------------------------------------
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("the backtest's plots need matplotlib: pip install 'aftersale[tools]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -27,7 +27,10 @@ def progress_bar(total: int, enabled: bool = True, desc: str = "replay"):
     """A tqdm bar on stderr, fed with the count done so far; (update, close)."""
     if not enabled:
         return (lambda n: None), (lambda: None)
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # an optional extra (aftersale[tools]): no bar without it
+        return (lambda n: None), (lambda: None)
 
     bar = tqdm(total=total, desc=desc, unit="ev", unit_scale=True, file=sys.stderr, mininterval=0.25,
                dynamic_ncols=True, leave=True)
