@@ -61,6 +61,10 @@ class Codec:
         except (TypeError, ValueError, KeyError) as exc:
             raise InvalidEvent("invalid_field", f"{schema}: {exc}") from exc
         expected_key = getattr(event, KEY_FIELD[name])
+        if key is None and expected_key:
+            # Without a key the producer picks the partition: it may not be the one that owns the state.
+            raise InvalidEvent("missing_key", f"{topic} must be keyed by {KEY_FIELD[name]} ({expected_key!r}), "
+                                              f"got no key")
         if key is not None and expected_key is not None and key.decode("utf-8", "replace") != expected_key:
             # Keyed by something else, the event would land on a partition that does not own its state.
             raise InvalidEvent("wrong_key", f"{topic} must be keyed by {KEY_FIELD[name]} ({expected_key!r}), got {key!r}")

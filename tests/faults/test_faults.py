@@ -257,7 +257,7 @@ def test_malformed_flood_is_dead_lettered(kafka_bootstrap, tmp_path, started, fa
     assert not verdict.problems and not verdict.missing, "\n".join(verdict.problems + verdict.missing)
     assert counted == len(bad)
     assert set(reasons) <= {"undecodable", "unknown_schema", "unknown_type", "schema_mismatch", "wrong_key",
-                            "invalid_field", "missing_field"}
+                            "missing_key", "invalid_field", "missing_field"}
     assert all(d["topic"].startswith(app.app_id + ".") for d in dead)
     # Everything good was processed: its orders all got their confirmation decision (check_run).
     assert verdict.stats["placed_orders"] == size.good_orders

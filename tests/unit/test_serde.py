@@ -181,8 +181,20 @@ def test_codec_decodes_into_core_records(codec, sample):
     order, carrier_scan = sample
     event = codec.decode(f"{APP}.orders", order.key.encode(), codec.encode("orders", order.record))
     assert event == model.order_event_from(order.record)
-    scan = codec.decode(f"{APP}.carrier-scans", None, codec.encode("carrier-scans", carrier_scan.record))
+    scan = codec.decode(f"{APP}.carrier-scans", carrier_scan.record["order_id"].encode(),
+                        codec.encode("carrier-scans", carrier_scan.record))
     assert scan == model.carrier_scan_from(carrier_scan.record)
+
+
+def test_codec_rejects_a_keyless_input_but_not_a_tick(codec, sample):
+    """Without a key the producer picks the partition, which may not own the order's state."""
+    _, carrier_scan = sample
+    with pytest.raises(InvalidEvent) as err:
+        codec.decode(f"{APP}.carrier-scans", None, codec.encode("carrier-scans", carrier_scan.record))
+    assert err.value.reason == "missing_key"
+    tick = {"command_id": "tick:0:1", "event_time": 1, "customer_id": "", "order_id": "", "kind": "tick",
+            "due": {"now": 1}}
+    assert codec.decode(f"{APP}.customer-commands", None, codec.encode("customer-commands", tick)).kind == "tick"
 
 
 def test_codec_rejects_a_wrong_key(codec, sample):
