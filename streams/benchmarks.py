@@ -456,7 +456,7 @@ async def _pipeline_aiokafka(bootstrap_servers: str, inputs: list[str], topics: 
     commands, outputs, state = topics
     consumer = AIOKafkaConsumer(*inputs, commands, bootstrap_servers=bootstrap_servers, group_id=group,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
-    # The worker's producer settings (streams/app.py): acks=all, 5 ms linger, 256 KiB batches.
+    # The worker's producer settings (streams/runtime/app.py): acks=all, 5 ms linger, 256 KiB batches.
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5,
                                 max_batch_size=256 * 1024)
     await consumer.start()
@@ -570,7 +570,7 @@ def naive_faust_main(argv: list[str]) -> None:
     import faust
     from faust.worker import Worker
 
-    from .app import ROCKSDB_OPTIONS
+    from .runtime.app import ROCKSDB_OPTIONS
 
     p = argparse.ArgumentParser()
     p.add_argument("--app-id", required=True)
@@ -615,6 +615,90 @@ def profile_main(argv: list[str]) -> None:
         profiler.dump_stats(out)
 
 
+# ---- quix-streams, the anchor ---------------------------------------------------------------------------
+
+QUIX_VERSION = "3.28.1"
+
+
+def quix_python() -> tuple[str | None, str]:
+    """The interpreter of the quix-streams anchor: a virtualenv of its own under ~/.cache/aftersale (its
+    confluent-kafka pin differs from ours), made on first use. (path or None, why not)."""
+    if os.environ.get("AFTERSALE_BENCH_QUIX", "1") == "0":
+        return None, "AFTERSALE_BENCH_QUIX=0"
+    venv = Path.home() / ".cache" / "aftersale" / f"quix-{QUIX_VERSION}"
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"], check=True,
+                           capture_output=True, timeout=600)
+        except (subprocess.SubprocessError, OSError) as exc:
+            return None, f"could not install quixstreams {QUIX_VERSION}: {exc}"
+        (venv / ".installed").touch()
+    return str(python), ""
+
+
+def quix_anchor(settings: Settings, work: Path, n: int) -> tuple[float, float] | None:
+    """quix-streams' stateful count (bench/quix_count.py) over the same pre-produced inputs: (seconds
+    from its first commit to lag zero, CPU seconds in that time), or None if it cannot run here."""
+    python, why = quix_python()
+    if python is None:
+        print(f"   quix-streams anchor skipped: {why}", flush=True)
+        return None
+    group = f"{settings.app_id}-quix"
+    run = WorkerRun(settings, work / "quix", work / "quix.log",
+                    argv=[python, str(Path(__file__).resolve().parents[1] / "bench" / "quix_count.py"),
+                          "--group", group, "--topics", ",".join(settings.topic(s) for s in INPUT_SUFFIXES),
+                          "--output", f"{settings.app_id}-quix-out", "--state-dir", str(work / "quix")])
+    run.start(wait=None)
+    cpu0: list = []
+    try:
+        _, seconds = time_to_drain(GroupLag(settings, group, INPUT_SUFFIXES), run.started_at, 600, alive=run.alive,
+                                   on_first_commit=lambda: cpu0.append(run.cpu_seconds()))
+        cpu = run.cpu_seconds() - cpu0[0]
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"   quix-streams anchor failed: {exc}\n{run.log_tail(20)}", flush=True)
+        return None
+    finally:
+        run.stop()
+    print(f"   quix-streams {QUIX_VERSION} stateful count: {seconds:.2f}s after its first commit; "
+          f"CPU {1e6 * cpu / n:.0f} us per event", flush=True)
+    return seconds, cpu
+
+
+# ---- where the worker's time goes ----------------------------------------------------------------------
+
+# (cost centre, what in a py-spy frame's file path puts a sample there), first match wins.
+COST_CENTRES = [
+    ("serde", ("/fastavro/", "streams/serde.py", "streams/codec.py", "streams/core/model.py")),
+    ("state", ("/rocksdict/", "streams/runtime/table_io.py", "streams/runtime/writeback.py", "/orjson/",
+               "streams/runtime/checkpoint.py")),
+    ("timers", ("streams/runtime/scheduling.py",)),
+    ("core", ("streams/core/",)),
+    ("Kafka client", ("/aiokafka/", "/kafka/", "/confluent_kafka/")),
+    ("Faust machinery", ("/faust/", "/mode/", "/venusian/", "/croniter/", "/yarl/")),
+    ("metrics", ("/prometheus_client/", "streams/metrics.py")),
+    ("asyncio", ("/asyncio/", "selectors.py", "/uvloop/")),
+    ("glue", ("streams/",)),
+]
+
+
+def cost_centres(raw_file: Path) -> dict[str, float]:
+    """Share of the samples per cost centre, by the file of each sample's innermost frame (py-spy's
+    collapsed stacks: `frame;frame;... count`, a frame `function (path:line)`)."""
+    shares: Counter = Counter()
+    total = 0
+    for line in Path(raw_file).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        c = int(count)
+        total += c
+        leaf = stack.split(";")[-1]
+        shares[next((name for name, marks in COST_CENTRES if any(m in leaf for m in marks)), "other")] += c
+    return {name: c / total for name, c in shares.most_common()} if total else {}
+
+
 # ---- the benchmarks ------------------------------------------------------------------------------------
 
 def _workdir(name: str) -> Path:
@@ -622,7 +706,8 @@ def _workdir(name: str) -> Path:
 
 
 def _pyspy() -> str | None:
-    found = shutil.which("py-spy") or os.environ.get("AFTERSALE_PYSPY")
+    beside = Path(sys.executable).parent / "py-spy"  # installed with aftersale[bench] into this virtualenv
+    found = os.environ.get("AFTERSALE_PYSPY") or shutil.which("py-spy") or (str(beside) if beside.exists() else None)
     return found if found and os.access(found, os.X_OK) else None
 
 
@@ -695,6 +780,7 @@ def bench_e2e(options: dict) -> list[Figure]:
         naive_rate = n / naive_proc
         print(f"   naive Faust: {naive_proc:.2f}s after its first commit ({naive_total:.2f}s with start-up); "
               f"CPU {1000 * naive_cpu / n:.2f} ms per event, {100 * naive_cpu / naive_proc:.0f}% of a core", flush=True)
+        quix = quix_anchor(settings, work, n)
 
         # 3. The worker.
         profile = os.environ.get("AFTERSALE_BENCH_PROFILE")
@@ -736,6 +822,9 @@ def bench_e2e(options: dict) -> list[Figure]:
               f"{commands:,} internal commands, {len(intents):,} intents; RSS {rss / 2**20:.0f} MiB; "
               f"CPU {cpu:.1f}s = {1000 * cpu / n:.2f} ms per input event, {100 * cpu / proc:.0f}% of a core", flush=True)
         if spy and Path(profile).exists():
+            print("   worker CPU per input event by cost centre (py-spy samples, processing only):", flush=True)
+            for name, share in cost_centres(Path(profile)).items():
+                print(f"     {name:<16} {1e6 * share * cpu / n:7.0f} us  {100 * share:5.1f}%", flush=True)
             print("   worker profile (py-spy, processing only; self % / inclusive %):", flush=True)
             for fn, own, incl in top_costs_pyspy(Path(profile)):
                 print(f"     {own:5.1f}% {incl:5.1f}%  {fn}", flush=True)
@@ -781,6 +870,16 @@ def bench_e2e(options: dict) -> list[Figure]:
                     f"({commands:,} internal commands on top); x{rate / pass_rate:.3f} of the passthrough, "
                     f"x{rate / pipe_rates['aiokafka']:.3f} of the zero-work pipeline on aiokafka (which is "
                     f"{pipe_rates['aiokafka'] / 20_000:.2f}x the 20,000/s target); {fanout}; {note}"),
+        *([Figure("e2e.baseline_quix_streams", n / quix[0], "events/s", baseline="e2e.baseline_naive_faust",
+                  ratio=(n / quix[0]) / naive_rate,
+                  note=f"quix-streams {QUIX_VERSION} stateful count (bench/quix_count.py): RocksDB state, changelog "
+                       f"and one output per event, commit every 1 s; {1e6 * quix[1] / n:.0f} us CPU per event"),
+           Figure("e2e.worker_vs_quix_streams", rate / (n / quix[0]), "x", target=">= 0.35", met=rate * quix[0] / n >= 0.35,
+                  note="the worker's events/s over quix-streams' stateful count, same inputs, same broker, same run")]
+          if quix else []),
+        Figure("e2e.changelog_bytes_per_event", cl_total / n, "bytes", target="<= 1500", met=cl_total / n <= 1500,
+               note=f"key+value bytes of every changelog record the worker wrote / input events "
+                    f"({cl_records / n:.2f} records per input event)"),
         Figure("e2e.worker_events_per_s_with_startup", n / total, "events/s", baseline="e2e.baseline_naive_faust",
                ratio=(n / total) / (n / naive_total), note="process start to lag zero (both)"),
         Figure("e2e.worker_rss", rss / 2**20, "MiB", note=f"VmRSS at lag zero, {orders:,} orders in state"),
@@ -951,7 +1050,7 @@ def seed_state(settings: Settings, orders: int, template_orders: int = 10_000, s
 
     from .codec import INPUTS
     from .engine import CustomerStage, OrderStage, partition_for
-    from .scheduling import Scheduler
+    from .runtime.scheduling import Scheduler
     from .simulate import generate
 
     template = min(orders, template_orders)
@@ -1219,7 +1318,7 @@ def bench_scheduler(options: dict) -> list[Figure]:
     import orjson
 
     from .core.model import Schedule
-    from .scheduling import BUCKET_MS, CHUNK_ENTRIES, Scheduler
+    from .runtime.scheduling import BUCKET_MS, CHUNK_ENTRIES, Scheduler
 
     n = _env_int("AFTERSALE_BENCH_SCHEDULER_ENTRIES", 200_000)
     t0 = SEED_START_MS

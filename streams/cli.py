@@ -14,7 +14,7 @@ from .config import Settings
 def _worker(args) -> int:
     from faust.worker import Worker
 
-    from .app import build_app
+    from .runtime.app import build_app
 
     settings = Settings.from_env(data_dir=Path(args.data_dir) if args.data_dir else None, web_port=args.web_port,
                                  clock=args.clock)

@@ -30,7 +30,7 @@ class Settings:
     # closes when full or `batch_within` seconds after it opened, which bounds the added latency.
     batch_max: int = 500
     batch_within: float = 0.01
-    # RocksDB block cache and memtables of all the worker's stores together (streams/rocksdb_memory.py).
+    # RocksDB block cache and memtables of all the worker's stores together (streams/runtime/rocksdb_memory.py).
     rocksdb_memory_mb: int = 128
     # Scheduled decisions held in memory at once, at most (about): when more fall due together (after
     # downtime, or an event-time jump) the worker makes those durable (outputs acknowledged, state and

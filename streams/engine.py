@@ -1,6 +1,6 @@
 """The two stages over plain mappings: what an agent does with one input, minus Kafka.
 
-The Faust agents (streams/app.py) give these classes their tables and send what comes back; the
+The Faust agents (streams/runtime/app.py) give these classes their tables and send what comes back; the
 in-process replay (streams/replay.py) gives them dicts. One code path, so a replay decides exactly
 what a worker would.
 """
@@ -18,7 +18,7 @@ from .core.model import (
 )
 from .core.orders import decide_order
 from .core.state import CustomerState, OrderState
-from .scheduling import Scheduler
+from .runtime.scheduling import Scheduler
 
 
 def partition_for(key: str, partitions: int) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .live_state import as_dict
 from .runtime.checkpoint import OUTBOX_PREFIX
-from .table_io import encode_key
+from .runtime.table_io import encode_key
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 from ..core import model
 from ..core.model import Due, InvalidEvent
 from ..engine import CustomerStage, OrderStage, partition_for
-from ..scheduling import BUCKET_MS, Scheduler, _bucket_key, _chunk_key, _cursor_key
+from ..runtime.scheduling import BUCKET_MS, Scheduler, _bucket_key, _chunk_key, _cursor_key
 from .events import CONVERT, ORDER_TOPICS, ReplayEvent, convert, plan
 from .output import no_cyclic_gc
 

@@ -1,6 +1,6 @@
 """One stage's batch: each input decided against the write-back views, then one Checkpoint.
 
-The Faust agents (streams/app.py) give it Faust's events and the codec; the unit tests give it plain
+The Faust agents (streams/runtime/app.py) give it Faust's events and the codec; the unit tests give it plain
 records and a fake broker, and crash its checkpoint between steps (tests/unit/test_checkpoint.py).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from ..core.model import InvalidEvent
 from ..serde import DecodeError
-from ..writeback import TooLarge
+from .writeback import TooLarge
 from .checkpoint import MAX_RECORD_BYTES, Checkpoint, Output
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """How a batch of decisions becomes durable: the worker's commit protocol, in one class.
 
-A stage decides a batch of inputs against write-back views of its tables (streams/writeback.py),
+A stage decides a batch of inputs against write-back views of its tables (streams/runtime/writeback.py),
 then `Checkpoint.commit` makes it durable in five numbered steps:
 
   1. prepare         serialise each changed key once; the batch's outputs, per input partition, go
@@ -287,6 +287,6 @@ class Checkpoint:
 
 
 def _encode_value(value) -> bytes:
-    from ..table_io import encode_value  # Faust's bytes for a table value
+    from .table_io import encode_value  # Faust's bytes for a table value
 
     return encode_value(value)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
-from streams.app import build_app
+from streams.runtime.app import build_app
 from streams.config import Settings
 from streams.openapi import openapi_document
 

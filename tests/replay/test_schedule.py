@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from streams.core.model import Schedule
 from streams.replay.inprocess import SparseScheduler, _IndexedTable
-from streams.scheduling import BUCKET_MS, Scheduler
+from streams.runtime.scheduling import BUCKET_MS, Scheduler
 
 T0 = 1_767_225_600_000
 

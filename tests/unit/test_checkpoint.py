@@ -20,8 +20,8 @@ from streams.core.model import to_record
 from streams.engine import CustomerStage
 from streams.runtime.batch import BatchRunner, check_size
 from streams.runtime.checkpoint import MAX_RECORD_BYTES, Checkpoint, Output, outbox_key
-from streams.table_io import encode_key, encode_value
-from streams.writeback import WriteBack
+from streams.runtime.table_io import encode_key, encode_value
+from streams.runtime.writeback import WriteBack
 from streams.core.state import CustomerState
 
 from helpers import CUSTOMER, HOUR, ORDER, T0, candidate_command, contact, engagement, fact_command, item
@@ -58,7 +58,7 @@ class Broker:
 
 
 class Store:
-    """A table's local RocksDB partitions, as streams.table_io.RocksStore writes them."""
+    """A table's local RocksDB partitions, as streams.runtime.table_io.RocksStore writes them."""
 
     def __init__(self, name: str):
         self.changelog_topic = f"{name}-changelog"

@@ -1,4 +1,4 @@
-"""All of a worker's RocksDB stores share one memory budget (streams/rocksdb_memory.py): memtables
+"""All of a worker's RocksDB stores share one memory budget (streams/runtime/rocksdb_memory.py): memtables
 of many stores together stay under it, where Faust's own options let each store fill its own."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import faust.stores
 import pytest
 from faust.stores.rocksdb import RocksDBOptions
 
-from streams import rocksdb_memory
-from streams.rocksdb_memory import STORE_URL, SharedMemoryOptions
+from streams.runtime import rocksdb_memory
+from streams.runtime.rocksdb_memory import STORE_URL, SharedMemoryOptions
 
 MiB = 2**20
 

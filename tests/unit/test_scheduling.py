@@ -1,7 +1,7 @@
 """The schedule table: entries fire once, in due order, from their partition, and survive a
 restart because all of it lives in the (changelogged) table."""
 from streams.core.model import Due, Schedule
-from streams.scheduling import BUCKET_MS, Scheduler
+from streams.runtime.scheduling import BUCKET_MS, Scheduler
 
 T0 = 1_767_225_600_000
 
@@ -71,7 +71,7 @@ import json  # noqa: E402
 import random  # noqa: E402
 from collections.abc import MutableMapping  # noqa: E402
 
-from streams.scheduling import CHUNK_BYTES, CHUNK_ENTRIES  # noqa: E402
+from streams.runtime.scheduling import CHUNK_BYTES, CHUNK_ENTRIES  # noqa: E402
 
 RECORD_LIMIT = 1_000_000  # Kafka's default message.max.bytes
 
@@ -280,7 +280,7 @@ def test_a_fire_round_adds_what_it_schedules_once(monkeypatch):
 
 
 def test_a_chunk_is_measured_as_the_sum_of_its_entries():
-    from streams.scheduling import _entry_bytes, _rows_bytes
+    from streams.runtime.scheduling import _entry_bytes, _rows_bytes
 
     rows = [["O1", "delay_check:S1", 1], ["customer-é", "release:abc", 2], ["", "", 3]]
     assert _rows_bytes(rows) == sum(map(_entry_bytes, rows)) and _rows_bytes([]) == 0

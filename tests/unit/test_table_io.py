@@ -1,4 +1,4 @@
-"""The worker's direct table path writes the bytes Faust itself would (streams/table_io.py): Faust's
+"""The worker's direct table path writes the bytes Faust itself would (streams/runtime/table_io.py): Faust's
 recovery, standbys and HTTP views read that state through Faust's own serializers."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import faust
 import pytest
 
 from streams.core.state import CustomerState, OrderState, Shipment
-from streams.table_io import encode_key, encode_value
+from streams.runtime.table_io import encode_key, encode_value
 
 
 @pytest.fixture(scope="module")

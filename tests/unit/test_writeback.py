@@ -1,7 +1,7 @@
-"""The write-back view the worker decides a batch against (streams/writeback.py)."""
+"""The write-back view the worker decides a batch against (streams/runtime/writeback.py)."""
 from __future__ import annotations
 
-from streams.writeback import WriteBack
+from streams.runtime.writeback import WriteBack
 
 
 class RecordingTable(dict):

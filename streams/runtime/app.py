@@ -10,7 +10,7 @@ Event path:
   anything undecodable or invalid -> aftersale.dead-letters (with reason, original bytes, offset)
 
 Scheduled decisions (stall checks, delay re-assessment, post-delivery messages, quiet-hours release)
-fire inside the same agents, from the partition that owns the key: see streams/scheduling.py.
+fire inside the same agents, from the partition that owns the key: see streams/runtime/scheduling.py.
 """
 from __future__ import annotations
 
@@ -27,21 +27,21 @@ import orjson
 from faust.streams import _current_event
 from aiohttp.web import Response
 
-from .codec import Codec
+from ..codec import Codec
 from . import rocksdb_memory
-from .config import Settings
-from .core import warm
-from .core.state import CustomerState, OrderState
-from .engine import CustomerStage, OrderStage, Outputs
-from .metrics import Metrics
-from .registry import make_registry
+from ..config import Settings
+from ..core import warm
+from ..core.state import CustomerState, OrderState
+from ..engine import CustomerStage, OrderStage, Outputs
+from ..metrics import Metrics
+from ..registry import make_registry
 from .scheduling import Scheduler
-from .security import faust_credentials
-from .serde import AvroSerde
-from .web import register_views
-from .runtime.faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
-from .runtime.batch import BatchRunner, check_size
-from .runtime.checkpoint import MAX_RECORD_BYTES, Checkpoint, CheckpointFailed, Output
+from ..security import faust_credentials
+from ..serde import AvroSerde
+from ..web import register_views
+from .faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
+from .batch import BatchRunner, check_size
+from .checkpoint import MAX_RECORD_BYTES, Checkpoint, CheckpointFailed, Output
 from .table_io import DirectTable, RocksStore, encode_value
 from .writeback import WriteBack
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 # RocksDB per partition: Faust's defaults (2 GiB block cache, 3 x 64 MiB write buffers per
 # partition DB) grow memory with the partition count. The worker's stores share one cache and one
-# memtable budget (streams/rocksdb_memory.py, which ignores block_cache_size); a memtable is still
+# memtable budget (streams/runtime/rocksdb_memory.py, which ignores block_cache_size); a memtable is still
 # flushed at write_buffer_size on its own.
 ROCKSDB_OPTIONS = {
     "block_cache_size": 64 * 1024 * 1024,
@@ -326,7 +326,7 @@ def build_app(settings: Settings) -> faust.App:
         @app.task
         async def install_debug_dump() -> None:
             """`kill -USR1 <worker>` writes its tasks and consumer state there (streams/debugdump.py)."""
-            from .debugdump import install
+            from ..debugdump import install
             install(app, os.environ["AFTERSALE_DEBUG_DUMP_DIR"])
 
     stall_guard = StallGuard()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Iterable, MutableMapping
 
-from .core.model import Due, Schedule
+from ..core.model import Due, Schedule
 
 BUCKET_MS = 60_000
 # Entries per chunk record. An add rewrites the last chunk, so this sets the changelog bytes of an add

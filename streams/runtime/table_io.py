@@ -3,7 +3,7 @@
 Faust reads and writes a table key by key through several layers (managed dict, sensors, the
 serializer registry, a `key in store` check before every read, a FutureMessage and a channel per
 changelog record, a RocksDB put of the persisted offset per record). The worker writes each changed
-key once per batch (streams/writeback.py), so it can do the same work directly:
+key once per batch (streams/runtime/writeback.py), so it can do the same work directly:
 
 - read: one `get` on the partition's RocksDB, one JSON decode (`DirectTable`);
 - write: a checkpoint's writes of a partition and the changelog offset they reach in one RocksDB

@@ -8,11 +8,11 @@ and one write buffer manager caps the memtables of all of them together (past th
 being written is flushed early), their memory charged to that same cache. So RocksDB's memory is
 one figure, AFTERSALE_ROCKSDB_MEMORY_MB, whatever the worker holds.
 
-`store=STORE_URL` in faust.App selects it: Faust finds store classes by the URL's scheme.
+`store=STORE_URL` in faust.App selects it: Faust finds store classes by the URL's scheme, this one
+through the `faust.stores` entry point in pyproject.toml.
 """
 from __future__ import annotations
 
-import faust.stores as faust_stores
 import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 
@@ -70,5 +70,3 @@ class Store(faust_rocksdb.Store):
         super().__init__(*args, **kwargs)
         self.rocksdb_options = SharedMemoryOptions(**self.options, use_rocksdict=self.use_rocksdict)
 
-
-faust_stores.STORES.aliases[STORE_URL.split(":")[0]] = f"{__name__}:Store"
