@@ -638,6 +638,19 @@ def quix_python() -> tuple[str | None, str]:
     return str(python), ""
 
 
+def drained(settings: Settings, run: WorkerRun, group: str, timeout: float = 600) -> tuple[float, float, float]:
+    """Start a baseline consumer and wait for its group to reach lag zero on the inputs: (seconds from
+    its start, seconds from its first commit, CPU seconds from its first commit). Stopped at the end."""
+    run.start(wait=None)
+    cpu0: list = []
+    try:
+        total, proc = time_to_drain(GroupLag(settings, group, INPUT_SUFFIXES), run.started_at, timeout,
+                                    alive=run.alive, on_first_commit=lambda: cpu0.append(run.cpu_seconds()))
+        return total, proc, run.cpu_seconds() - cpu0[0]
+    finally:
+        run.stop()
+
+
 def quix_anchor(settings: Settings, work: Path, n: int) -> tuple[float, float] | None:
     """quix-streams' stateful count (bench/quix_count.py) over the same pre-produced inputs: (seconds
     from its first commit to lag zero, CPU seconds in that time), or None if it cannot run here."""
@@ -650,17 +663,11 @@ def quix_anchor(settings: Settings, work: Path, n: int) -> tuple[float, float] |
                     argv=[python, str(Path(__file__).resolve().parents[1] / "bench" / "quix_count.py"),
                           "--group", group, "--topics", ",".join(settings.topic(s) for s in INPUT_SUFFIXES),
                           "--output", f"{settings.app_id}-quix-out", "--state-dir", str(work / "quix")])
-    run.start(wait=None)
-    cpu0: list = []
     try:
-        _, seconds = time_to_drain(GroupLag(settings, group, INPUT_SUFFIXES), run.started_at, 600, alive=run.alive,
-                                   on_first_commit=lambda: cpu0.append(run.cpu_seconds()))
-        cpu = run.cpu_seconds() - cpu0[0]
+        _, seconds, cpu = drained(settings, run, group)
     except (RuntimeError, TimeoutError) as exc:
         print(f"   quix-streams anchor failed: {exc}\n{run.log_tail(20)}", flush=True)
         return None
-    finally:
-        run.stop()
     print(f"   quix-streams {QUIX_VERSION} stateful count: {seconds:.2f}s after its first commit; "
           f"CPU {1e6 * cpu / n:.0f} us per event", flush=True)
     return seconds, cpu
@@ -692,18 +699,20 @@ def _centre(frame: str) -> str:
     return "other"
 
 
-def cost_centres(raw_file: Path) -> dict[str, float]:
-    """Share of the samples per cost centre, by the file of each sample's innermost frame (py-spy's
-    collapsed stacks: `frame;frame;... count`, a frame `function (path:line)`)."""
-    shares: Counter = Counter()
-    total = 0
+def _stacks(raw_file: Path):
+    """py-spy's collapsed stacks (`frame;frame;... count`, a frame `function (path:line)`): (frames, count)."""
     for line in Path(raw_file).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        c = int(count)
-        total += c
-        shares[_centre(stack.split(";")[-1])] += c
+        if stack:
+            yield stack.split(";"), int(count)
+
+
+def cost_centres(raw_file: Path) -> dict[str, float]:
+    """Share of the samples per cost centre, by the file of each sample's innermost frame."""
+    shares: Counter = Counter()
+    for frames, count in _stacks(raw_file):
+        shares[_centre(frames[-1])] += count
+    total = sum(shares.values())
     return {name: c / total for name, c in shares.most_common()} if total else {}
 
 
@@ -733,13 +742,8 @@ def top_costs_pyspy(raw_file: Path, n: int = 25) -> list[tuple[str, float, float
     own: Counter = Counter()
     incl: Counter = Counter()
     total = 0
-    for line in Path(raw_file).read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        c = int(count)
+    for frames, c in _stacks(raw_file):
         total += c
-        frames = stack.split(";")
         own[frames[-1]] += c
         for f in set(frames):
             incl[f] += c
@@ -776,15 +780,7 @@ def bench_e2e(options: dict) -> list[Figure]:
                           argv=[sys.executable, "-m", "streams.benchmarks", "naive", "--app-id", naive_id,
                                 "--topics", ",".join(settings.topic(s) for s in INPUT_SUFFIXES),
                                 "--data-dir", str(work / "naive"), "--partitions", str(settings.partitions)])
-        naive.start(wait=None)
-        naive_cpu0: list = []
-        try:
-            naive_total, naive_proc = time_to_drain(GroupLag(settings, naive_id, INPUT_SUFFIXES), naive.started_at,
-                                                    600, alive=naive.alive,
-                                                    on_first_commit=lambda: naive_cpu0.append(naive.cpu_seconds()))
-            naive_cpu = naive.cpu_seconds() - naive_cpu0[0]
-        finally:
-            naive.stop()
+        naive_total, naive_proc, naive_cpu = drained(settings, naive, naive_id)
         naive_rate = n / naive_proc
         print(f"   naive Faust: {naive_proc:.2f}s after its first commit ({naive_total:.2f}s with start-up); "
               f"CPU {1000 * naive_cpu / n:.2f} ms per event, {100 * naive_cpu / naive_proc:.0f}% of a core", flush=True)

@@ -278,25 +278,22 @@ def build_app(settings: Settings) -> faust.App:
             heap["frozen"] = True
             gc.freeze()
 
-    @app.agent(order_inputs, name="order_stage")
-    async def order_stage(stream):
+    async def consume(stream, key_of: str) -> None:
         async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
             freeze_heap_once()
-            in_batch["order"] = True
+            in_batch[key_of] = True
             try:
-                await run_batch(stream, events, "order")
+                await run_batch(stream, events, key_of)
             finally:
-                in_batch["order"] = False
+                in_batch[key_of] = False
+
+    @app.agent(order_inputs, name="order_stage")
+    async def order_stage(stream):
+        await consume(stream, "order")
 
     @app.agent(customer_inputs, name="customer_stage")
     async def customer_stage(stream):
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
-            freeze_heap_once()
-            in_batch["customer"] = True
-            try:
-                await run_batch(stream, events, "customer")
-            finally:
-                in_batch["customer"] = False
+        await consume(stream, "customer")
 
     def schedule_time(scheduler: Scheduler, partition: int, event_time: int) -> int:
         """The time up to which a partition's schedule is due: its event-time watermark when
