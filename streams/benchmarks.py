@@ -596,25 +596,6 @@ def naive_faust_main(argv: list[str]) -> None:
     Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
-def profile_main(argv: list[str]) -> None:
-    """`python -m streams.benchmarks profile OUT worker ...`: the worker under cProfile, stats saved
-    to OUT when it exits (SIGTERM: Faust shuts down cleanly)."""
-    import cProfile
-
-    from . import cli
-
-    out, rest = argv[0], argv[1:]
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        cli.main(rest)
-    except SystemExit:
-        pass
-    finally:
-        profiler.disable()
-        profiler.dump_stats(out)
-
-
 # ---- quix-streams, the anchor ---------------------------------------------------------------------------
 
 QUIX_VERSION = "3.28.1"
@@ -791,7 +772,8 @@ def bench_e2e(options: dict) -> list[Figure]:
         cprofile = bool(profile) and not _pyspy()  # no py-spy: the worker runs under cProfile instead
         argv = None
         if cprofile:
-            argv = [sys.executable, "-m", "streams.benchmarks", "profile", profile, "worker", "--clock", "event",
+            # cProfile writes its stats when the worker exits (SIGTERM: Faust shuts down cleanly).
+            argv = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "streams.cli", "worker", "--clock", "event",
                     "--data-dir", str(work / "worker"), "--loglevel", "warning"]
         worker = WorkerRun(settings, work / "worker", work / "worker.log", clock="event", argv=argv,
                            env=json.loads(os.environ.get("AFTERSALE_BENCH_WORKER_ENV") or "{}"))
@@ -1303,10 +1285,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "naive":
         naive_faust_main(argv[1:])
-    elif argv and argv[0] == "profile":
-        profile_main(argv[1:])
     else:
-        print("usage: python -m streams.benchmarks naive ... | profile OUT worker ...", file=sys.stderr)
+        print("usage: python -m streams.benchmarks naive ...", file=sys.stderr)
         return 2
     return 0
 
