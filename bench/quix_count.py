@@ -1,7 +1,7 @@
 """quix-streams' stateful count over aftersale's input topics: the anchor `aftersale bench --only e2e`
 sets the worker beside. Per event a keyed state update in RocksDB with its changelog, and one output
 record; quix-streams' own checkpointing (commit every second, like the worker). Runs in its own
-virtualenv (streams/benchmarks.py makes it): quixstreams pins confluent-kafka below 2.13."""
+virtualenv (streams/tools/benchmarks.py makes it): quixstreams pins confluent-kafka below 2.13."""
 import argparse
 import os
 

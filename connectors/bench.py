@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from streams.bench import Figure, register
+from streams.tools.bench import Figure, register
 
 SECRET = "bench-shopify-secret"
 

@@ -41,7 +41,7 @@ def _topics(args) -> int:
 def _simulate(args) -> int:
     import random
 
-    from .simulate import generate, malformed
+    from .tools.simulate import generate, malformed
 
     events = generate(orders=args.orders, seed=args.seed, start_ms=args.start_ms, id_prefix=args.id_prefix)
     if args.out:
@@ -80,13 +80,13 @@ def _schemas(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .tools.demo import run_demo
 
     return run_demo(orders=args.orders, rate=args.rate, bad=args.bad, seed=args.seed, verbose=args.verbose)
 
 
 def _bench(args) -> int:
-    from . import bench
+    from .tools import bench
 
     unknown = [n for n in args.only or [] if n not in bench.BENCHMARKS]
     if unknown:
@@ -117,13 +117,13 @@ def _sender(args) -> int:
 
 
 def _replay(args) -> int:
-    from .replay.cli import replay_command
+    from .tools.replay.cli import replay_command
 
     return replay_command(args)
 
 
 def _backtest(args) -> int:
-    from .replay.cli import backtest_command
+    from .tools.replay.cli import backtest_command
 
     return backtest_command(args)
 
@@ -288,7 +288,7 @@ class _DefaultsRawEpilog(_Defaults, argparse.RawDescriptionHelpFormatter):
 
 
 def _benchmark_list() -> str:
-    from . import bench
+    from .tools import bench
 
     return "benchmarks:\n" + "\n".join(f"  {b.name:<10} {b.doc}" for b in bench.BENCHMARKS.values())
 
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("AFTERSALE_LOGLEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if getattr(args, "needs_broker", False) or _needs_external_broker(args):
-            from .reach import require_broker
+            from .tools.reach import require_broker
 
             require_broker(Settings.from_env())
         return args.func(args) or 0

@@ -1,7 +1,7 @@
 """The two stages over plain mappings: what an agent does with one input, minus Kafka.
 
 The Faust agents (streams/runtime/app.py) give these classes their tables and send what comes back; the
-in-process replay (streams/replay.py) gives them dicts. One code path, so a replay decides exactly
+in-process replay (streams/tools/replay/) gives them dicts. One code path, so a replay decides exactly
 what a worker would.
 """
 from __future__ import annotations

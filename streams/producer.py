@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from confluent_kafka import Producer
 
@@ -11,7 +11,9 @@ from .config import Settings
 from .registry import make_registry
 from .security import librdkafka_config
 from .serde import AvroSerde
-from .simulate import SimEvent
+
+if TYPE_CHECKING:  # the simulator's events, produced by the demo and `simulate` (a tool)
+    from .tools.simulate import SimEvent
 
 
 def make_codec(settings: Settings) -> Codec:

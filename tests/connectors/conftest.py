@@ -8,7 +8,7 @@ import pytest
 from deploy.topics import apply
 from streams.config import Settings
 from streams.producer import make_codec
-from streams.watch import OutputReader
+from streams.tools.watch import OutputReader
 
 from connector_helpers import IngestHarness
 

@@ -13,7 +13,7 @@ from connectors.signatures import sendgrid_keypair, sign
 from deploy.topics import apply
 from streams.config import Settings
 from streams.producer import make_codec
-from streams.watch import OutputReader
+from streams.tools.watch import OutputReader
 
 from connector_helpers import PROVIDERS, IngestHarness, load, raw, signed
 

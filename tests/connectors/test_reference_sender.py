@@ -20,7 +20,7 @@ from deploy.broker import free_port
 from streams.core.ids import intent_id
 from streams.core.model import ContentHints, ItemHint, MessageIntent, to_record
 from streams.producer import EventProducer, make_codec
-from streams.watch import OutputReader
+from streams.tools.watch import OutputReader
 
 pytestmark = pytest.mark.integration
 

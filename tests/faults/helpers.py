@@ -7,7 +7,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from streams.benchmarks import Out, Producer, read_outputs, wait_until
+from streams.tools.benchmarks import Out, Producer, read_outputs, wait_until
 
 NOT_SENT = {"dropped", "suppressed", "skipped"}  # final decisions not to send (held = waiting)
 

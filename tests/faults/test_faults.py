@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 
 from deploy.topics import apply
-from streams.benchmarks import GroupLag, WorkerRun, encode_events, simulated
+from streams.tools.benchmarks import GroupLag, WorkerRun, encode_events, simulated
 from streams.config import Settings
 from streams.producer import make_codec
-from streams.simulate import malformed
+from streams.tools.simulate import malformed
 
 from .helpers import Feeder, check_run, collect, report
 

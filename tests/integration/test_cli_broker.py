@@ -83,7 +83,7 @@ def test_simulate_rate_paces_the_feed(kafka_bootstrap):
     from deploy.topics import apply
     from streams.config import Settings
     from streams.producer import produce_events
-    from streams.simulate import generate
+    from streams.tools.simulate import generate
 
     settings = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"rate-{uuid.uuid4().hex[:8]}")
     apply(settings)

@@ -15,8 +15,8 @@ from streams.core import model
 from streams.core.orders import decide_order
 from streams.core.customers import decide_customer
 from streams.producer import EventProducer, make_codec
-from streams.simulate import generate, malformed
-from streams.watch import OutputReader
+from streams.tools.simulate import generate, malformed
+from streams.tools.watch import OutputReader
 
 from .worker import WorkerProcess
 
@@ -205,7 +205,7 @@ def test_sigusr1_dumps_the_workers_state_when_enabled(settings, tmp_path):
     import signal
     import time
 
-    from streams.worker_process import WorkerRun
+    from streams.tools.worker_process import WorkerRun
 
     dump_dir = tmp_path / "dumps"
     dump_dir.mkdir()
@@ -238,7 +238,7 @@ def test_a_state_too_large_for_kafka_is_dead_lettered_and_the_partition_moves_on
     import signal
     import time
 
-    from streams.benchmarks import GroupLag, WORKER_INPUTS
+    from streams.tools.benchmarks import GroupLag, WORKER_INPUTS
 
     worker = workers()
     producer = EventProducer(settings)

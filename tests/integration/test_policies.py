@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.producer import EventProducer
-from streams.simulate import DAY, HOUR, generate
+from streams.tools.simulate import DAY, HOUR, generate
 
 from .test_engine import T0, only, reader, settings, workers  # noqa: F401  (fixtures)
 

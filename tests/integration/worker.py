@@ -1,10 +1,10 @@
-"""A real `aftersale worker` process for integration tests (streams/worker_process.py, which the
+"""A real `aftersale worker` process for integration tests (streams/tools/worker_process.py, which the
 benchmarks and fault tests use too), with the defaults these tests want."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from streams.worker_process import REPO, WorkerRun
+from streams.tools.worker_process import REPO, WorkerRun
 
 __all__ = ["REPO", "WorkerProcess"]
 

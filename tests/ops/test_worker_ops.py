@@ -20,8 +20,8 @@ from deploy.topics import apply
 from integration.worker import REPO, WorkerProcess
 from streams.config import Settings
 from streams.producer import EventProducer, make_codec, make_producer
-from streams.simulate import generate
-from streams.watch import OutputReader
+from streams.tools.simulate import generate
+from streams.tools.watch import OutputReader
 
 from .conftest import PASSWORD, USER, sasl_env
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.backtest import build, write_report
+from streams.tools.backtest import build, write_report
 from streams.cli import main
-from streams.replay import InputReport, prepare
+from streams.tools.replay import InputReport, prepare
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "olist"
 T = 1_767_225_600_000

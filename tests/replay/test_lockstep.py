@@ -10,9 +10,9 @@ import pytest
 
 from deploy.topics import apply
 from streams.config import Settings
-from streams.replay import load_simulated, run_events
-from streams.replay.lockstep import KafkaTarget, Worker, replay_kafka, steps_of, wait_assigned
-from streams.replay.output import intent_record, sorted_audit, sorted_intents, audit_record
+from streams.tools.replay import load_simulated, run_events
+from streams.tools.replay.lockstep import KafkaTarget, Worker, replay_kafka, steps_of, wait_assigned
+from streams.tools.replay.output import intent_record, sorted_audit, sorted_intents, audit_record
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.olist import FILES, STATE_ZONES, end_of_day_utc_ms, to_utc_ms
-from streams.replay import load, run_events
+from streams.tools.olist import FILES, STATE_ZONES, end_of_day_utc_ms, to_utc_ms
+from streams.tools.replay import load, run_events
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "olist"
 DAY = 86_400_000

@@ -6,11 +6,11 @@ import pytest
 
 from streams import engine as engine_module
 from streams.cli import main
-from streams.replay import InProcessEngine, load, load_simulated, replay, run_events, simulated
-from streams.replay.inprocess import ReplayResult
-from streams.replay.events import plan
-from streams.replay.output import audit_record, intent_record
-from streams.simulate import generate
+from streams.tools.replay import InProcessEngine, load, load_simulated, replay, run_events, simulated
+from streams.tools.replay.inprocess import ReplayResult
+from streams.tools.replay.events import plan
+from streams.tools.replay.output import audit_record, intent_record
+from streams.tools.simulate import generate
 
 DAY = 86_400_000
 HOUR = 3_600_000

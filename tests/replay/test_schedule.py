@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 
 from streams.core.model import Schedule
-from streams.replay.inprocess import SparseScheduler, _IndexedTable
+from streams.tools.replay.inprocess import SparseScheduler, _IndexedTable
 from streams.runtime.scheduling import BUCKET_MS, Scheduler
 
 T0 = 1_767_225_600_000

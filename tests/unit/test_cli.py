@@ -60,7 +60,7 @@ def test_every_option_has_help():
 
 
 def test_bench_help_lists_the_benchmarks(capsys):
-    from streams import bench
+    from streams.tools import bench
 
     with pytest.raises(SystemExit):
         main(["bench", "--help"])

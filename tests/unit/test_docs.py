@@ -27,7 +27,7 @@ def test_every_topic_is_documented():
 
 
 def test_every_environment_variable_of_the_settings_is_documented():
-    source = "".join((ROOT / "streams" / f).read_text() for f in ("config.py", "reach.py"))
+    source = "".join((ROOT / "streams" / f).read_text() for f in ("config.py", "tools/reach.py"))
     names = set(re.findall(r'"((?:AFTERSALE|KAFKA|SCHEMA_REGISTRY)_[A-Z_]+)"', source))
     assert len(names) > 20
     missing = sorted(n for n in names if n not in DOCS)

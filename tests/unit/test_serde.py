@@ -16,7 +16,7 @@ from streams.core.model import InvalidEvent
 from streams.registry import FROZEN_DIR, REGISTRY_FILE, LocalRegistry
 from streams.schemas import SCHEMA_DIR, SCHEMA_FILES, by_name, load_all, standalone_from_json
 from streams.serde import AvroSerde, DecodeError
-from streams.simulate import generate
+from streams.tools.simulate import generate
 
 ORDER_EVENT = "io.aftersale.OrderEvent"
 CARRIER_SCAN = "io.aftersale.CarrierScan"
@@ -325,7 +325,7 @@ def _core_outputs(orders: int = 150):
     """Commands, intents and audit records the core decides on simulated traffic."""
     from streams.core.model import CarrierScan, OrderEvent
     from streams.engine import CustomerStage, OrderStage
-    from streams.replay.events import InputReport, prepare, simulated_raw
+    from streams.tools.replay.events import InputReport, prepare, simulated_raw
 
     order_stage = OrderStage({}, {}, {}, objects=True, event_clock=True)
     customer_stage = CustomerStage({}, {}, objects=True, event_clock=True)

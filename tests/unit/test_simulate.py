@@ -17,7 +17,7 @@ from streams.core.orders import decide_order
 from streams.core.state import CustomerState, OrderState
 from streams.registry import LocalRegistry
 from streams.serde import AvroSerde
-from streams.simulate import HOUR, generate
+from streams.tools.simulate import HOUR, generate
 
 APP = "aftersale"
 

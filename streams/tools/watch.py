@@ -6,9 +6,9 @@ from typing import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError
 
-from .codec import OUTPUTS, Codec
-from .config import Settings
-from .security import librdkafka_config
+from ..codec import OUTPUTS, Codec
+from ..config import Settings
+from ..security import librdkafka_config
 
 
 class OutputReader:

@@ -24,7 +24,7 @@ def replay_command(args) -> int:
         return 0
     from deploy.topics import apply
 
-    from ..config import Settings
+    from ...config import Settings
     from .lockstep import KafkaTarget, Worker, wait_assigned
 
     broker = None

@@ -104,7 +104,7 @@ def _stamp(row: dict, column: str, report, ident: str) -> int | None:
 
 def read_olist(folder: str | Path, report) -> list[tuple[str, str, dict]]:
     """(topic, key, record) for every event the folder's files give, in file order (the caller
-    sorts by event time). Fills `report` (streams.replay.events.InputReport)."""
+    sorts by event time). Fills `report` (streams.tools.replay.events.InputReport)."""
     folder = Path(folder)
     products: dict[str, str] = {}
     rows = _rows(folder, "products", report)

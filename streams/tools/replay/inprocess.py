@@ -4,7 +4,7 @@ Each event goes to the partition Kafka would give its key (murmur2, as the Java 
 per-partition schedules and lane statistics evolve as in a worker with the same partition count.
 The order stage's commands are handed to the customer stage at once: the same as a worker that has
 caught up on everything before the next event arrives (the Kafka "lockstep" replay, see
-streams/replay/lockstep.py), which is what makes the two paths comparable. A worker fed everything
+streams/tools/replay/lockstep.py), which is what makes the two paths comparable. A worker fed everything
 at once may interleave its input topics differently, and so decide differently.
 
 What a worker dead-letters is rejected here with the same reason code (an exception in the core is
@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from ..core import model
-from ..core.model import Due, InvalidEvent
-from ..engine import CustomerStage, OrderStage, partition_for
-from ..runtime.scheduling import BUCKET_MS, Scheduler, _bucket_key, _chunk_key, _cursor_key
+from ...core import model
+from ...core.model import Due, InvalidEvent
+from ...engine import CustomerStage, OrderStage, partition_for
+from ...runtime.scheduling import BUCKET_MS, Scheduler, _bucket_key, _chunk_key, _cursor_key
 from .events import CONVERT, ORDER_TOPICS, ReplayEvent, convert, plan
 from .output import no_cyclic_gc
 
@@ -219,7 +219,7 @@ class InProcessEngine:
 def run_events(events: list[ReplayEvent], partitions: int = 4, run_on_ms: int = 0, objects: bool = True,
                progress: Callable[[int], None] | None = None, progress_every: int = 2048,
                tick_ms: int = 0, warm: dict | None = None) -> ReplayResult:
-    """Prepared events (streams/replay/events.py) through the engine, in the given order, with time
+    """Prepared events (streams/tools/replay/events.py) through the engine, in the given order, with time
     ticking every `tick_ms` and running on `run_on_ms` past the last event (see events.plan).
     `progress(n)` is called with the number of events done so far.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from .config import Settings
-from .security import librdkafka_config
+from ..config import Settings
+from ..security import librdkafka_config
 
 DEFAULT_TIMEOUT = 5.0  # seconds; AFTERSALE_CONNECT_TIMEOUT
 

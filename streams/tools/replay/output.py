@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from ..core import model
+from ...core import model
 
 DUMP = orjson.OPT_SORT_KEYS
 
@@ -125,7 +125,7 @@ def write_outputs(out_dir: str | Path, intents: list, audit: list, report: dict,
             ({"intent_id": c.intent_id, "intent_type": c.intent_type, "order_id": c.order_id} for c in candidates),
             key=lambda r: r["intent_id"]))
     if learned is not None:
-        from ..core import warm
+        from ...core import warm
 
         (out / "learned.json").write_bytes(warm.dumps(learned, source))
     summary = summarize(intent_rows, audit_rows, report, extra)

@@ -13,8 +13,8 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from ..core import model
-from ..core.model import InvalidEvent
+from ...core import model
+from ...core.model import InvalidEvent
 
 # The inputs a replay feeds (topic suffix -> what the key is, and the converter the worker uses).
 INPUT_TOPICS = ("orders", "carrier-scans", "engagement", "support")
@@ -122,7 +122,7 @@ _NORMALIZERS: dict = {}
 def normalize(topic: str, record: dict) -> dict:
     fn = _NORMALIZERS.get(topic)
     if fn is None:
-        from ..schemas import by_name
+        from ...schemas import by_name
 
         fn = _NORMALIZERS[topic] = _normalizer(by_name(SCHEMA_OF[topic]).standalone)
     return fn(record)

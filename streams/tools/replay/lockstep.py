@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import Settings
+from ...config import Settings
 from .events import ReplayEvent, normalize, plan
 
 COMMIT_INTERVAL = "0.05"  # seconds, for workers this module starts
@@ -58,8 +58,8 @@ class LagWatch:
         from confluent_kafka import TopicPartition
         from confluent_kafka.admin import AdminClient
 
-        from ..codec import INPUTS
-        from ..security import librdkafka_config
+        from ...codec import INPUTS
+        from ...security import librdkafka_config
 
         self.admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **librdkafka_config(settings)})
         existing = self.admin.list_topics(timeout=30).topics
@@ -120,7 +120,7 @@ def replay_kafka(events: list[ReplayEvent], target: KafkaTarget, run_on_ms: int 
     catch up after each. A tick (see events.plan) is a tick command to every order-commands
     partition, a wait, then one to every customer-commands partition and a wait: what
     InProcessEngine.tick does. Then read back intents, audit and dead letters."""
-    from ..producer import make_codec, make_producer
+    from ...producer import make_codec, make_producer
 
     settings = target.settings
     codec = make_codec(settings)
@@ -230,7 +230,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--clock", "event", "--data-dir",
              str(self.workdir / "data"), "--web-port", str(self.port), "--loglevel", "warning"],
-            cwd=Path(__file__).resolve().parents[2], env=env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=Path(__file__).resolve().parents[3], env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -257,7 +257,7 @@ def wait_assigned(settings: Settings, timeout: float = 60.0) -> None:
     """Until the worker's consumer group is stable with partitions assigned (before the first step)."""
     from confluent_kafka.admin import AdminClient
 
-    from ..security import librdkafka_config
+    from ...security import librdkafka_config
 
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **librdkafka_config(settings)})
     deadline = time.monotonic() + timeout

@@ -1,5 +1,5 @@
 """The `replay` benchmark: in-process replay throughput on simulated traffic, against reading the
-same events without deciding them, measured in the same run (registered in streams/bench.py)."""
+same events without deciding them, measured in the same run (registered in streams/tools/bench.py)."""
 from __future__ import annotations
 
 import time

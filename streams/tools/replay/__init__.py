@@ -61,7 +61,7 @@ def run_replay(source: str | Path | None, out_dir: str | Path, partitions: int =
         events, what_if = assume_consent(events, report)
     warm = None
     if warm_start:
-        from ..core import warm as warm_mod
+        from ...core import warm as warm_mod
 
         warm = warm_mod.loads(Path(warm_start).read_bytes())
         report.notes.append(f"warm start: {len(warm)} learned statistics from {warm_start}")

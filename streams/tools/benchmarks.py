@@ -1,4 +1,4 @@
-"""End-to-end benchmarks on a real Kafka broker, registered into `aftersale bench` (streams/bench.py):
+"""End-to-end benchmarks on a real Kafka broker, registered into `aftersale bench` (streams/tools/bench.py):
 
 - `e2e`: events/s of one worker from the input topics through its RocksDB tables (changelogs on) to
   the intents, on pre-produced simulated traffic, against baselines on the same events and broker
@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Iterable
 
 from .bench import Figure, register
-from .config import Settings
+from ..config import Settings
 from .worker_process import WorkerRun, http_get as _get  # noqa: F401 (WorkerRun: used by tests/faults too)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INPUT_SUFFIXES = ("orders", "carrier-scans", "engagement", "support")  # what producers write
 # Every topic a worker consumes (lag zero on all of them = everything processed, internal hops included).
 WORKER_INPUTS = (*INPUT_SUFFIXES, "customer-commands", "order-commands", "erasure-requests")
@@ -115,7 +115,7 @@ def new_settings(bootstrap_servers: str, prefix: str, data_dir: Path, clock: str
 def admin(settings: Settings):
     from confluent_kafka.admin import AdminClient
 
-    from .security import librdkafka_config
+    from ..security import librdkafka_config
 
     return AdminClient({"bootstrap.servers": settings.bootstrap_servers, **librdkafka_config(settings)})
 
@@ -227,7 +227,7 @@ def time_to_drain(lag: GroupLag, started: float, timeout: float, alive=None, pol
 
 def encode_events(settings: Settings, events) -> list[tuple[str, bytes, bytes]]:
     """SimEvents -> (topic, key, Confluent-framed Avro value), encoded once up front."""
-    from .producer import make_codec
+    from ..producer import make_codec
 
     codec = make_codec(settings)
     return [(settings.topic(e.topic), e.key.encode(), codec.encode(e.topic, e.record)) for e in events]
@@ -237,7 +237,7 @@ class Producer:
     """confluent-kafka, idempotent, murmur2 (like streams.producer), remembering where each record went."""
 
     def __init__(self, settings: Settings, **extra):
-        from .producer import make_producer
+        from ..producer import make_producer
 
         self.producer = make_producer(settings, **extra)
         self.errors: list[str] = []
@@ -299,9 +299,9 @@ def read_outputs(settings: Settings, suffixes: Iterable[str], decode: bool = Tru
     """Everything in these topics now (from the beginning up to the current end offsets)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from .codec import OUTPUTS
-    from .producer import make_codec
-    from .security import librdkafka_config
+    from ..codec import OUTPUTS
+    from ..producer import make_codec
+    from ..security import librdkafka_config
 
     codec = make_codec(settings)
     names = list(topics) if topics is not None else [settings.topic(s) for s in suffixes]
@@ -495,7 +495,7 @@ def _pipeline_confluent(settings: Settings, inputs: list[str], topics: tuple[str
     would allow."""
     from confluent_kafka import Consumer, KafkaException, Producer
 
-    from .security import librdkafka_config
+    from ..security import librdkafka_config
 
     commands, outputs, state = topics
     common = {"bootstrap.servers": settings.bootstrap_servers, **librdkafka_config(settings)}
@@ -570,7 +570,7 @@ def naive_faust_main(argv: list[str]) -> None:
     import faust
     from faust.worker import Worker
 
-    from .runtime.app import ROCKSDB_OPTIONS
+    from ..runtime.app import ROCKSDB_OPTIONS
 
     p = argparse.ArgumentParser()
     p.add_argument("--app-id", required=True)
@@ -641,7 +641,7 @@ def quix_anchor(settings: Settings, work: Path, n: int) -> tuple[float, float] |
         return None
     group = f"{settings.app_id}-quix"
     run = WorkerRun(settings, work / "quix", work / "quix.log",
-                    argv=[python, str(Path(__file__).resolve().parents[1] / "bench" / "quix_count.py"),
+                    argv=[python, str(REPO / "bench" / "quix_count.py"),
                           "--group", group, "--topics", ",".join(settings.topic(s) for s in INPUT_SUFFIXES),
                           "--output", f"{settings.app_id}-quix-out", "--state-dir", str(work / "quix")])
     try:
@@ -758,7 +758,7 @@ def bench_e2e(options: dict) -> list[Figure]:
         # 2. A naive Faust agent updating one RocksDB table per event.
         naive_id = f"{settings.app_id}-naive"
         naive = WorkerRun(settings, work / "naive", work / "naive.log",
-                          argv=[sys.executable, "-m", "streams.benchmarks", "naive", "--app-id", naive_id,
+                          argv=[sys.executable, "-m", "streams.tools.benchmarks", "naive", "--app-id", naive_id,
                                 "--topics", ",".join(settings.topic(s) for s in INPUT_SUFFIXES),
                                 "--data-dir", str(work / "naive"), "--partitions", str(settings.partitions)])
         naive_total, naive_proc, naive_cpu = drained(settings, naive, naive_id)
@@ -941,7 +941,7 @@ def run_latency(rate: float, seconds: float) -> LatencyRun:
     wanted = int(rate * seconds)
     orders = max(10, int(wanted / 9.3) + 10)
     events = simulated(orders, seed=9)[:wanted]
-    from .producer import make_codec
+    from ..producer import make_codec
 
     codec = make_codec(settings)
     worker = WorkerRun(settings, work / "worker", work / "worker.log", clock="wall")
@@ -1035,9 +1035,9 @@ def seed_state(settings: Settings, orders: int, template_orders: int = 10_000, s
     import orjson
     from deploy.topics import changelog_name
 
-    from .codec import INPUTS
-    from .engine import CustomerStage, OrderStage, partition_for
-    from .runtime.scheduling import Scheduler
+    from ..codec import INPUTS
+    from ..engine import CustomerStage, OrderStage, partition_for
+    from ..runtime.scheduling import Scheduler
     from .simulate import generate
 
     template = min(orders, template_orders)
@@ -1286,7 +1286,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "naive":
         naive_faust_main(argv[1:])
     else:
-        print("usage: python -m streams.benchmarks naive ...", file=sys.stderr)
+        print("usage: python -m streams.tools.benchmarks naive ...", file=sys.stderr)
         return 2
     return 0
 
@@ -1302,8 +1302,8 @@ def bench_scheduler(options: dict) -> list[Figure]:
     The cost of an add must not grow with its minute, and no record may near Kafka's 1 MB limit."""
     import orjson
 
-    from .core.model import Schedule
-    from .runtime.scheduling import BUCKET_MS, CHUNK_ENTRIES, Scheduler
+    from ..core.model import Schedule
+    from ..runtime.scheduling import BUCKET_MS, CHUNK_ENTRIES, Scheduler
 
     n = _env_int("AFTERSALE_BENCH_SCHEDULER_ENTRIES", 200_000)
     t0 = SEED_START_MS

@@ -281,8 +281,8 @@ def silent_decisions(candidates: list[dict] | None, intents: list[dict], audit: 
                      truth: dict[str, OrderTruth]) -> dict:
     """Every candidate message must end as an intent or an audit record; every delivered, uncancelled
     order must get a review-request decision (an intent or an audit record)."""
-    from .core import ids
-    from .core.model import CHANNELS
+    from ..core import ids
+    from ..core.model import CHANNELS
 
     sent = {i["intent_id"] for i in intents}
     audited = {a.get("intent_id") for a in audit}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-RESULTS_FILE = Path(__file__).resolve().parent.parent / "bench" / "results.json"
+RESULTS_FILE = Path(__file__).resolve().parents[2] / "bench" / "results.json"
 
 
 @dataclass
@@ -51,7 +51,7 @@ def machine() -> dict:
 
 def core_events(orders: int = 2000, seed: int = 1):
     """Simulated events as the core sees them (decoded), in arrival order."""
-    from .core import model
+    from ..core import model
     from .simulate import generate
 
     convert = {"orders": model.order_event_from, "carrier-scans": model.carrier_scan_from,
@@ -61,9 +61,9 @@ def core_events(orders: int = 2000, seed: int = 1):
 
 @register("core", "the pure decision core, in process, no broker (target >= 100k events/s on one core)")
 def bench_core(options: dict) -> list[Figure]:
-    from .core.customers import decide_customer
-    from .core.orders import decide_order
-    from .core.model import OrderEvent, CarrierScan
+    from ..core.customers import decide_customer
+    from ..core.orders import decide_order
+    from ..core.model import OrderEvent, CarrierScan
 
     events = core_events(options.get("orders", 5000))
 
@@ -136,4 +136,4 @@ def bench_replay(options: dict) -> list[Figure]:
 
     return run_benchmark(options, Figure)
 
-if (Path(__file__).parent / "benchmarks.py").exists(): from . import benchmarks  # noqa: E402,E701,F401  (e2e, latency, restart: streams/benchmarks.py)
+if (Path(__file__).parent / "benchmarks.py").exists(): from . import benchmarks  # noqa: E402,E701,F401  (e2e, latency, restart: streams/tools/benchmarks.py)

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from .config import Settings
+from ..config import Settings
 
 HOUR = 3_600_000
 SYNC_MS = 6 * HOUR  # the feed waits for the worker every 6 hours of event time (post-delivery: >= 10 h)
@@ -166,7 +166,7 @@ def _run(screen: Screen, logs: Path, workdir: Path, bootstrap: str | None, order
     from deploy.broker import LocalBroker, free_port
     from deploy.topics import apply
 
-    from .producer import EventProducer, make_codec, produce_events
+    from ..producer import EventProducer, make_codec, produce_events
     from .replay.lockstep import LagWatch
     from .simulate import generate, malformed
     from .watch import OutputReader
