@@ -10,9 +10,10 @@ demo: install jars
 test: install jars chromium lint
 	$(PY) -m pytest -q
 
-# ruff's lint rules (pyproject.toml [tool.ruff]); `ruff format` is not applied to the tree yet.
+# ruff's lint rules and its formatting (pyproject.toml [tool.ruff]).
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 install: .venv/.installed
 

@@ -2,6 +2,7 @@
 sets the worker beside. Per event a keyed state update in RocksDB with its changelog, and one output
 record; quix-streams' own checkpointing (commit every second, like the worker). Runs in its own
 virtualenv (streams/tools/benchmarks.py makes it): quixstreams pins confluent-kafka below 2.13."""
+
 import argparse
 import os
 
@@ -16,9 +17,14 @@ def main() -> None:
     p.add_argument("--state-dir", required=True)
     p.add_argument("--web-port", type=int)  # given to every bench worker; unused here
     args = p.parse_args()
-    app = Application(broker_address=os.environ["KAFKA_BOOTSTRAP_SERVERS"], consumer_group=args.group,
-                      auto_offset_reset="earliest", state_dir=args.state_dir, commit_interval=1.0,
-                      loglevel="WARNING")
+    app = Application(
+        broker_address=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        state_dir=args.state_dir,
+        commit_interval=1.0,
+        loglevel="WARNING",
+    )
     output = app.topic(args.output, key_serializer="bytes", value_serializer="bytes")
 
     def count(value, state):

@@ -3,6 +3,7 @@ baseline measured in the same run: the same aiohttp server and client, with a ha
 the body and answers 200 without verifying, mapping or producing. The ratio is the share of plain
 HTTP throughput left once every webhook is signature-checked, mapped, Avro-encoded and acknowledged
 by the broker (acks=all, idempotent producer) before the answer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,18 +23,46 @@ def order(n: int, run: str) -> dict:
     """A Shopify orders/create payload of realistic size, a new order each time (no duplicates)."""
     order_id = 7_000_000_000_000 + n
     return {
-        "id": order_id, "name": f"#{10_000 + n}", "order_number": 10_000 + n, "email": f"buyer{n}@example.com",
-        "created_at": "2026-03-02T09:14:27+01:00", "processed_at": "2026-03-02T09:14:29+01:00",
-        "updated_at": "2026-03-02T09:14:30+01:00", "currency": "EUR", "total_price": "134.80",
-        "financial_status": "paid", "customer_locale": "de-DE", "tags": "category:footwear", "buyer_accepts_marketing": True,
-        "customer": {"id": 900_000 + n % 5000, "email": f"buyer{n}@example.com", "phone": "+4915112345678",
-                     "email_marketing_consent": {"state": "subscribed"}, "sms_marketing_consent": {"state": "not_subscribed"}},
+        "id": order_id,
+        "name": f"#{10_000 + n}",
+        "order_number": 10_000 + n,
+        "email": f"buyer{n}@example.com",
+        "created_at": "2026-03-02T09:14:27+01:00",
+        "processed_at": "2026-03-02T09:14:29+01:00",
+        "updated_at": "2026-03-02T09:14:30+01:00",
+        "currency": "EUR",
+        "total_price": "134.80",
+        "financial_status": "paid",
+        "customer_locale": "de-DE",
+        "tags": "category:footwear",
+        "buyer_accepts_marketing": True,
+        "customer": {
+            "id": 900_000 + n % 5000,
+            "email": f"buyer{n}@example.com",
+            "phone": "+4915112345678",
+            "email_marketing_consent": {"state": "subscribed"},
+            "sms_marketing_consent": {"state": "not_subscribed"},
+        },
         "line_items": [
-            {"id": order_id * 10 + i, "product_id": 8_123_456_789_000 + i, "variant_id": 44_123_456_789_000 + i,
-             "sku": f"SKU-{i}", "title": f"Product {i}", "quantity": 1 + i % 2, "price": "19.90", "requires_shipping": True}
-            for i in range(3)],
-        "shipping_address": {"city": "München", "zip": "80802", "province_code": "BY", "country_code": "DE",
-                             "phone": "+4915112345678"},
+            {
+                "id": order_id * 10 + i,
+                "product_id": 8_123_456_789_000 + i,
+                "variant_id": 44_123_456_789_000 + i,
+                "sku": f"SKU-{i}",
+                "title": f"Product {i}",
+                "quantity": 1 + i % 2,
+                "price": "19.90",
+                "requires_shipping": True,
+            }
+            for i in range(3)
+        ],
+        "shipping_address": {
+            "city": "München",
+            "zip": "80802",
+            "province_code": "BY",
+            "country_code": "DE",
+            "phone": "+4915112345678",
+        },
         "note_attributes": [{"name": "bench_run", "value": run}],
     }
 
@@ -61,6 +90,7 @@ async def _drive(url: str, requests: list[tuple[bytes, dict]], concurrency: int)
     latencies: list[float] = []
     queue = iter(requests)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
         async def worker() -> None:
             for body, headers in queue:
                 started = time.perf_counter()
@@ -82,8 +112,17 @@ def _requests(count: int, offset: int, run: str) -> list[tuple[bytes, dict]]:
     out = []
     for n in range(offset, offset + count):
         body = orjson.dumps(order(n, run))
-        out.append((body, {"Content-Type": "application/json", "X-Shopify-Topic": "orders/create",
-                           "X-Shopify-Webhook-Id": f"{run}-{n}", **sign("shopify", body, SECRET, time.time())}))
+        out.append(
+            (
+                body,
+                {
+                    "Content-Type": "application/json",
+                    "X-Shopify-Topic": "orders/create",
+                    "X-Shopify-Webhook-Id": f"{run}-{n}",
+                    **sign("shopify", body, SECRET, time.time()),
+                },
+            )
+        )
     return out
 
 
@@ -117,14 +156,23 @@ async def _measure(bootstrap: str, count: int, concurrency: int) -> list[Figure]
     note = f"{count} Shopify orders/create, {concurrency} in flight, client in the same process"
     return [
         Figure("ingest.baseline_http_200", base_rate, "webhooks/s", note="same server and client, handler answers 200"),
-        Figure("ingest.webhooks_per_s", rate, "webhooks/s", baseline="ingest.baseline_http_200", ratio=rate / base_rate,
-               note=note + "; verified, mapped, 2 records each acknowledged (acks=all) before 200"),
+        Figure(
+            "ingest.webhooks_per_s",
+            rate,
+            "webhooks/s",
+            baseline="ingest.baseline_http_200",
+            ratio=rate / base_rate,
+            note=note + "; verified, mapped, 2 records each acknowledged (acks=all) before 200",
+        ),
         Figure("ingest.p99_ms", p99, "ms", note="webhook answer time incl. broker acknowledgement, at that load"),
     ]
 
 
-@register("ingest", "webhook ingest service: signed Shopify webhooks over HTTP to acknowledged Kafka records",
-          needs_broker=True)
+@register(
+    "ingest",
+    "webhook ingest service: signed Shopify webhooks over HTTP to acknowledged Kafka records",
+    needs_broker=True,
+)
 def bench_ingest(options: dict) -> list[Figure]:
     from deploy.broker import LocalBroker, external_bootstrap
 

@@ -3,6 +3,7 @@
 A JSON file (AFTERSALE_CUSTOMER_DIRECTORY) mapping customer id -> {"email": ..., "phone": ...}.
 It is re-read when the file changes, so it can be refreshed by an export job without a restart.
 """
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ body is produced to <app>.connector-unknown (DeadLetter schema; AFTERSALE_INGEST
 turns that off) so they can be looked at and replayed. Events that are known but carry nothing for
 the engine (e.g. an orders/updated that changed a note) are counted as "ignored".
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,13 +42,22 @@ log = logging.getLogger(__name__)
 class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("aftersale_ingest_requests", "Webhook requests by answer", ["provider", "outcome"],
-                                registry=self.registry)
-        self.events = Counter("aftersale_ingest_events", "Provider events by what became of them",
-                              ["provider", "outcome"], registry=self.registry)
-        self.seconds = Histogram("aftersale_ingest_seconds", "Webhook handling time, broker acknowledgement included",
-                                 ["provider"], registry=self.registry,
-                                 buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.requests = Counter(
+            "aftersale_ingest_requests", "Webhook requests by answer", ["provider", "outcome"], registry=self.registry
+        )
+        self.events = Counter(
+            "aftersale_ingest_events",
+            "Provider events by what became of them",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "aftersale_ingest_seconds",
+            "Webhook handling time, broker acknowledgement included",
+            ["provider"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
 
 
 class Answer(Exception):
@@ -95,8 +105,10 @@ class IngestService:
     async def webhook(self, request: web.Request) -> web.Response:
         provider = request.match_info["provider"]
         if provider not in MAPPERS:
-            return web.json_response({"error": "unknown_provider", "reason": f"no endpoint for {provider!r}; "
-                                      f"known: {sorted(MAPPERS)}"}, status=404)
+            return web.json_response(
+                {"error": "unknown_provider", "reason": f"no endpoint for {provider!r}; known: {sorted(MAPPERS)}"},
+                status=404,
+            )
         started = time.perf_counter()
         try:
             body = await self._handle(provider, request)
@@ -110,9 +122,15 @@ class IngestService:
     async def health(self, _request: web.Request) -> web.Response:
         endpoints = {p: "ready" if p in self.configured else f"off: {SECRET_ENV[p]} is not set" for p in MAPPERS}
         ok = self.sink.started
-        return web.json_response({"status": "ok" if ok else "starting", "producer": "started" if ok else "stopped",
-                                  "acknowledged": self.sink.acknowledged, "endpoints": endpoints},
-                                 status=200 if ok else 503)
+        return web.json_response(
+            {
+                "status": "ok" if ok else "starting",
+                "producer": "started" if ok else "stopped",
+                "acknowledged": self.sink.acknowledged,
+                "endpoints": endpoints,
+            },
+            status=200 if ok else 503,
+        )
 
     async def metrics_page(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -133,8 +151,9 @@ class IngestService:
             VERIFIERS[provider](headers, raw, secret, now, self.ingest.signature_tolerance)
         except SignatureError as exc:
             raise Answer(401, "bad_signature", str(exc)) from None
-        mapped, payload = self._map(provider, raw, Inbound(headers, int(now * 1000), dict(request.query),
-                                                          self.directory, self.ingest.mapping))
+        mapped, payload = self._map(
+            provider, raw, Inbound(headers, int(now * 1000), dict(request.query), self.directory, self.ingest.mapping)
+        )
         if mapped.delivery_id and mapped.delivery_id in self.accepted:
             self.metrics.events.labels(provider, "duplicate").inc(max(1, len(mapped.records)))
             return {"status": "duplicate", "produced": 0}
@@ -144,7 +163,9 @@ class IngestService:
             await self.sink.send_all(messages, self.ingest.produce_timeout)
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("%s: broker did not acknowledge %d records: %r", provider, len(messages), exc)
-            raise Answer(503, "broker_unavailable", "the event bus did not acknowledge the events; retry later") from None
+            raise Answer(
+                503, "broker_unavailable", "the event bus did not acknowledge the events; retry later"
+            ) from None
         for key in [mapped.delivery_id, *(r.event_id for r in fresh)]:
             if key:
                 self.accepted.put(key)
@@ -169,8 +190,11 @@ class IngestService:
         try:
             messages = [self.sink.prepare(r) for r in fresh]
             if self.ingest.record_unknown:
-                messages += [self._unknown(provider, skip, payload, raw, now_ms, mapped.delivery_id)
-                             for skip in mapped.skipped if skip.kind in ("unknown", "unmapped")]
+                messages += [
+                    self._unknown(provider, skip, payload, raw, now_ms, mapped.delivery_id)
+                    for skip in mapped.skipped
+                    if skip.kind in ("unknown", "unmapped")
+                ]
         except (InvalidEvent, ValueError, TypeError) as exc:
             raise Answer(400, "malformed", f"event does not fit our schema: {exc}"[:500]) from None
         return messages
@@ -178,14 +202,29 @@ class IngestService:
     def _unknown(self, provider: str, skip: Skip, payload, raw: bytes, now_ms: int, delivery_id: str | None) -> Message:
         # The whole body when the skip is the whole delivery, else just the one event of a batch.
         value = raw if skip.raw is payload or skip.raw is None else orjson.dumps(skip.raw)
-        return self.sink.prepare_raw("connector-unknown", provider, {
-            "received_at": now_ms, "topic": f"{provider}:{skip.what}"[:200], "partition": -1, "offset": -1,
-            "key": delivery_id.encode() if delivery_id else None, "value": value,
-            "reason": skip.kind, "error": skip.reason[:2000],
-        })
+        return self.sink.prepare_raw(
+            "connector-unknown",
+            provider,
+            {
+                "received_at": now_ms,
+                "topic": f"{provider}:{skip.what}"[:200],
+                "partition": -1,
+                "offset": -1,
+                "key": delivery_id.encode() if delivery_id else None,
+                "value": value,
+                "reason": skip.kind,
+                "error": skip.reason[:2000],
+            },
+        )
 
     def _account(self, provider: str, mapped: Mapped, produced: int) -> dict:
-        counts = {"produced": produced, "duplicate": len(mapped.records) - produced, "ignored": 0, "unknown": 0, "unmapped": 0}
+        counts = {
+            "produced": produced,
+            "duplicate": len(mapped.records) - produced,
+            "ignored": 0,
+            "unknown": 0,
+            "unmapped": 0,
+        }
         for skip in mapped.skipped:
             counts[skip.kind] += 1
             level = logging.INFO if skip.kind == "ignored" else logging.WARNING
@@ -199,7 +238,9 @@ class IngestService:
 def _headers(request: web.Request) -> dict[str, str]:
     """Lower-cased names; values as valid text. aiohttp keeps undecodable header bytes as surrogate
     escapes, which no provider signs and no Avro string can hold: they become U+FFFD."""
-    return {k.lower(): v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for k, v in request.headers.items()}
+    return {
+        k.lower(): v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for k, v in request.headers.items()
+    }
 
 
 def run(settings: Settings, ingest: IngestSettings) -> None:
@@ -208,7 +249,12 @@ def run(settings: Settings, ingest: IngestSettings) -> None:
     except ValueError as exc:  # a configured secret that cannot work: say so, no traceback
         raise SystemExit(str(exc)) from None
     if not service.configured:
-        log.warning("no provider secret is set: every webhook endpoint answers 503 (see %s)", ", ".join(SECRET_ENV.values()))
-    print(f"aftersale ingest on http://{ingest.host}:{ingest.port}/webhooks/<provider>; "
-          f"ready: {', '.join(service.configured) or 'none'}; producing to {settings.bootstrap_servers}", flush=True)
+        log.warning(
+            "no provider secret is set: every webhook endpoint answers 503 (see %s)", ", ".join(SECRET_ENV.values())
+        )
+    print(
+        f"aftersale ingest on http://{ingest.host}:{ingest.port}/webhooks/<provider>; "
+        f"ready: {', '.join(service.configured) or 'none'}; producing to {settings.bootstrap_servers}",
+        flush=True,
+    )
     web.run_app(service.app(), host=ingest.host, port=ingest.port, print=None)

@@ -1,6 +1,7 @@
 """Bounded in-memory state of the ingest service: recently accepted ids, and what earlier webhooks
 taught it (an order's customer, a tracking number's order). Lost on restart by design: duplicates
 are also caught by the engine's event-id de-duplication, and lookups only fill gaps."""
+
 from __future__ import annotations
 
 from collections import OrderedDict

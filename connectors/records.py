@@ -3,6 +3,7 @@
 Mappings are pure: a parsed payload and the request context in, records out. Anything a mapping
 cannot read raises Malformed, which the ingest service answers with 400 and the reason.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,6 +85,7 @@ class Inbound:
 
 
 # --- reading payloads ------------------------------------------------------------------------
+
 
 def obj(value: Any, what: str) -> dict:
     if not isinstance(value, dict):
@@ -197,7 +199,7 @@ def first_ms(*values: Any) -> int | None:
 
 
 def slug(value: Any) -> str | None:
-    """"Home & Garden" -> "home-garden": categories and carriers as stable lower-case words."""
+    """ "Home & Garden" -> "home-garden": categories and carriers as stable lower-case words."""
     if not isinstance(value, str):
         return None
     out = re.sub(r"[^a-z0-9]+", "-", value.strip().lower()).strip("-")
@@ -205,9 +207,19 @@ def slug(value: Any) -> str | None:
 
 
 # Ticket tags that say what a support contact is about (SupportEvent.topic).
-SUPPORT_TOPICS = {"wismo": "wismo", "where-is-my-order": "wismo", "order-status": "wismo", "damaged": "damaged",
-                  "return": "return", "returns": "return", "refund": "refund", "cancellation": "cancellation",
-                  "cancel": "cancellation", "delivery": "delivery", "late-delivery": "delivery"}
+SUPPORT_TOPICS = {
+    "wismo": "wismo",
+    "where-is-my-order": "wismo",
+    "order-status": "wismo",
+    "damaged": "damaged",
+    "return": "return",
+    "returns": "return",
+    "refund": "refund",
+    "cancellation": "cancellation",
+    "cancel": "cancellation",
+    "delivery": "delivery",
+    "late-delivery": "delivery",
+}
 
 
 def support_topic(tags) -> str | None:
@@ -219,8 +231,9 @@ def support_topic(tags) -> str | None:
     return None
 
 
-def resolve(sources: tuple[str, ...], payload: Any, inbound: Inbound,
-            index: Callable[[], str | None] | None = None) -> str | None:
+def resolve(
+    sources: tuple[str, ...], payload: Any, inbound: Inbound, index: Callable[[], str | None] | None = None
+) -> str | None:
     """The first id found by configured sources: `header:Name`, `field:dotted.path`, or `index`
     (what an earlier webhook taught the service, e.g. the order of a tracking number)."""
     for source in sources:

@@ -18,6 +18,7 @@ every earlier one of the partition were delivered or dead-lettered: delivery is 
 a redelivered intent carries the same Idempotency-Key. Intents of one customer go out in send_at
 order: an intent waits for that customer's earlier intents that are due no later than itself.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,9 +48,15 @@ log = logging.getLogger(__name__)
 class SenderMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.intents = Counter("aftersale_sender_intents", "Intents by outcome", ["channel", "outcome"], registry=self.registry)
-        self.attempts = Counter("aftersale_sender_attempts", "Delivery attempts", ["transport", "result"], registry=self.registry)
-        self.dead_letters = Counter("aftersale_sender_dead_letters", "Intents dead-lettered", ["reason"], registry=self.registry)
+        self.intents = Counter(
+            "aftersale_sender_intents", "Intents by outcome", ["channel", "outcome"], registry=self.registry
+        )
+        self.attempts = Counter(
+            "aftersale_sender_attempts", "Delivery attempts", ["transport", "result"], registry=self.registry
+        )
+        self.dead_letters = Counter(
+            "aftersale_sender_dead_letters", "Intents dead-lettered", ["reason"], registry=self.registry
+        )
 
 
 @dataclass
@@ -81,8 +88,18 @@ class Sender:
         self.dead_letters = EventSink(settings, self.codec)
         self.directory = CustomerDirectory(sender.directory) if sender.directory else None
         self.http = HttpTransport(sender.http_url, sender.http_secret, sender.http_timeout) if sender.http_url else None
-        self.smtp = SmtpTransport(sender.smtp_host, sender.smtp_port, sender.smtp_from, sender.smtp_user,
-                                  sender.smtp_password, sender.smtp_starttls) if sender.smtp_host else None
+        self.smtp = (
+            SmtpTransport(
+                sender.smtp_host,
+                sender.smtp_port,
+                sender.smtp_from,
+                sender.smtp_user,
+                sender.smtp_password,
+                sender.smtp_starttls,
+            )
+            if sender.smtp_host
+            else None
+        )
         self.topic = settings.topic("intents")
         self.consumer: AIOKafkaConsumer | None = None
         self.done = LRU(100_000)  # intent ids delivered or dead-lettered by this process
@@ -100,8 +117,11 @@ class Sender:
             if transport:
                 await transport.start()
         self.consumer = AIOKafkaConsumer(
-            **client_options(self.settings), group_id=self.config.group or f"{self.settings.app_id}-sender",
-            enable_auto_commit=False, auto_offset_reset="earliest")
+            **client_options(self.settings),
+            group_id=self.config.group or f"{self.settings.app_id}-sender",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         await self.consumer.start()
 
@@ -175,12 +195,17 @@ class Sender:
             return None
 
     def _predecessors(self, intent: MessageIntent) -> list[asyncio.Task]:
-        return [task for send_at, task in self._by_customer.get(intent.customer_id, ())
-                if send_at <= intent.send_at and not task.done()]
+        return [
+            task
+            for send_at, task in self._by_customer.get(intent.customer_id, ())
+            if send_at <= intent.send_at and not task.done()
+        ]
 
     async def _process(self, message, intent: MessageIntent | None, predecessors: list[asyncio.Task]) -> None:
         if intent is None:
-            await self._dead_letter(message, "undecodable", "not a MessageIntent in the Confluent wire format", "unknown")
+            await self._dead_letter(
+                message, "undecodable", "not a MessageIntent in the Confluent wire format", "unknown"
+            )
             return
         if intent.intent_id in self.done:
             self.metrics.intents.labels(intent.channel, "duplicate").inc()
@@ -205,32 +230,50 @@ class Sender:
 
     async def _deliver(self, message, intent: MessageIntent) -> None:
         if self._now_ms() >= intent.expires_at:
-            await self._dead_letter(message, "expired", f"expired at {intent.expires_at} before it could be sent", intent.channel)
+            await self._dead_letter(
+                message, "expired", f"expired at {intent.expires_at} before it could be sent", intent.channel
+            )
             return
         wait = (intent.send_at - self._now_ms()) / 1000
         if wait > 0:
             await asyncio.sleep(wait)
             if self._now_ms() >= intent.expires_at:  # an intent due only after it expires
-                await self._dead_letter(message, "expired", f"send_at {intent.send_at} is after expires_at", intent.channel)
+                await self._dead_letter(
+                    message, "expired", f"send_at {intent.send_at} is after expires_at", intent.channel
+                )
                 return
         transport = self.smtp if intent.channel == "email" and self.smtp else self.http
         if transport is None:
-            await self._dead_letter(message, "no_transport", f"no transport for channel {intent.channel}", intent.channel)
+            await self._dead_letter(
+                message, "no_transport", f"no transport for channel {intent.channel}", intent.channel
+            )
             return
         recipient = self.directory.lookup(intent.customer_id) if self.directory else None
         needed = ADDRESS_FOR_CHANNEL.get(intent.channel)
         if self.directory and needed and not (recipient or {}).get(needed):
-            await self._dead_letter(message, "no_address", f"no {needed} for customer {intent.customer_id} "
-                                                           f"in {self.directory.path.name}", intent.channel)
+            await self._dead_letter(
+                message,
+                "no_address",
+                f"no {needed} for customer {intent.customer_id} in {self.directory.path.name}",
+                intent.channel,
+            )
             return
         failure = await self._attempts(transport, to_record(intent), recipient, intent.expires_at)
         if failure is None:
             self.metrics.intents.labels(intent.channel, "delivered").inc()
-            log.info("delivered %s %s to %s over %s", intent.intent_type, intent.intent_id, intent.customer_id, transport.name)
+            log.info(
+                "delivered %s %s to %s over %s",
+                intent.intent_type,
+                intent.intent_id,
+                intent.customer_id,
+                transport.name,
+            )
         else:
             await self._dead_letter(message, *failure, intent.channel)
 
-    async def _attempts(self, transport, intent: dict, recipient: dict | None, expires_at: int) -> tuple[str, str] | None:
+    async def _attempts(
+        self, transport, intent: dict, recipient: dict | None, expires_at: int
+    ) -> tuple[str, str] | None:
         """None when delivered, else (reason, error) for the dead letter."""
         last = ""
         for attempt in range(self.config.max_attempts):
@@ -244,8 +287,10 @@ class Sender:
             except Retryable as exc:
                 self.metrics.attempts.labels(transport.name, "retryable").inc()
                 last = str(exc)
-                delay = max(backoff(attempt, self.config.backoff_base, self.config.backoff_cap),
-                            min(exc.retry_after or 0.0, self.config.backoff_cap))
+                delay = max(
+                    backoff(attempt, self.config.backoff_base, self.config.backoff_cap),
+                    min(exc.retry_after or 0.0, self.config.backoff_cap),
+                )
             if attempt + 1 == self.config.max_attempts:
                 break
             if self._now_ms() + delay * 1000 >= expires_at:
@@ -254,22 +299,34 @@ class Sender:
         return "retries_exhausted", f"{self.config.max_attempts} attempts; last: {last}"
 
     async def _dead_letter(self, message, reason: str, error: str, channel: str) -> None:
-        value = self.codec.encode("sender-dead-letters", {
-            "received_at": self._now_ms(), "topic": message.topic, "partition": message.partition,
-            "offset": message.offset, "key": message.key, "value": message.value, "reason": reason, "error": error[:2000],
-        })
+        value = self.codec.encode(
+            "sender-dead-letters",
+            {
+                "received_at": self._now_ms(),
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "key": message.key,
+                "value": message.value,
+                "reason": reason,
+                "error": error[:2000],
+            },
+        )
         # Retried until the broker has it: an intent is never committed before it is delivered or parked.
         while True:
             try:
-                await self.dead_letters.send_all([Message(self.settings.topic("sender-dead-letters"), message.key, value)],
-                                                  timeout=30)
+                await self.dead_letters.send_all(
+                    [Message(self.settings.topic("sender-dead-letters"), message.key, value)], timeout=30
+                )
                 break
             except (KafkaError, asyncio.TimeoutError) as exc:
                 log.warning("dead letter not acknowledged yet (%r); retrying", exc)
                 await asyncio.sleep(1)
         self.metrics.dead_letters.labels(reason).inc()
         self.metrics.intents.labels(channel, "dead_lettered").inc()
-        log.warning("dead-lettered intent %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error)
+        log.warning(
+            "dead-lettered intent %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error
+        )
 
     # --- offsets and rebalances ----------------------------------------------------------------
 
@@ -322,15 +379,22 @@ async def serve(settings: Settings, config: SenderSettings) -> None:
     runner = None
     if config.web_port:
         app = web.Application()
-        app.router.add_get("/metrics", lambda _r: web.Response(body=generate_latest(sender.metrics.registry),
-                                                               headers={"Content-Type": CONTENT_TYPE_LATEST}))
+        app.router.add_get(
+            "/metrics",
+            lambda _r: web.Response(
+                body=generate_latest(sender.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            ),
+        )
         app.router.add_get("/health", lambda _r: web.json_response({"status": "ok", "in_flight": sender.in_flight}))
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", config.web_port).start()
     transports = [name for name, t in (("http", sender.http), ("smtp", sender.smtp)) if t]
-    print(f"aftersale sender: {settings.topic('intents')} -> {', '.join(transports)}; "
-          f"dead letters to {settings.topic('sender-dead-letters')}", flush=True)
+    print(
+        f"aftersale sender: {settings.topic('intents')} -> {', '.join(transports)}; "
+        f"dead letters to {settings.topic('sender-dead-letters')}",
+        flush=True,
+    )
     try:
         await sender.run()
     finally:

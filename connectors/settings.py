@@ -2,6 +2,7 @@
 
 Kafka settings (bootstrap servers, app id, schema registry) come from streams.config.Settings.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,9 @@ class IngestSettings:
     def from_env(cls, env=None, **overrides) -> "IngestSettings":
         env = os.environ if env is None else env
         try:
-            zones = ZoneTable(json.loads(env.get("AFTERSALE_TIME_ZONES") or "{}"),
-                              env.get("AFTERSALE_DEFAULT_TIME_ZONE") or "UTC")
+            zones = ZoneTable(
+                json.loads(env.get("AFTERSALE_TIME_ZONES") or "{}"), env.get("AFTERSALE_DEFAULT_TIME_ZONE") or "UTC"
+            )
         except (ValueError, TypeError, AttributeError) as exc:
             raise SystemExit(f"AFTERSALE_TIME_ZONES / AFTERSALE_DEFAULT_TIME_ZONE: {exc}") from None
         values = dict(

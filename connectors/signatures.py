@@ -13,6 +13,7 @@ signers for tests, the benchmark and our own sender.
 
 Where the provider signs a timestamp, it must be within `tolerance` seconds of now (replays).
 """
+
 from __future__ import annotations
 
 import base64
@@ -61,7 +62,9 @@ def _fresh(timestamp: str, now: float, tolerance: float, name: str) -> None:
     if ms is None:
         raise SignatureError(f"{name} is not a time: {timestamp[:40]!r}")
     if abs(now - ms / 1000) > tolerance:
-        raise SignatureError(f"{name} is {int(now - ms / 1000)} s off (tolerance {int(tolerance)} s): replayed or clock skew")
+        raise SignatureError(
+            f"{name} is {int(now - ms / 1000)} s off (tolerance {int(tolerance)} s): replayed or clock skew"
+        )
 
 
 def verify_shopify(headers, body: bytes, secret: str, now: float, tolerance: float) -> None:
@@ -85,7 +88,7 @@ def verify_easypost(headers, body: bytes, secret: str, now: float, tolerance: fl
     if not value.lower().startswith(prefix):
         raise SignatureError(f"{name} must start with {prefix}")
     expected = _hmac(_easypost_secret(secret), body).hex().encode()
-    _same(expected, value[len(prefix):].lower().encode("ascii", "replace"), name)
+    _same(expected, value[len(prefix) :].lower().encode("ascii", "replace"), name)
 
 
 def verify_klaviyo(headers, body: bytes, secret: str, now: float, tolerance: float) -> None:
@@ -138,8 +141,13 @@ def verify_gorgias(headers, body: bytes, token: str, now: float, tolerance: floa
 
 
 VERIFIERS = {
-    "shopify": verify_shopify, "aftership": verify_aftership, "easypost": verify_easypost,
-    "klaviyo": verify_klaviyo, "zendesk": verify_zendesk, "sendgrid": verify_sendgrid, "gorgias": verify_gorgias,
+    "shopify": verify_shopify,
+    "aftership": verify_aftership,
+    "easypost": verify_easypost,
+    "klaviyo": verify_klaviyo,
+    "zendesk": verify_zendesk,
+    "sendgrid": verify_sendgrid,
+    "gorgias": verify_gorgias,
 }
 
 
@@ -150,6 +158,7 @@ def check_secret(provider: str, secret: str) -> None:
 
 
 # --- signers: what the providers do, for tests and the benchmark ------------------------------
+
 
 def _iso(now: float) -> str:
     from datetime import datetime, timezone
@@ -170,16 +179,20 @@ def sign(provider: str, body: bytes, secret, now: float) -> dict[str, str]:
         return {"Klaviyo-Timestamp": timestamp, "Klaviyo-Signature": _hmac(secret, body, timestamp.encode()).hex()}
     if provider == "zendesk":
         timestamp = _iso(now)
-        return {"X-Zendesk-Webhook-Signature-Timestamp": timestamp,
-                "X-Zendesk-Webhook-Signature": base64.b64encode(_hmac(secret, timestamp.encode(), body)).decode()}
+        return {
+            "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
+            "X-Zendesk-Webhook-Signature": base64.b64encode(_hmac(secret, timestamp.encode(), body)).decode(),
+        }
     if provider == "sendgrid":
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 
         timestamp = str(int(now))
         signature = secret.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {"X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
-                "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode()}
+        return {
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        }
     if provider == "gorgias":
         return {"X-Aftersale-Token": secret}
     raise ValueError(f"unknown provider {provider!r}")
@@ -196,6 +209,7 @@ def sendgrid_keypair() -> tuple[object, str]:
 
 
 # --- our own outbound signature (the sender) --------------------------------------------------
+
 
 def sign_body(secret: str, body: bytes) -> str:
     """X-Aftersale-Signature of the reference sender: base64 HMAC-SHA256 of the request body."""

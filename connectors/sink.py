@@ -4,6 +4,7 @@ The ingest service answers a webhook with 2xx only after `send_all` returned: ev
 acknowledged by all in-sync replicas (acks=all), and producer retries cannot duplicate or reorder
 records within a partition (enable_idempotence).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,13 +22,15 @@ from .records import OutRecord
 
 def client_options(settings: Settings) -> dict:
     """aiokafka connection options from the same settings the engine's clients use (streams/security.py)."""
-    options: dict = {"bootstrap_servers": settings.bootstrap_servers,
-                     "security_protocol": settings.security_protocol}
+    options: dict = {"bootstrap_servers": settings.bootstrap_servers, "security_protocol": settings.security_protocol}
     if security.uses_tls(settings):
         options["ssl_context"] = security.ssl_context(settings)
     if security.uses_sasl(settings):
-        options.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
-                       sasl_plain_password=settings.sasl_password)
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password,
+        )
     return options
 
 
@@ -47,8 +50,9 @@ class EventSink:
         self.acknowledged = 0  # records the broker confirmed, for tests and /health
 
     async def start(self) -> None:
-        self.producer = AIOKafkaProducer(**client_options(self.settings), enable_idempotence=True, acks="all",
-                                         **self._options)
+        self.producer = AIOKafkaProducer(
+            **client_options(self.settings), enable_idempotence=True, acks="all", **self._options
+        )
         await self.producer.start()
 
     async def stop(self) -> None:
@@ -65,10 +69,14 @@ class EventSink:
         Raises InvalidEvent or ValueError for a record that does not fit."""
         _schema, convert = INPUTS[record.topic]
         convert(dict(record.value))
-        return Message(self.settings.topic(record.topic), record.key.encode(), self.codec.encode(record.topic, record.value))
+        return Message(
+            self.settings.topic(record.topic), record.key.encode(), self.codec.encode(record.topic, record.value)
+        )
 
     def prepare_raw(self, topic_suffix: str, key: str | None, value: dict) -> Message:
-        return Message(self.settings.topic(topic_suffix), key.encode() if key else None, self.codec.encode(topic_suffix, value))
+        return Message(
+            self.settings.topic(topic_suffix), key.encode() if key else None, self.codec.encode(topic_suffix, value)
+        )
 
     async def send_all(self, messages: list[Message], timeout: float) -> None:
         """Returns once the broker acknowledged every message; raises KafkaError or TimeoutError."""

@@ -1,5 +1,6 @@
 """How the reference sender delivers one intent: HTTP (any channel) or SMTP (e-mail), and how often
 it tries. A transport either returns (delivered) or raises Retryable or Permanent."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ class Retryable(Exception):
 def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)], so
     senders that failed together do not retry together."""
-    return (rng or random).uniform(0, min(cap, base * 2 ** attempt))
+    return (rng or random).uniform(0, min(cap, base * 2**attempt))
 
 
 class HttpTransport:
@@ -57,8 +58,12 @@ class HttpTransport:
 
     async def deliver(self, intent: dict, recipient: dict | None) -> None:
         body = orjson.dumps({"intent": intent, "recipient": recipient})
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                   "Idempotency-Key": intent["intent_id"], "X-Aftersale-Signature": sign_body(self.secret, body)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Idempotency-Key": intent["intent_id"],
+            "X-Aftersale-Signature": sign_body(self.secret, body),
+        }
         try:
             async with self.session.post(self.url, data=body, headers=headers) as response:
                 text = (await response.text(errors="replace"))[:300]
@@ -101,9 +106,19 @@ def render_email(intent: dict, sender: str, to: str) -> EmailMessage:
     message["Message-ID"] = f"<{intent['intent_id']}@{domain}>"
     message["X-Aftersale-Intent-Id"] = intent["intent_id"]
     # SendGrid's SMTP relay copies these into its event webhook, which attributes engagement back.
-    message["X-SMTPAPI"] = json.dumps({"unique_args": {
-        k: v for k, v in (("customer_id", intent["customer_id"]), ("intent_id", intent["intent_id"]),
-                          ("order_id", intent.get("order_id"))) if v}})
+    message["X-SMTPAPI"] = json.dumps(
+        {
+            "unique_args": {
+                k: v
+                for k, v in (
+                    ("customer_id", intent["customer_id"]),
+                    ("intent_id", intent["intent_id"]),
+                    ("order_id", intent.get("order_id")),
+                )
+                if v
+            }
+        }
+    )
     lines = [message["Subject"] + "."]
     if intent.get("order_id"):
         lines.append(f"Order: {intent['order_id']}")
@@ -118,8 +133,16 @@ def render_email(intent: dict, sender: str, to: str) -> EmailMessage:
 class SmtpTransport:
     name = "smtp"
 
-    def __init__(self, host: str, port: int, sender: str, username: str | None = None, password: str | None = None,
-                 starttls: bool = False, timeout: float = 30.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 30.0,
+    ):
         self.host, self.port, self.sender = host, port, sender
         self.username, self.password, self.starttls, self.timeout = username, password, starttls, timeout
 
@@ -135,8 +158,15 @@ class SmtpTransport:
             raise Permanent("no_address", f"no e-mail address for customer {intent['customer_id']}")
         message = render_email(intent, self.sender, address)
         try:
-            await aiosmtplib.send(message, hostname=self.host, port=self.port, username=self.username,
-                                  password=self.password, start_tls=self.starttls, timeout=self.timeout)
+            await aiosmtplib.send(
+                message,
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                start_tls=self.starttls,
+                timeout=self.timeout,
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             if all(400 <= c < 500 for c in codes):

@@ -153,15 +153,25 @@ def resolve_jars(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         marker.unlink(missing_ok=True)
         shutil.rmtree(libs, ignore_errors=True)
         cmd = [
-            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
         ]
         log.info("Resolving Kafka %s jars into %s", version, libs)
         started = time.monotonic()
         try:
             res = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, timeout=1800,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=1800,
             )
         except subprocess.TimeoutExpired as exc:
             raise KafkaResolveError(f"mvn timed out after {exc.timeout}s: {' '.join(cmd)}") from exc
@@ -314,7 +324,9 @@ class LocalBroker:
         class_data_sharing: bool = True,
     ) -> None:
         self._owns_data_dir = data_dir is None
-        self.data_dir = Path(tempfile.mkdtemp(prefix="aftersale-kafka-")) if data_dir is None else Path(data_dir).resolve()
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="aftersale-kafka-")) if data_dir is None else Path(data_dir).resolve()
+        )
         self.log_file = Path(log_file).resolve() if log_file else self.data_dir / "broker.log"
         self._auto_ports = port is None and controller_port is None and sasl_port is None
         self.scram_users = [(str(n), str(p)) for n, p in scram_users]
@@ -433,7 +445,8 @@ class LocalBroker:
             *self._cds_args(libs, java, dump=dump_cds),
             f"-XX:ErrorFile={self.data_dir}/hs_err_pid%p.log",  # crash reports stay out of the cwd
             f"-Dlog4j.configuration={self.log4j_file.as_uri()}",
-            "-cp", f"{libs}/*",
+            "-cp",
+            f"{libs}/*",
         ]
 
     # ---- class data sharing ---------------------------------------------
@@ -489,11 +502,28 @@ class LocalBroker:
     def _cds_valid(self, archive: Path, libs: Path) -> bool:
         # A truncated archive crashes the JVM (SIGBUS) at every later start, so prove
         # this one maps (-Xshare:on fails instead of falling back) before publishing. ~60 ms.
-        cmd = [java_executable(), *self.jvm_args, "-Xshare:on", f"-XX:SharedArchiveFile={archive}",
-               f"-XX:ErrorFile={self.data_dir}/hs_err_pid%p.log", "-cp", f"{libs}/*", "-version"]
+        cmd = [
+            java_executable(),
+            *self.jvm_args,
+            "-Xshare:on",
+            f"-XX:SharedArchiveFile={archive}",
+            f"-XX:ErrorFile={self.data_dir}/hs_err_pid%p.log",
+            "-cp",
+            f"{libs}/*",
+            "-version",
+        ]
         try:
-            return subprocess.run(cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+            return (
+                subprocess.run(
+                    cmd,
+                    cwd=self.data_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=60,
+                ).returncode
+                == 0
+            )
         except (OSError, subprocess.TimeoutExpired):
             return False
 
@@ -564,14 +594,27 @@ class LocalBroker:
             if self.scram_users:
                 log.debug("%s already formatted; SCRAM users from the first format are kept", self.log_dirs)
             return
-        cmd = [*self._java_base(libs), "kafka.tools.StorageTool", "format",
-               "-t", _new_cluster_id(), "-c", str(self.config_file)]
+        cmd = [
+            *self._java_base(libs),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            _new_cluster_id(),
+            "-c",
+            str(self.config_file),
+        ]
         for name, password in self.scram_users:
             for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
                 cmd += ["--add-scram", f"{mech}=[name={name},password={password}]"]
         try:
-            res = subprocess.run(cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, timeout=120)
+            res = subprocess.run(
+                cmd,
+                cwd=self.data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+            )
         except subprocess.TimeoutExpired as exc:
             raise self._fail("formatting storage timed out after 120s", since) from exc
         output = res.stdout.decode("utf-8", errors="replace")
@@ -620,8 +663,10 @@ class LocalBroker:
                 text = fh.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return False
-        return "A fatal error has been detected by the Java Runtime" in text or \
-            "Error occurred during initialization of VM" in text
+        return (
+            "A fatal error has been detected by the Java Runtime" in text
+            or "Error occurred during initialization of VM" in text
+        )
 
     def _start_once(self, timeout: float, since: int) -> None:
         t0 = time.monotonic()
@@ -653,7 +698,9 @@ class LocalBroker:
             self._terminate(grace=5)
             raise
         self.start_seconds = time.monotonic() - t0
-        log.info("Kafka broker ready at %s in %.2fs (pid %d)", self.bootstrap_servers, self.start_seconds, self._proc.pid)
+        log.info(
+            "Kafka broker ready at %s in %.2fs (pid %d)", self.bootstrap_servers, self.start_seconds, self._proc.pid
+        )
 
     def _wait_ready(self, deadline: float, since: int) -> None:
         """Wait until our broker answers a metadata request listing itself.
@@ -666,13 +713,15 @@ class LocalBroker:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({
-            "bootstrap.servers": self.bootstrap_servers,
-            "log_level": 0,  # connection-refused noise while the JVM boots
-            "reconnect.backoff.ms": 50,
-            "reconnect.backoff.max.ms": 250,
-            "socket.connection.setup.timeout.ms": 2000,
-        })
+        admin = AdminClient(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "log_level": 0,  # connection-refused noise while the JVM boots
+                "reconnect.backoff.ms": 50,
+                "reconnect.backoff.max.ms": 250,
+                "socket.connection.setup.timeout.ms": 2000,
+            }
+        )
         last = "no answer yet"
         while True:
             assert self._proc is not None
@@ -847,7 +896,12 @@ def stop_detached(data_dir: Path, timeout: float = 30) -> bool:
 def running_broker(data_dir: Path) -> str | None:
     """Bootstrap address of a broker that ``start`` left running in ``data_dir``, else None."""
     state = _read_state(Path(data_dir))
-    if state and state.get("pid") and _pid_alive(int(state["pid"])) and _is_our_broker(int(state["pid"]), Path(data_dir)):
+    if (
+        state
+        and state.get("pid")
+        and _pid_alive(int(state["pid"]))
+        and _is_our_broker(int(state["pid"]), Path(data_dir))
+    ):
         return str(state["bootstrap_servers"])
     return None
 
@@ -860,8 +914,9 @@ def _print_address(bootstrap: str, data_dir: Path) -> None:
     else:
         hint = f"point the other aftersale commands at it: export KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
     stop = "" if data_dir == DEFAULT_CLI_DATA_DIR else f" --data-dir {data_dir}"
-    print(f"Kafka broker at {bootstrap}; {hint}; stop it with `aftersale broker stop{stop}`",
-          file=sys.stderr, flush=True)
+    print(
+        f"Kafka broker at {bootstrap}; {hint}; stop it with `aftersale broker stop{stop}`", file=sys.stderr, flush=True
+    )
 
 
 def _cli_start(args: argparse.Namespace) -> int:
@@ -878,8 +933,7 @@ def _cli_start(args: argparse.Namespace) -> int:
             port, cport = int(state["port"]), int(state["controller_port"])
     if port is None and _port_is_free(DEFAULT_CLIENT_PORT):
         port = DEFAULT_CLIENT_PORT  # what every command uses when KAFKA_BOOTSTRAP_SERVERS is unset
-    broker = LocalBroker(data_dir=data_dir, port=port, controller_port=cport,
-                         die_with_parent=args.foreground)
+    broker = LocalBroker(data_dir=data_dir, port=port, controller_port=cport, die_with_parent=args.foreground)
     if args.foreground:
         # Treat SIGTERM like Ctrl-C, installed before start so no signal slips through.
         def on_term(signum: int, frame: object) -> None:
@@ -918,15 +972,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m deploy.broker
     sub.add_parser("resolve", help="download the Kafka jars into the cache and print their folder")
     p_start = sub.add_parser("start", help="start a broker; prints its bootstrap address")
     p_start.add_argument("--data-dir", default=str(DEFAULT_CLI_DATA_DIR), help="default: var/kafka in the repo")
-    p_start.add_argument("--port", type=int, default=None, help="default: the last port used, else 9092 (the commands' default) if free, else a free one")
+    p_start.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="default: the last port used, else 9092 (the commands' default) if free, else a free one",
+    )
     p_start.add_argument("--timeout", type=float, default=60, help="seconds to wait for the broker (default 60)")
     p_start.add_argument("--foreground", action="store_true", help="run until Ctrl-C, then stop cleanly")
     p_stop = sub.add_parser("stop", help="stop a broker started without --foreground")
     p_stop.add_argument("--data-dir", default=str(DEFAULT_CLI_DATA_DIR), help="default: var/kafka in the repo")
     p_stop.add_argument("--timeout", type=float, default=30)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
     if args.command == "resolve":
         try:

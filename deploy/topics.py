@@ -4,6 +4,7 @@ Inputs that feed the same table share a key and a partition count (co-partitioni
 carrier scans are keyed by order id; engagement, support and the internal customer-commands topic
 by customer id. Faust's changelog topics must have the same partition count as their sources.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,16 +36,60 @@ COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "seg
 TOPICS = [
     TopicSpec("orders", "io.aftersale.OrderEvent", "order_id", _retain(14), "order lifecycle events from the shop"),
     TopicSpec("carrier-scans", "io.aftersale.CarrierScan", "order_id", _retain(14), "normalized tracking scans"),
-    TopicSpec("engagement", "io.aftersale.EngagementEvent", "customer_id", _retain(14), "deliveries, opens, clicks, unsubscribes, reviews"),
-    TopicSpec("support", "io.aftersale.SupportEvent", "customer_id", _retain(14), "help-desk tickets, messages, ratings"),
-    TopicSpec("customer-commands", "io.aftersale.CustomerCommand", "customer_id", _retain(7), "internal: order stage to customer stage, ticks"),
-    TopicSpec("erasure-requests", "io.aftersale.ErasureRequest", "customer_id", _retain(7), "erase a customer's state (GDPR)"),
-    TopicSpec("order-commands", "io.aftersale.OrderCommand", "order_id", _retain(1), "internal: ticks and erasures for the order stage"),
-    TopicSpec("intents", "io.aftersale.MessageIntent", "customer_id", _retain(14), "messages to send, for sender services"),
-    TopicSpec("decision-audit", "io.aftersale.DecisionAudit", "customer_id", _retain(30), "suppressed, held, skipped, dropped decisions"),
-    TopicSpec("dead-letters", "io.aftersale.DeadLetter", "original key", _retain(30), "inputs that could not be processed"),
-    TopicSpec("connector-unknown", "io.aftersale.DeadLetter", "provider", _retain(7), "webhook events of unknown type or without ids, raw body"),
-    TopicSpec("sender-dead-letters", "io.aftersale.DeadLetter", "customer_id", _retain(30), "intents the reference sender could not deliver"),
+    TopicSpec(
+        "engagement",
+        "io.aftersale.EngagementEvent",
+        "customer_id",
+        _retain(14),
+        "deliveries, opens, clicks, unsubscribes, reviews",
+    ),
+    TopicSpec(
+        "support", "io.aftersale.SupportEvent", "customer_id", _retain(14), "help-desk tickets, messages, ratings"
+    ),
+    TopicSpec(
+        "customer-commands",
+        "io.aftersale.CustomerCommand",
+        "customer_id",
+        _retain(7),
+        "internal: order stage to customer stage, ticks",
+    ),
+    TopicSpec(
+        "erasure-requests", "io.aftersale.ErasureRequest", "customer_id", _retain(7), "erase a customer's state (GDPR)"
+    ),
+    TopicSpec(
+        "order-commands",
+        "io.aftersale.OrderCommand",
+        "order_id",
+        _retain(1),
+        "internal: ticks and erasures for the order stage",
+    ),
+    TopicSpec(
+        "intents", "io.aftersale.MessageIntent", "customer_id", _retain(14), "messages to send, for sender services"
+    ),
+    TopicSpec(
+        "decision-audit",
+        "io.aftersale.DecisionAudit",
+        "customer_id",
+        _retain(30),
+        "suppressed, held, skipped, dropped decisions",
+    ),
+    TopicSpec(
+        "dead-letters", "io.aftersale.DeadLetter", "original key", _retain(30), "inputs that could not be processed"
+    ),
+    TopicSpec(
+        "connector-unknown",
+        "io.aftersale.DeadLetter",
+        "provider",
+        _retain(7),
+        "webhook events of unknown type or without ids, raw body",
+    ),
+    TopicSpec(
+        "sender-dead-letters",
+        "io.aftersale.DeadLetter",
+        "customer_id",
+        _retain(30),
+        "intents the reference sender could not deliver",
+    ),
 ]
 
 # Faust names changelogs "<app id>-<table>-changelog"; declared here so `aftersale topics` shows
@@ -82,12 +127,14 @@ def apply(settings: Settings, timeout: float = 30.0) -> list[str]:
     if mismatched:
         raise RuntimeError("co-partitioning broken: " + "; ".join(mismatched))
     new = [
-        NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor, config=config)
+        NewTopic(
+            name, num_partitions=settings.partitions, replication_factor=settings.replication_factor, config=config
+        )
         for name, config in wanted
         if name not in existing
     ]
     created = []
-    for name, future in (admin.create_topics(new, request_timeout=timeout).items() if new else []):
+    for name, future in admin.create_topics(new, request_timeout=timeout).items() if new else []:
         try:
             future.result()
             created.append(name)

@@ -1,5 +1,6 @@
 """The `aftersale` command: demo, worker, topics, simulate, schemas, bench, ingest, sender, replay,
 backtest, broker."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,9 @@ def _worker(args) -> int:
 
     from .runtime.app import build_app
 
-    settings = Settings.from_env(data_dir=Path(args.data_dir) if args.data_dir else None, web_port=args.web_port,
-                                 clock=args.clock)
+    settings = Settings.from_env(
+        data_dir=Path(args.data_dir) if args.data_dir else None, web_port=args.web_port, clock=args.clock
+    )
     app = build_app(settings)
     worker = Worker(app, loglevel=args.loglevel, quiet=True, override_logging=True)
     # Faust's terminal spinner turns on DEBUG logging of every send (~9% of the worker's time).
@@ -34,7 +36,9 @@ def _topics(args) -> int:
     docs = {settings.topic(t.name): f"{t.schema.split('.')[-1]:<16} key={t.key:<12} {t.doc}" for t in TOPICS}
     for name, config in all_topics(settings):
         mark = "created" if name in created else "exists "
-        print(f"{mark}  {name:<34} {settings.partitions}p  {config['cleanup.policy']:<8} {docs.get(name, 'table changelog')}")
+        print(
+            f"{mark}  {name:<34} {settings.partitions}p  {config['cleanup.policy']:<8} {docs.get(name, 'table changelog')}"
+        )
     return 0
 
 
@@ -156,6 +160,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _number(kind, low, inclusive: bool = True):
     """An argparse type: a number of `kind` at least (or, not inclusive, above) `low`."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -164,6 +169,7 @@ def _number(kind, low, inclusive: bool = True):
         if value < low or (value == low and not inclusive):
             raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'above'} {low:g}, got {text}")
         return value
+
     parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
 
@@ -185,28 +191,44 @@ backtest and schemas needs a Kafka broker: KAFKA_BOOTSTRAP_SERVERS, default 127.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="aftersale", description=COMMANDS_DOC,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="aftersale", description=COMMANDS_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="local broker + worker + simulated shop traffic, shown live (about a minute)",
-                       description="Starts a local Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics and a "
-                                   "worker, feeds simulated shop traffic and shows what goes in and what comes out.")
+    p = sub.add_parser(
+        "demo",
+        help="local broker + worker + simulated shop traffic, shown live (about a minute)",
+        description="Starts a local Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics and a "
+        "worker, feeds simulated shop traffic and shows what goes in and what comes out.",
+    )
     p.add_argument("--orders", type=POSITIVE, default=150, help="simulated orders (about 9 events each)")
     p.add_argument("--rate", type=POSITIVE_RATE, default=40.0, help="events per second fed to Kafka")
     p.add_argument("--bad", type=NON_NEGATIVE, default=5, help="malformed messages mixed in (dead-lettered)")
     p.add_argument("--seed", type=int, default=7, help="seed of the simulated traffic")
-    p.add_argument("--verbose", action="store_true", help="show every input event (by default: orders placed, "
-                                                           "deliveries, carrier problems, support tickets)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every input event (by default: orders placed, deliveries, carrier problems, support tickets)",
+    )
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("worker", help="run a Faust worker (the engine)")
-    p.add_argument("--data-dir", default=None, help="RocksDB tables live here, one per worker "
-                                                      "(None: AFTERSALE_DATA_DIR, else var/worker)")
-    p.add_argument("--web-port", type=int, default=None, help="HTTP port: /metrics, /health, /ops "
-                                                                "(None: AFTERSALE_WEB_PORT, else 6066)")
-    p.add_argument("--clock", choices=["wall", "event"], default=None,
-                   help="decide on the wall clock (live) or on event time (None: AFTERSALE_CLOCK, else wall)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="RocksDB tables live here, one per worker (None: AFTERSALE_DATA_DIR, else var/worker)",
+    )
+    p.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="HTTP port: /metrics, /health, /ops (None: AFTERSALE_WEB_PORT, else 6066)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["wall", "event"],
+        default=None,
+        help="decide on the wall clock (live) or on event time (None: AFTERSALE_CLOCK, else wall)",
+    )
     p.add_argument("--loglevel", default="warning", help="Faust's log level")
     p.set_defaults(func=_worker, needs_broker=True)
 
@@ -227,8 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["check", "register"], help="check: fail if a schema changed unregistered")
     p.set_defaults(func=_schemas)
 
-    p = sub.add_parser("bench", help="throughput/latency figures as ratios against same-run baselines",
-                       epilog_fn=_benchmark_list, formatter_class=_DefaultsRawEpilog)
+    p = sub.add_parser(
+        "bench",
+        help="throughput/latency figures as ratios against same-run baselines",
+        epilog_fn=_benchmark_list,
+        formatter_class=_DefaultsRawEpilog,
+    )
     p.add_argument("--only", nargs="*", metavar="NAME", default=None, help="benchmark names (None: all)")
     p.add_argument("--orders", type=POSITIVE, default=5000, help="simulated orders (core and replay benchmarks)")
     p.add_argument("--no-save", action="store_true", help="do not update bench/results.json")
@@ -240,44 +266,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_ingest, needs_broker=True)
 
     p = sub.add_parser("sender", help="reference sender: intents -> HTTP endpoint / SMTP, failures dead-lettered")
-    p.add_argument("--web-port", type=int, default=None,
-                   help="serve /metrics and /health here (None: AFTERSALE_SENDER_WEB_PORT, else none)")
+    p.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="serve /metrics and /health here (None: AFTERSALE_SENDER_WEB_PORT, else none)",
+    )
     p.set_defaults(func=_sender, needs_broker=True)
 
-    for name, func, text in (("replay", _replay, "a historical dataset (JSONL event log or Olist folder) through the decision core"),
-                             ("backtest", _backtest, "replay, then a report of what would have been sent against what happened")):
+    for name, func, text in (
+        ("replay", _replay, "a historical dataset (JSONL event log or Olist folder) through the decision core"),
+        ("backtest", _backtest, "replay, then a report of what would have been sent against what happened"),
+    ):
         p = sub.add_parser(name, help=text)
         source = p.add_mutually_exclusive_group(required=True)
-        source.add_argument("--input", type=_existing, default=None,
-                            help="events.jsonl (as `simulate --out` writes) or a folder of Olist CSVs")
-        source.add_argument("--simulate", type=POSITIVE, metavar="ORDERS", default=None,
-                            help="replay simulated traffic of this many orders instead")
+        source.add_argument(
+            "--input",
+            type=_existing,
+            default=None,
+            help="events.jsonl (as `simulate --out` writes) or a folder of Olist CSVs",
+        )
+        source.add_argument(
+            "--simulate",
+            type=POSITIVE,
+            metavar="ORDERS",
+            default=None,
+            help="replay simulated traffic of this many orders instead",
+        )
         p.add_argument("--seed", type=int, default=7, help="seed of --simulate")
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--partitions", type=POSITIVE, default=4, help="as the worker's topics (decisions depend on it)")
-        p.add_argument("--run-on-days", type=NON_NEGATIVE_FLOAT, default=30.0, help="let time run on past the last event")
-        p.add_argument("--tick-hours", type=NON_NEGATIVE_FLOAT, default=1.0,
-                       help="time ticks for every partition this often, as a live worker's timer (0: only at the end)")
+        p.add_argument(
+            "--run-on-days", type=NON_NEGATIVE_FLOAT, default=30.0, help="let time run on past the last event"
+        )
+        p.add_argument(
+            "--tick-hours",
+            type=NON_NEGATIVE_FLOAT,
+            default=1.0,
+            help="time ticks for every partition this often, as a live worker's timer (0: only at the end)",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-        p.add_argument("--assume-consent", action="store_true",
-                       help="what-if: every order consents to marketing e-mail; history's review answers are "
-                            "outcomes only (reported in the output)")
-        p.add_argument("--warm-start", metavar="LEARNED_JSON",
-                       help="start from the statistics an earlier replay learned (its learned.json)")
+        p.add_argument(
+            "--assume-consent",
+            action="store_true",
+            help="what-if: every order consents to marketing e-mail; history's review answers are "
+            "outcomes only (reported in the output)",
+        )
+        p.add_argument(
+            "--warm-start",
+            metavar="LEARNED_JSON",
+            help="start from the statistics an earlier replay learned (its learned.json)",
+        )
         if name == "replay":
             p.add_argument("--file-order", action="store_true", help="feed a JSONL log in file order, not event time")
             p.add_argument("--kafka", action="store_true", help="through Kafka and a Faust worker, in lockstep (slow)")
-            p.add_argument("--app-id", default=None, help="with --kafka: use this app's running worker (--clock event, "
-                                                          "empty topics) instead of starting one")
+            p.add_argument(
+                "--app-id",
+                default=None,
+                help="with --kafka: use this app's running worker (--clock event, "
+                "empty topics) instead of starting one",
+            )
         else:
-            p.add_argument("--baseline-days", type=NON_NEGATIVE, default=7,
-                           help="review request baseline: N days after delivery")
-            p.add_argument("--from-replay", type=_existing, default=None,
-                           help="use the outputs of an earlier `aftersale replay --out DIR`")
+            p.add_argument(
+                "--baseline-days", type=NON_NEGATIVE, default=7, help="review request baseline: N days after delivery"
+            )
+            p.add_argument(
+                "--from-replay",
+                type=_existing,
+                default=None,
+                help="use the outputs of an earlier `aftersale replay --out DIR`",
+            )
         p.set_defaults(func=func)
 
-    p = sub.add_parser("broker", help="start | stop | resolve the local Kafka broker (`aftersale broker start --help`)",
-                       add_help=False)
+    p = sub.add_parser(
+        "broker", help="start | stop | resolve the local Kafka broker (`aftersale broker start --help`)", add_help=False
+    )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="start, stop or resolve, and their options")
     p.set_defaults(func=lambda a: __import__("deploy.broker", fromlist=["main"]).main(a.rest, prog="aftersale broker"))
     return parser
@@ -295,7 +358,9 @@ def _benchmark_list() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("AFTERSALE_LOGLEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("AFTERSALE_LOGLEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         if getattr(args, "needs_broker", False) or _needs_external_broker(args):
             from .tools.reach import require_broker

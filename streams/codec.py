@@ -1,4 +1,5 @@
 """Between wire bytes and the core's typed records: which schema each topic carries, and how."""
+
 from __future__ import annotations
 
 import time
@@ -44,7 +45,7 @@ class Codec:
         self.prefix = f"{app_id}."
 
     def suffix(self, topic: str) -> str:
-        return topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
+        return topic[len(self.prefix) :] if topic.startswith(self.prefix) else topic
 
     def decode(self, topic: str, key: bytes | None, value: bytes | None):
         """Bytes from an input topic to a core record; raises DecodeError or InvalidEvent."""
@@ -63,20 +64,33 @@ class Codec:
         expected_key = getattr(event, KEY_FIELD[name])
         if key is None and expected_key:
             # Without a key the producer picks the partition: it may not be the one that owns the state.
-            raise InvalidEvent("missing_key", f"{topic} must be keyed by {KEY_FIELD[name]} ({expected_key!r}), "
-                                              f"got no key")
+            raise InvalidEvent(
+                "missing_key", f"{topic} must be keyed by {KEY_FIELD[name]} ({expected_key!r}), got no key"
+            )
         if key is not None and expected_key is not None and key.decode("utf-8", "replace") != expected_key:
             # Keyed by something else, the event would land on a partition that does not own its state.
-            raise InvalidEvent("wrong_key", f"{topic} must be keyed by {KEY_FIELD[name]} ({expected_key!r}), got {key!r}")
+            raise InvalidEvent(
+                "wrong_key", f"{topic} must be keyed by {KEY_FIELD[name]} ({expected_key!r}), got {key!r}"
+            )
         return event
 
     def encode(self, topic_suffix: str, obj) -> bytes:
         record = obj if isinstance(obj, dict) else model.to_record(obj)
         return self.serde.encode(f"{self.prefix}{topic_suffix}-value", OUTPUTS[topic_suffix], record)
 
-    def dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                    reason: str, error: str) -> bytes:
-        return self.encode("dead-letters", {
-            "received_at": int(time.time() * 1000), "topic": topic, "partition": partition,
-            "offset": offset, "key": key, "value": value, "reason": reason, "error": error[:2000],
-        })
+    def dead_letter(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str, error: str
+    ) -> bytes:
+        return self.encode(
+            "dead-letters",
+            {
+                "received_at": int(time.time() * 1000),
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "key": key,
+                "value": value,
+                "reason": reason,
+                "error": error[:2000],
+            },
+        )

@@ -1,4 +1,5 @@
 """Settings from the environment, read once at start-up (never inside the decision core)."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ The Faust agents (streams/runtime/app.py) give these classes their tables and se
 in-process replay (streams/tools/replay/) gives them dicts. One code path, so a replay decides exactly
 what a worker would.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,7 +14,14 @@ from aiokafka.partitioner import murmur2
 
 from .core.customers import decide_customer
 from .core.model import (
-    CarrierScan, CustomerCommand, DecisionAudit, Due, ErasureRequest, MessageIntent, OrderCommand, OrderEvent,
+    CarrierScan,
+    CustomerCommand,
+    DecisionAudit,
+    Due,
+    ErasureRequest,
+    MessageIntent,
+    OrderCommand,
+    OrderEvent,
     Schedule,
 )
 from .core.orders import decide_order
@@ -124,8 +132,15 @@ class OrderStage:
     until they are serialised once at its end. The core takes ownership of the state it is given, so
     this is the same computation."""
 
-    def __init__(self, orders: MutableMapping, lanes: MutableMapping, schedule: MutableMapping,
-                 objects: bool = False, event_clock: bool = False, warm: dict | None = None):
+    def __init__(
+        self,
+        orders: MutableMapping,
+        lanes: MutableMapping,
+        schedule: MutableMapping,
+        objects: bool = False,
+        event_clock: bool = False,
+        warm: dict | None = None,
+    ):
         self.orders, self.lanes, self.schedule = orders, lanes, Scheduler(schedule)
         self.warm = warm  # statistics learned from past orders, under every partition's own
         self.objects = objects
@@ -184,8 +199,9 @@ class OrderStage:
 class CustomerStage:
     """`objects=True`: see OrderStage."""
 
-    def __init__(self, customers: MutableMapping, schedule: MutableMapping, objects: bool = False,
-                 event_clock: bool = False):
+    def __init__(
+        self, customers: MutableMapping, schedule: MutableMapping, objects: bool = False, event_clock: bool = False
+    ):
         self.event_clock = event_clock
         self.customers, self.schedule = customers, Scheduler(schedule)
         self.objects = objects

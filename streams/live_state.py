@@ -4,6 +4,7 @@ The stored dict is served as it is under "state", so fields the core adds later 
 change here; "derived" adds what an operator would otherwise work out by hand. Pure functions: no
 Faust, no Kafka, times passed in.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
@@ -26,9 +27,11 @@ def as_dict(record: Any) -> dict:
 
 
 def _milestones(fields: dict, **extra) -> list[dict]:
-    return [{"what": name[:-3], "at": value, "time": iso(value), **extra}
-            for name, value in fields.items()
-            if name.endswith("_at") and name not in NOT_MILESTONES and iso(value)]
+    return [
+        {"what": name[:-3], "at": value, "time": iso(value), **extra}
+        for name, value in fields.items()
+        if name.endswith("_at") and name not in NOT_MILESTONES and iso(value)
+    ]
 
 
 def timeline(order: dict) -> list[dict]:
@@ -42,9 +45,14 @@ def timeline(order: dict) -> list[dict]:
 def tracking(order: dict) -> dict[str, dict]:
     """Normalized tracking status per shipment."""
     return {
-        shipment_id: {"status": s.get("status"), "sub_status": s.get("sub_status"), "carrier": s.get("carrier"),
-                      "tracking_number": s.get("tracking_number"), "last_scan": iso(s.get("last_scan_at")),
-                      "delivered": iso(s.get("delivered_at"))}
+        shipment_id: {
+            "status": s.get("status"),
+            "sub_status": s.get("sub_status"),
+            "carrier": s.get("carrier"),
+            "tracking_number": s.get("tracking_number"),
+            "last_scan": iso(s.get("last_scan_at")),
+            "delivered": iso(s.get("delivered_at")),
+        }
         for shipment_id, s in (order.get("shipments") or {}).items()
     }
 
@@ -105,11 +113,15 @@ def customer_view(customer: dict, decisions: dict[str, list[dict]]) -> dict:
     }
 
 
-def recent_decisions(recent: dict, *, order_id: str | None = None, customer_id: str | None = None) -> dict[str, list[dict]]:
+def recent_decisions(
+    recent: dict, *, order_id: str | None = None, customer_id: str | None = None
+) -> dict[str, list[dict]]:
     """This worker's recent intents and audit records about one order or customer, oldest first."""
+
     def wanted(d: dict) -> bool:
-        return (order_id is None or d.get("order_id") == order_id) and \
-               (customer_id is None or d.get("customer_id") == customer_id)
+        return (order_id is None or d.get("order_id") == order_id) and (
+            customer_id is None or d.get("customer_id") == customer_id
+        )
 
     return {kind: [d for d in map(as_dict, list(recent[kind])) if wanted(d)] for kind in ("intents", "audit")}
 

@@ -4,6 +4,7 @@ snapshot behind the ops page (/api/ops).
 
 Everything here is per worker: a worker sees the partitions it owns. Prometheus adds them up.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -161,8 +162,11 @@ class OpsMonitor:
             return {"events_in_per_s": None, "intents_out_per_s": None, "window_s": None}
         events, intents = self._throughput_totals()
         seconds = now - old[0]
-        return {"events_in_per_s": round((events - old[1]) / seconds, 2),
-                "intents_out_per_s": round((intents - old[2]) / seconds, 2), "window_s": round(seconds, 1)}
+        return {
+            "events_in_per_s": round((events - old[1]) / seconds, 2),
+            "intents_out_per_s": round((intents - old[2]) / seconds, 2),
+            "window_s": round(seconds, 1),
+        }
 
     def snapshot(self) -> dict[str, Any]:
         metrics, recent = self.handles["metrics"], self.handles["recent"]
@@ -177,17 +181,25 @@ class OpsMonitor:
             "refreshed_at": self.refreshed_at,
             "status": readiness(self.app),
             "throughput": self.rates(),
-            "totals": {"events_in": events, "intents_out": intents_out, "not_sent": sum(not_sent.values()),
-                       "alerts": sum(n for t, n in by_type.items() if is_alert(t)),
-                       "dead_letters": counter_total(metrics.dead_letters),
-                       "duplicates": counter_total(metrics.duplicates)},
-            "lag": {"total": sum(self.lag.values()),
-                    "partitions": [{"topic": t, "partition": p, "lag": n} for (t, p), n in sorted(self.lag.items())]},
+            "totals": {
+                "events_in": events,
+                "intents_out": intents_out,
+                "not_sent": sum(not_sent.values()),
+                "alerts": sum(n for t, n in by_type.items() if is_alert(t)),
+                "dead_letters": counter_total(metrics.dead_letters),
+                "duplicates": counter_total(metrics.duplicates),
+            },
+            "lag": {
+                "total": sum(self.lag.values()),
+                "partitions": [{"topic": t, "partition": p, "lag": n} for (t, p), n in sorted(self.lag.items())],
+            },
             "tables": dict(self.table_keys),
             "scheduled_backlog": self.backlog,
             "intents_by_type": by_type,
-            "not_sent_by_reason": [{"decision": d, "reason": r, "count": n}
-                                   for (d, r), n in sorted(not_sent.items(), key=lambda kv: -kv[1])],
+            "not_sent_by_reason": [
+                {"decision": d, "reason": r, "count": n}
+                for (d, r), n in sorted(not_sent.items(), key=lambda kv: -kv[1])
+            ],
             "alerts": [i for i in intents if is_alert(i["intent_type"])][:LISTED],
             "recent_intents": intents[:LISTED],
             "recent_audit": [as_dict(a) for a in reversed(recent["audit"])][:LISTED],

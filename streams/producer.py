@@ -1,4 +1,5 @@
 """Producing our events to Kafka: an idempotent confluent-kafka producer, Avro-encoded values."""
+
 from __future__ import annotations
 
 import time
@@ -21,19 +22,21 @@ def make_codec(settings: Settings) -> Codec:
 
 
 def make_producer(settings: Settings, **extra) -> Producer:
-    return Producer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "enable.idempotence": True,  # retries never duplicate or reorder within a partition
-        # The Java client's partitioner, as aiokafka (and so Faust) uses: co-partitioning only holds
-        # if every producer of a key picks the same partition (librdkafka's default is CRC32).
-        "partitioner": "murmur2_random",
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "log.connection.close": False,  # idle disconnects are normal, not worth a log line
-        **librdkafka_config(settings),
-        **extra,
-    })
+    return Producer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "enable.idempotence": True,  # retries never duplicate or reorder within a partition
+            # The Java client's partitioner, as aiokafka (and so Faust) uses: co-partitioning only holds
+            # if every producer of a key picks the same partition (librdkafka's default is CRC32).
+            "partitioner": "murmur2_random",
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "log.connection.close": False,  # idle disconnects are normal, not worth a log line
+            **librdkafka_config(settings),
+            **extra,
+        }
+    )
 
 
 class EventProducer:
@@ -52,7 +55,9 @@ class EventProducer:
         key_bytes = key.encode() if isinstance(key, str) else key
         while True:
             try:
-                self.producer.produce(self.settings.topic(topic_suffix), payload, key_bytes, on_delivery=self._on_delivery)
+                self.producer.produce(
+                    self.settings.topic(topic_suffix), payload, key_bytes, on_delivery=self._on_delivery
+                )
                 break
             except BufferError:  # local queue full: let it drain
                 self.producer.poll(0.05)
@@ -62,7 +67,6 @@ class EventProducer:
         remaining = self.producer.flush(timeout)
         if remaining or self.errors:
             raise RuntimeError(f"{remaining} messages not delivered; errors: {self.errors[:5]}")
-
 
     def tick(self, at: int) -> None:
         """Event-time ticks: tell every partition of both stages that time is now `at`, so their
@@ -84,9 +88,15 @@ class EventProducer:
         self.producer.poll(0)
 
 
-def produce_events(settings: Settings, events: Iterable[SimEvent], rate: float | None = None,
-                   on_event: Callable[[SimEvent], None] | None = None, tick_ms: int | None = None,
-                   run_on_ms: int = 0, before_tick: Callable[[int], None] | None = None) -> int:
+def produce_events(
+    settings: Settings,
+    events: Iterable[SimEvent],
+    rate: float | None = None,
+    on_event: Callable[[SimEvent], None] | None = None,
+    tick_ms: int | None = None,
+    run_on_ms: int = 0,
+    before_tick: Callable[[int], None] | None = None,
+) -> int:
     """Send events in arrival order, paced at `rate` per second (None: as fast as possible). With
     `tick_ms`, event-time ticks go out as event time passes, and for `run_on_ms` after the last
     event, so decisions planned for later (reviews, reminders) fire as they would live.

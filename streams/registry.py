@@ -8,6 +8,7 @@ versions after a schema edit (a test fails until it is run).
 With SCHEMA_REGISTRY_URL set, a Confluent-compatible Schema Registry assigns and serves the ids
 (subject naming: TopicNameStrategy, "<topic>-value").
 """
+
 from __future__ import annotations
 
 import json
@@ -99,9 +100,7 @@ class RemoteRegistry:
             from confluent_kafka.schema_registry import Schema as CSchema
 
             with self._lock:
-                self._ids[key] = self._client.register_schema(
-                    subject, CSchema(json.dumps(schema.standalone), "AVRO")
-                )
+                self._ids[key] = self._client.register_schema(subject, CSchema(json.dumps(schema.standalone), "AVRO"))
         return self._ids[key]
 
     def schema_for(self, schema_id: int) -> Schema:

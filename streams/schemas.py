@@ -4,6 +4,7 @@ Schemas may reference named types defined in another file (the intent record is 
 customer-command record), so files are parsed in dependency order into one shared namespace, and
 each is also kept in a self-contained form (references inlined) for registration and fingerprints.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,9 +65,7 @@ def _inline(node, definitions: dict, defined: set, namespace: str):
             defined.add(full)
             namespace = ns
         if kind == "record":
-            out["fields"] = [
-                {**f, "type": _inline(f["type"], definitions, defined, namespace)} for f in node["fields"]
-            ]
+            out["fields"] = [{**f, "type": _inline(f["type"], definitions, defined, namespace)} for f in node["fields"]]
         elif kind == "array":
             out["items"] = _inline(node["items"], definitions, defined, namespace)
         elif kind == "map":

@@ -5,6 +5,7 @@ Configured by AFTERSALE_SECURITY_PROTOCOL (PLAINTEXT | SSL | SASL_PLAINTEXT | SA
 AFTERSALE_SASL_MECHANISM (SCRAM-SHA-256 | SCRAM-SHA-512), AFTERSALE_SASL_USERNAME/_PASSWORD and
 AFTERSALE_SSL_CAFILE (+ _CERTFILE, _KEYFILE, _KEY_PASSWORD for mutual TLS); see streams/config.py.
 """
+
 from __future__ import annotations
 
 import ssl
@@ -29,12 +30,14 @@ def problems(settings: "Settings") -> list[str]:
     """What is wrong with the security settings (empty when they are usable)."""
     found = []
     if settings.security_protocol not in PROTOCOLS:
-        found.append(f"AFTERSALE_SECURITY_PROTOCOL must be one of {', '.join(PROTOCOLS)}, "
-                     f"got {settings.security_protocol!r}")
+        found.append(
+            f"AFTERSALE_SECURITY_PROTOCOL must be one of {', '.join(PROTOCOLS)}, got {settings.security_protocol!r}"
+        )
     if uses_sasl(settings):
         if settings.sasl_mechanism not in MECHANISMS:
-            found.append(f"AFTERSALE_SASL_MECHANISM must be one of {', '.join(MECHANISMS)}, "
-                         f"got {settings.sasl_mechanism!r}")
+            found.append(
+                f"AFTERSALE_SASL_MECHANISM must be one of {', '.join(MECHANISMS)}, got {settings.sasl_mechanism!r}"
+            )
         if not settings.sasl_username or not settings.sasl_password:
             found.append(f"{settings.security_protocol} needs AFTERSALE_SASL_USERNAME and AFTERSALE_SASL_PASSWORD")
     if settings.ssl_keyfile and not settings.ssl_certfile:
@@ -58,8 +61,12 @@ def faust_credentials(settings: "Settings") -> Any:
 
     if uses_sasl(settings):
         # An ssl_context makes Faust speak SASL_SSL; without one, SASL_PLAINTEXT.
-        return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
-                                     mechanism=settings.sasl_mechanism, ssl_context=ssl_context(settings))
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=ssl_context(settings),
+        )
     if uses_tls(settings):
         return faust.SSLCredentials(ssl_context(settings))
     return None
@@ -69,10 +76,19 @@ def librdkafka_config(settings: "Settings") -> dict[str, str]:
     """The same settings as confluent-kafka (librdkafka) config entries, to merge into a client's config."""
     config = {"security.protocol": settings.security_protocol}
     if uses_sasl(settings):
-        config.update({"sasl.mechanism": settings.sasl_mechanism, "sasl.username": settings.sasl_username,
-                       "sasl.password": settings.sasl_password})
+        config.update(
+            {
+                "sasl.mechanism": settings.sasl_mechanism,
+                "sasl.username": settings.sasl_username,
+                "sasl.password": settings.sasl_password,
+            }
+        )
     if uses_tls(settings):
-        optional = {"ssl.ca.location": settings.ssl_cafile, "ssl.certificate.location": settings.ssl_certfile,
-                    "ssl.key.location": settings.ssl_keyfile, "ssl.key.password": settings.ssl_key_password}
+        optional = {
+            "ssl.ca.location": settings.ssl_cafile,
+            "ssl.certificate.location": settings.ssl_certfile,
+            "ssl.key.location": settings.ssl_keyfile,
+            "ssl.key.password": settings.ssl_key_password,
+        }
         config.update({k: v for k, v in optional.items() if v})
     return config

@@ -1,4 +1,5 @@
 """Confluent wire framing (magic byte 0, 4-byte big-endian schema id, Avro binary) with fastavro."""
+
 from __future__ import annotations
 
 import io
@@ -37,8 +38,11 @@ def union_tagger(schema, named: dict | None = None, _seen: frozenset = frozenset
         return lambda datum: None if datum is None else (name, inner(datum))
     kind = schema.get("type")
     if kind == "record":
-        fields = [(f["name"], fn) for f in schema["fields"]
-                  if (fn := union_tagger(f["type"], named, _seen | {schema.get("name", "")})) is not None]
+        fields = [
+            (f["name"], fn)
+            for f in schema["fields"]
+            if (fn := union_tagger(f["type"], named, _seen | {schema.get("name", "")})) is not None
+        ]
         if not fields:
             return None
 
@@ -48,6 +52,7 @@ def union_tagger(schema, named: dict | None = None, _seen: frozenset = frozenset
                 if field in datum:
                     datum[field] = fn(datum[field])
             return datum
+
         return tag_record
     if kind == "array":
         inner = union_tagger(schema["items"], named, _seen)
@@ -116,7 +121,9 @@ class AvroSerde:
             except UnknownSchemaId as exc:
                 raise DecodeError("unknown_schema", str(exc)) from exc
             if writer.name != expected:
-                raise DecodeError("schema_mismatch", f"schema id {schema_id} is {writer.name}, this topic carries {expected}")
+                raise DecodeError(
+                    "schema_mismatch", f"schema id {schema_id} is {writer.name}, this topic carries {expected}"
+                )
             reader = by_name(expected).parsed
             # The same schema: no resolution (fastavro resolves whenever the reader is another object,
             # equal or not, which took half of each decode).

@@ -8,6 +8,7 @@ each table is co-partitioned with. `app.table_route` would hash the table's own 
 b'"O-1"', not b'O-1') and pick another partition, hence another worker. Producers must partition with
 murmur2, like Java clients, Faust and the ingest service do (librdkafka: partitioner=murmur2_random).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,12 @@ def _same_worker(url: URL, canonical: URL) -> bool:
 
 def register_views(app) -> None:
     handles = app.aftersale
-    orders, customers, recent, settings = handles["orders"], handles["customers"], handles["recent"], handles["settings"]
+    orders, customers, recent, settings = (
+        handles["orders"],
+        handles["customers"],
+        handles["recent"],
+        handles["settings"],
+    )
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     orders_input = app.topic(settings.topic("orders"), **raw)  # co-partitioned with the orders table
     customers_input = app.topic(settings.topic("customer-commands"), **raw)  # ... with the customers table

@@ -1,5 +1,6 @@
 """Shared fixtures. Integration tests use one real Kafka broker for the whole session: the one
 KAFKA_BOOTSTRAP_SERVERS points at, or a local KRaft broker started here from the Maven jars."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """One mapping module per provider: `map_webhook(payload, inbound) -> Mapped`, pure and broker-free."""
+
 from __future__ import annotations
 
 from typing import Callable

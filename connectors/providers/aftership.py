@@ -4,6 +4,7 @@ The order comes from the tracking's own `order_id` (set when the shop or its pla
 created the tracking): it must be the same order id the shop's order events carry. The shipment is
 the tracking number, like the shop's fulfilment (connectors.shipping). Event id: aftership:<event_id>.
 """
+
 from __future__ import annotations
 
 from ..records import Inbound, Malformed, Mapped, Skip, first_ms, ident, items, obj, text, to_ms
@@ -82,21 +83,31 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
         out.skipped.append(Skip("unmapped", event, "the tracking has no order_id", body))
         return out
     checkpoint = _latest_checkpoint(tracking)
-    event_time = first_ms(checkpoint.get("checkpoint_time"), checkpoint.get("created_at"), tracking.get("updated_at"), body.get("ts"))
+    event_time = first_ms(
+        checkpoint.get("checkpoint_time"), checkpoint.get("created_at"), tracking.get("updated_at"), body.get("ts")
+    )
     if event_time is None:
         raise Malformed("no checkpoint time, msg.updated_at or ts")
     tracking_number = text(tracking.get("tracking_number"), 100)
     our_id = f"aftership:{event_id}"
-    out.records.append(scan_record(
-        inbound, SOURCE, our_id, event_time, order_id,
-        shipment_id=shipment_key(tracking_number, f"aftership:{ident(tracking.get('id')) or event_id}"),
-        tracking_number=tracking_number, carrier=carrier_name(tracking.get("slug")),
-        service_level=text(tracking.get("shipment_type"), 100),
-        status=override or status, sub_status=sub_status,
-        location=_location(checkpoint),
-        carrier_estimated_delivery_at=_estimate(tracking),
-        raw_status=subtag or tag,
-    ))
+    out.records.append(
+        scan_record(
+            inbound,
+            SOURCE,
+            our_id,
+            event_time,
+            order_id,
+            shipment_id=shipment_key(tracking_number, f"aftership:{ident(tracking.get('id')) or event_id}"),
+            tracking_number=tracking_number,
+            carrier=carrier_name(tracking.get("slug")),
+            service_level=text(tracking.get("shipment_type"), 100),
+            status=override or status,
+            sub_status=sub_status,
+            location=_location(checkpoint),
+            carrier_estimated_delivery_at=_estimate(tracking),
+            raw_status=subtag or tag,
+        )
+    )
     return out
 
 
@@ -126,4 +137,3 @@ def _estimate(tracking: dict) -> int | None:
         if ms is not None:
             return ms
     return None
-

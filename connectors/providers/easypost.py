@@ -8,6 +8,7 @@ A Tracker has no order id. It is resolved by the sources in AFTERSALE_EASYPOST_O
 An event whose order cannot be resolved is accepted and recorded as unmapped (with its body on the
 connector-unknown topic, so it can be replayed). Event id: easypost:<event id>.
 """
+
 from __future__ import annotations
 
 from ..records import Inbound, Malformed, Mapped, Skip, first_ms, ident, items, obj, opt_obj, resolve, text, to_ms
@@ -68,27 +69,45 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
         return out
     tracking_code = text(tracker.get("tracking_code"), 100)
     shipment = shipment_key(tracking_code, f"easypost:{ident(tracker.get('id')) or event_id}")
-    order_id = resolve(inbound.options.easypost_order_id, body, inbound,
-                       index=lambda: inbound.lookups.order_for_shipment(shipment))
+    order_id = resolve(
+        inbound.options.easypost_order_id, body, inbound, index=lambda: inbound.lookups.order_for_shipment(shipment)
+    )
     if order_id is None:
-        out.skipped.append(Skip("unmapped", description, f"no order id for tracking {shipment} "
-                                                         f"(sources {','.join(inbound.options.easypost_order_id)})", body))
+        out.skipped.append(
+            Skip(
+                "unmapped",
+                description,
+                f"no order id for tracking {shipment} (sources {','.join(inbound.options.easypost_order_id)})",
+                body,
+            )
+        )
         return out
     detail = _latest_detail(tracker)
-    event_time = first_ms(detail.get("datetime"), tracker.get("updated_at"), body.get("updated_at"), body.get("created_at"))
+    event_time = first_ms(
+        detail.get("datetime"), tracker.get("updated_at"), body.get("updated_at"), body.get("created_at")
+    )
     if event_time is None:
         raise Malformed("no tracking_details datetime or updated_at")
     status_detail = text(tracker.get("status_detail"), 60)
     our_id = f"easypost:{event_id}"
-    out.records.append(scan_record(
-        inbound, SOURCE, our_id, event_time, order_id,
-        shipment_id=shipment, tracking_number=tracking_code, carrier=carrier_name(tracker.get("carrier")),
-        service_level=None, status=ours,
-        sub_status=STATUS_DETAIL.get(status_detail) if status_detail else None,
-        location=_location(detail),
-        carrier_estimated_delivery_at=to_ms(tracker.get("est_delivery_date")),
-        raw_status=f"{status}/{status_detail}" if status_detail else status,
-    ))
+    out.records.append(
+        scan_record(
+            inbound,
+            SOURCE,
+            our_id,
+            event_time,
+            order_id,
+            shipment_id=shipment,
+            tracking_number=tracking_code,
+            carrier=carrier_name(tracker.get("carrier")),
+            service_level=None,
+            status=ours,
+            sub_status=STATUS_DETAIL.get(status_detail) if status_detail else None,
+            location=_location(detail),
+            carrier_estimated_delivery_at=to_ms(tracker.get("est_delivery_date")),
+            raw_status=f"{status}/{status_detail}" if status_detail else status,
+        )
+    )
     return out
 
 

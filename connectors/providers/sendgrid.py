@@ -5,6 +5,7 @@ Only mail our sender sent can be attributed: it sets the custom args `customer_i
 customer_id are someone else's mail and are ignored. Event id: sendgrid:<sg_event_id>; each event is
 de-duplicated on its own, so a batch that SendGrid retries produces only what was not yet accepted.
 """
+
 from __future__ import annotations
 
 from ..records import Inbound, Malformed, Mapped, OutRecord, Skip, ident, need_ms, text
@@ -70,9 +71,23 @@ def _one(event, out: Mapped) -> None:
         return
     our_type, scope = EVENTS[kind]
     event_id = f"sendgrid:{sg_event_id}"
-    out.records.append(OutRecord("engagement", customer_id, {
-        "event_id": event_id, "event_time": at, "source": SOURCE, "type": our_type,
-        "customer_id": customer_id, "order_id": ident(event.get("order_id")),
-        "intent_id": text(event.get("intent_id"), 100), "channel": "email", "scope": scope,
-        "rating": None, "product_id": None,
-    }, event_id))
+    out.records.append(
+        OutRecord(
+            "engagement",
+            customer_id,
+            {
+                "event_id": event_id,
+                "event_time": at,
+                "source": SOURCE,
+                "type": our_type,
+                "customer_id": customer_id,
+                "order_id": ident(event.get("order_id")),
+                "intent_id": text(event.get("intent_id"), 100),
+                "channel": "email",
+                "scope": scope,
+                "rating": None,
+                "product_id": None,
+            },
+            event_id,
+        )
+    )

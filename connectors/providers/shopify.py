@@ -14,11 +14,26 @@ taken from an earlier order webhook of the same order (Directory). When it is un
 recorded as unmapped; it is not lost, since the same fulfilment or refund comes again, with the
 customer, in the orders/updated that Shopify sends when an order is fulfilled or refunded.
 """
+
 from __future__ import annotations
 
 from ..records import (
-    Inbound, Learned, Malformed, Mapped, OutRecord, Skip, first_ms, ident, items, need_id, need_ms, number, obj,
-    opt_obj, slug, text,
+    Inbound,
+    Learned,
+    Malformed,
+    Mapped,
+    OutRecord,
+    Skip,
+    first_ms,
+    ident,
+    items,
+    need_id,
+    need_ms,
+    number,
+    obj,
+    opt_obj,
+    slug,
+    text,
 )
 from ..shipping import carrier_name, scan_record, shipment_key
 
@@ -57,6 +72,7 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
 
 # --- orders ----------------------------------------------------------------------------------
 
+
 def _on_order(order: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
     order_id = need_id(order, "id", "order")
     customer_id = ident(opt_obj(order.get("customer")).get("id"))
@@ -64,20 +80,40 @@ def _on_order(order: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
         out.skipped.append(Skip("unmapped", topic, f"order {order_id} has no customer id", order))
         return
     out.learned.append(Learned("order_customer", order_id, customer_id))
-    base = {"source": SOURCE, "order_id": order_id, "customer_id": customer_id,
-            "order_number": text(order.get("name")) or ident(order.get("order_number")),
-            "currency": text(order.get("currency"), 8)}
+    base = {
+        "source": SOURCE,
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "order_number": text(order.get("name")) or ident(order.get("order_number")),
+        "currency": text(order.get("currency"), 8),
+    }
     before = len(out.records)
     if topic == "orders/create":
-        _emit(out, base, f"shopify:{order_id}:placed", "placed",
-              need_ms(order.get("created_at"), "order.created_at"), **_placement(order, inbound))
+        _emit(
+            out,
+            base,
+            f"shopify:{order_id}:placed",
+            "placed",
+            need_ms(order.get("created_at"), "order.created_at"),
+            **_placement(order, inbound),
+        )
     if order.get("financial_status") == "paid":
-        _emit(out, base, f"shopify:{order_id}:paid", "paid",
-              first_ms(order.get("processed_at"), order.get("updated_at"), order.get("created_at"), inbound.received_at))
+        _emit(
+            out,
+            base,
+            f"shopify:{order_id}:paid",
+            "paid",
+            first_ms(order.get("processed_at"), order.get("updated_at"), order.get("created_at"), inbound.received_at),
+        )
     if order.get("cancelled_at") or topic == "orders/cancelled":
-        _emit(out, base, f"shopify:{order_id}:cancelled", "cancelled",
-              first_ms(order.get("cancelled_at"), order.get("updated_at"), inbound.received_at),
-              reason=text(order.get("cancel_reason"), 200))
+        _emit(
+            out,
+            base,
+            f"shopify:{order_id}:cancelled",
+            "cancelled",
+            first_ms(order.get("cancelled_at"), order.get("updated_at"), inbound.received_at),
+            reason=text(order.get("cancel_reason"), 200),
+        )
     for fulfillment in items(order.get("fulfillments")):
         if isinstance(fulfillment, dict):
             _fulfilled(fulfillment, base, out)
@@ -116,7 +152,9 @@ def _line_item(li: dict, order: dict) -> dict:
         "product_id": ident(li.get("product_id")),
         "title": text(li.get("title"), 300) or text(li.get("name"), 300) or sku,
         "category": _category(li, order),
-        "quantity": quantity if isinstance(quantity, int) and not isinstance(quantity, bool) and 0 <= quantity < 2**31 else 1,
+        "quantity": quantity
+        if isinstance(quantity, int) and not isinstance(quantity, bool) and 0 <= quantity < 2**31
+        else 1,
         "price": number(li.get("price")),
     }
 
@@ -127,7 +165,7 @@ def _category(li: dict, order: dict) -> str:
     if from_type:
         return from_type
     tags = order.get("tags")
-    for tag in (tags.split(",") if isinstance(tags, str) else items(tags)):
+    for tag in tags.split(",") if isinstance(tags, str) else items(tags):
         if isinstance(tag, str) and tag.strip().lower().startswith("category:"):
             found = slug(tag.split(":", 1)[1])
             if found:
@@ -162,7 +200,9 @@ def _contact(order: dict, customer: dict, address: dict) -> dict:
     if "email_marketing_consent" not in customer:  # older API versions only have this flag
         marketing_email = order.get("buyer_accepts_marketing") is True
     return {
-        "email": email, "sms": phone, "push": False,
+        "email": email,
+        "sms": phone,
+        "push": False,
         "marketing_email": marketing_email,
         "marketing_sms": _consent(customer, "sms_marketing_consent"),
         "locale": text(order.get("customer_locale"), 35),
@@ -171,6 +211,7 @@ def _contact(order: dict, customer: dict, address: dict) -> dict:
 
 # --- fulfilments and refunds -----------------------------------------------------------------
 
+
 def _fulfilled(fulfillment: dict, base: dict, out: Mapped) -> None:
     if fulfillment.get("status") in DEAD_FULFILLMENT:
         return
@@ -178,26 +219,45 @@ def _fulfilled(fulfillment: dict, base: dict, out: Mapped) -> None:
     tracking = _tracking_number(fulfillment)
     shipment = shipment_key(tracking, f"shopify:{fulfillment_id}")
     out.learned.append(Learned("tracking_order", shipment, base["order_id"]))
-    _emit(out, base, f"shopify:fulfillment:{fulfillment_id}", "fulfilled",
-          need_ms(fulfillment.get("created_at"), "fulfillment.created_at"),
-          fulfillment={
-              "shipment_id": shipment,
-              "carrier": carrier_name(fulfillment.get("tracking_company")),
-              "service_level": None,  # Shopify's `service` is the fulfilment service ("manual"), not a speed
-              "tracking_number": tracking,
-              "skus": [s for s in (text(li.get("sku"), 200) for li in items(fulfillment.get("line_items"))
-                                   if isinstance(li, dict)) if s],
-          })
+    _emit(
+        out,
+        base,
+        f"shopify:fulfillment:{fulfillment_id}",
+        "fulfilled",
+        need_ms(fulfillment.get("created_at"), "fulfillment.created_at"),
+        fulfillment={
+            "shipment_id": shipment,
+            "carrier": carrier_name(fulfillment.get("tracking_company")),
+            "service_level": None,  # Shopify's `service` is the fulfilment service ("manual"), not a speed
+            "tracking_number": tracking,
+            "skus": [
+                s
+                for s in (
+                    text(li.get("sku"), 200) for li in items(fulfillment.get("line_items")) if isinstance(li, dict)
+                )
+                if s
+            ],
+        },
+    )
 
 
 def _refunded(refund: dict, base: dict, out: Mapped) -> None:
     refund_id = need_id(refund, "id", "refund")
-    amounts = [number(t.get("amount")) for t in items(refund.get("transactions"))
-               if isinstance(t, dict) and t.get("kind") == "refund" and t.get("status") in (None, "success")]
+    amounts = [
+        number(t.get("amount"))
+        for t in items(refund.get("transactions"))
+        if isinstance(t, dict) and t.get("kind") == "refund" and t.get("status") in (None, "success")
+    ]
     amounts = [a for a in amounts if a is not None]
-    _emit(out, base, f"shopify:refund:{refund_id}", "refunded",
-          need_ms(refund.get("processed_at") or refund.get("created_at"), "refund.created_at"),
-          reason=text(refund.get("note"), 200), amount=sum(amounts) if amounts else None)
+    _emit(
+        out,
+        base,
+        f"shopify:refund:{refund_id}",
+        "refunded",
+        need_ms(refund.get("processed_at") or refund.get("created_at"), "refund.created_at"),
+        reason=text(refund.get("note"), 200),
+        amount=sum(amounts) if amounts else None,
+    )
 
 
 def _tracking_number(fulfillment: dict) -> str | None:
@@ -211,8 +271,14 @@ def _tracking_number(fulfillment: dict) -> str | None:
 def _customer_of(order_id: str, inbound: Inbound, out: Mapped, topic: str, raw: dict) -> str | None:
     customer_id = inbound.lookups.customer_for_order(order_id)
     if customer_id is None:
-        out.skipped.append(Skip("unmapped", topic, f"customer of order {order_id} not known yet "
-                                                   "(it comes with the order's orders/updated)", raw))
+        out.skipped.append(
+            Skip(
+                "unmapped",
+                topic,
+                f"customer of order {order_id} not known yet (it comes with the order's orders/updated)",
+                raw,
+            )
+        )
     return customer_id
 
 
@@ -238,17 +304,29 @@ def _on_fulfillment_update(fulfillment: dict, inbound: Inbound, out: Mapped, top
     shipment_status = fulfillment.get("shipment_status")
     status = SHIPMENT_STATUS.get(shipment_status) if isinstance(shipment_status, str) else None
     if status is None or fulfillment.get("status") in DEAD_FULFILLMENT:
-        out.skipped.append(Skip("ignored", topic, f"shipment_status={shipment_status}, status={fulfillment.get('status')}"))
+        out.skipped.append(
+            Skip("ignored", topic, f"shipment_status={shipment_status}, status={fulfillment.get('status')}")
+        )
         return
     tracking = _tracking_number(fulfillment)
     at = need_ms(fulfillment.get("updated_at"), "fulfillment.updated_at")
     event_id = f"shopify:fulfillment:{fulfillment_id}:{shipment_status}:{at}"
-    out.records.append(scan_record(
-        inbound, SOURCE, event_id, at, order_id,
-        shipment_id=shipment_key(tracking, f"shopify:{fulfillment_id}"),
-        tracking_number=tracking, carrier=carrier_name(fulfillment.get("tracking_company")),
-        service_level=None, status=status, sub_status=None, raw_status=shipment_status,
-    ))
+    out.records.append(
+        scan_record(
+            inbound,
+            SOURCE,
+            event_id,
+            at,
+            order_id,
+            shipment_id=shipment_key(tracking, f"shopify:{fulfillment_id}"),
+            tracking_number=tracking,
+            carrier=carrier_name(fulfillment.get("tracking_company")),
+            service_level=None,
+            status=status,
+            sub_status=None,
+            raw_status=shipment_status,
+        )
+    )
 
 
 def _on_refund(refund: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
@@ -262,10 +340,22 @@ def _on_refund(refund: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
 def _emit(out: Mapped, base: dict, event_id: str, event_type: str, event_time: int | None, **fields) -> None:
     if event_time is None:
         raise Malformed(f"no time for the {event_type} event of order {base['order_id']}")
-    out.records.append(OutRecord("orders", base["order_id"], {
-        "order_number": None, "currency": None, **base, "event_id": event_id, "event_time": event_time,
-        "type": event_type, **fields,
-    }, event_id))
+    out.records.append(
+        OutRecord(
+            "orders",
+            base["order_id"],
+            {
+                "order_number": None,
+                "currency": None,
+                **base,
+                "event_id": event_id,
+                "event_time": event_time,
+                "type": event_type,
+                **fields,
+            },
+            event_id,
+        )
+    )
 
 
 _HANDLERS = {

@@ -6,9 +6,23 @@ Handled: ticket.created (ticket_opened, with the description as text), ticket.co
 AFTERSALE_ZENDESK_CUSTOMER_ID (default `field:detail.external_id`), since Zendesk events carry only
 Zendesk user ids. Event id: zendesk:<event id>.
 """
+
 from __future__ import annotations
 
-from ..records import Inbound, Malformed, Mapped, OutRecord, Skip, ident, need_ms, obj, opt_obj, resolve, support_topic, text
+from ..records import (
+    Inbound,
+    Malformed,
+    Mapped,
+    OutRecord,
+    Skip,
+    ident,
+    need_ms,
+    obj,
+    opt_obj,
+    resolve,
+    support_topic,
+    text,
+)
 
 SOURCE = "zendesk"
 PREFIX = "zen:event-type:ticket."
@@ -32,8 +46,9 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
         raise Malformed("detail.id (the ticket) is missing")
     customer_id = resolve(inbound.options.zendesk_customer_id, body, inbound)
     if customer_id is None:
-        out.skipped.append(Skip("unmapped", kind, "no customer id (sources "
-                                                  f"{','.join(inbound.options.zendesk_customer_id)})", body))
+        out.skipped.append(
+            Skip("unmapped", kind, f"no customer id (sources {','.join(inbound.options.zendesk_customer_id)})", body)
+        )
         return out
     change = opt_obj(body.get("event"))
     status = _lower(detail.get("status"))
@@ -49,17 +64,33 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
             out.skipped.append(Skip("ignored", kind, "internal note"))
             return out
         our_type = "message"
-        values.update(text=text(comment.get("body")), from_customer=opt_obj(comment.get("author")).get("is_staff") is not True)
+        values.update(
+            text=text(comment.get("body")), from_customer=opt_obj(comment.get("author")).get("is_staff") is not True
+        )
     else:
         status = _lower(change.get("current")) or status
         our_type = "solved" if status in SOLVED else "status_changed"
         values.update(status=status, from_customer=False)
     our_id = f"zendesk:{event_id}"
-    out.records.append(OutRecord("support", customer_id, {
-        "event_id": our_id, "event_time": need_ms(body.get("time"), "time"), "source": SOURCE, "type": our_type,
-        "customer_id": customer_id, "order_id": None, "ticket_id": ticket_id, "rating": None,
-        "topic": support_topic(detail.get("tags")), **values,
-    }, our_id))
+    out.records.append(
+        OutRecord(
+            "support",
+            customer_id,
+            {
+                "event_id": our_id,
+                "event_time": need_ms(body.get("time"), "time"),
+                "source": SOURCE,
+                "type": our_type,
+                "customer_id": customer_id,
+                "order_id": None,
+                "ticket_id": ticket_id,
+                "rating": None,
+                "topic": support_topic(detail.get("tags")),
+                **values,
+            },
+            our_id,
+        )
+    )
     return out
 
 

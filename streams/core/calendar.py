@@ -4,6 +4,7 @@ business days (Mon-Fri, UTC). Holidays are not modelled.
 Computed in closed form on a business-time axis (business milliseconds since a Monday), not by
 walking day by day: the delay model asks for these on every scan and every re-check.
 tests/unit/test_calendar.py checks them against the day-by-day definitions."""
+
 from __future__ import annotations
 
 DAY = 86_400_000

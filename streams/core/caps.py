@@ -8,6 +8,7 @@
   16 h (e-mail) or 24 h (SMS, push).
 A capped marketing message is skipped, not postponed: a promotion sent days late is worse than none.
 """
+
 from __future__ import annotations
 
 from .local_time import local_day
@@ -23,8 +24,9 @@ def sent_on_day(state: CustomerState, channel: str, at: int, tz: str | None) -> 
     return sum(1 for r in state.recent_intents if r["channel"] == channel and local_day(r["at"], tz) == day)
 
 
-def blocked_reason(state: CustomerState, channel: str, kind: str, at: int, tz: str | None,
-                   config: PolicyConfig) -> str | None:
+def blocked_reason(
+    state: CustomerState, channel: str, kind: str, at: int, tz: str | None, config: PolicyConfig
+) -> str | None:
     """Why a message of `kind` may not go out on `channel` at `at` because of caps, or None."""
     if kind != "marketing":
         return None
@@ -33,12 +35,12 @@ def blocked_reason(state: CustomerState, channel: str, kind: str, at: int, tz: s
         return f"cap:{channel}:marketing"
     window = config.smart_sending_ms.get(channel)
     # Symmetric windows: with out-of-order input, a message "later" in the log is just as close.
-    if window is not None and any(r["channel"] == channel and abs(at - r["at"]) < window
-                                  for r in state.marketing_log):
+    if window is not None and any(r["channel"] == channel and abs(at - r["at"]) < window for r in state.marketing_log):
         return "smart_sending"
     if channel == "email":
-        recent = sum(1 for r in state.marketing_log
-                     if r["channel"] == "email" and abs(at - r["at"]) < MARKETING_WINDOW_MS)
+        recent = sum(
+            1 for r in state.marketing_log if r["channel"] == "email" and abs(at - r["at"]) < MARKETING_WINDOW_MS
+        )
         if recent >= config.marketing_emails_per_30d:
             return "cap:email:30d"
     return None

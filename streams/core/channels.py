@@ -8,6 +8,7 @@
 Returns the channel (or None), the reasons other channels were passed over, and reason codes to add
 to the intent when the channel changed.
 """
+
 from __future__ import annotations
 
 from .consent import blocked_reason, choose_channel

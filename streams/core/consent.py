@@ -1,4 +1,5 @@
 """Consent and reachability: may this message go out on this channel, and if not, on which?"""
+
 from __future__ import annotations
 
 from .model import CHANNELS

@@ -13,15 +13,28 @@ was known before it. A `Due` (or a tick) only advances the clock. Timer kinds:
   "care_tips:<order>", "onboarding_<n>:<order>", "review_request:<order>", "cross_sell:<order>"
   "replenish:<sku>", "winback"
 """
+
 from __future__ import annotations
 
 from . import gate, post_delivery, replenishment, winback
 from .decisions import CustomerDecision, cancel_timer
 from .model import (
-    CHANNELS, CustomerCommand, Due, EngagementEvent, MessageIntent, OrderFact, SupportEvent,
+    CHANNELS,
+    CustomerCommand,
+    Due,
+    EngagementEvent,
+    MessageIntent,
+    OrderFact,
+    SupportEvent,
 )
 from .policy import (
-    CATEGORIES_KEPT, DEFAULT_POLICY, ENGAGEMENTS_KEPT, ITEMS_KEPT, OPEN_TICKETS_KEPT, ORDER_IDS_KEPT, ORDERS_KEPT,
+    CATEGORIES_KEPT,
+    DEFAULT_POLICY,
+    ENGAGEMENTS_KEPT,
+    ITEMS_KEPT,
+    OPEN_TICKETS_KEPT,
+    ORDER_IDS_KEPT,
+    ORDERS_KEPT,
     PROBLEMS_KEPT,
     PolicyConfig,
 )
@@ -34,8 +47,12 @@ NEGATIVE_RATING = DEFAULT_POLICY.negative_rating  # kept for callers of the earl
 MAX_FIRINGS = 200  # per decision: a safety net, timers never schedule themselves in the past
 
 
-def decide_customer(state: CustomerState | None, item: CustomerCommand | EngagementEvent | SupportEvent | Due,
-                    now: int, config: PolicyConfig = DEFAULT_POLICY) -> CustomerDecision:
+def decide_customer(
+    state: CustomerState | None,
+    item: CustomerCommand | EngagementEvent | SupportEvent | Due,
+    now: int,
+    config: PolicyConfig = DEFAULT_POLICY,
+) -> CustomerDecision:
     """Fold one item into the customer. Takes ownership of `state` (it may be changed in place).
 
     A Due, or a "tick" command, that finds nothing due returns `duplicate=True`: nothing changed,
@@ -69,6 +86,7 @@ def decide_customer(state: CustomerState | None, item: CustomerCommand | Engagem
 
 
 # --- time ------------------------------------------------------------------------------------
+
 
 def _advance(decision: CustomerDecision, now: int, config: PolicyConfig) -> CustomerDecision:
     if run_due(decision, now, config):
@@ -109,6 +127,7 @@ def _fire(decision: CustomerDecision, kind: str, due_at: int, now: int, config: 
 
 # --- candidates from the order stage ---------------------------------------------------------
 
+
 def _on_candidate(decision: CustomerDecision, intent: MessageIntent, now: int, config: PolicyConfig) -> None:
     if gate.already_decided(decision.state, intent.intent_id):
         return  # a redelivered command (possibly sent on a fallback channel, or waiting in `held`)
@@ -120,6 +139,7 @@ def _on_candidate(decision: CustomerDecision, intent: MessageIntent, now: int, c
 
 # --- facts from the order stage --------------------------------------------------------------
 
+
 def _order(state: CustomerState, order_id: str, at: int) -> CustomerOrder:
     """The customer's memory of an order; the oldest is forgotten beyond ORDERS_KEPT."""
     order = state.orders.get(order_id)
@@ -128,8 +148,9 @@ def _order(state: CustomerState, order_id: str, at: int) -> CustomerOrder:
     order.last_fact_at = max(order.last_fact_at, at)
     while len(state.orders) > ORDERS_KEPT:
         # Stubs (an order only heard of through engagement or a candidate) go first, then the oldest.
-        oldest = min(state.orders.values(),
-                     key=lambda o: (o.placed_at is not None, o.placed_at or o.last_fact_at, o.order_id))
+        oldest = min(
+            state.orders.values(), key=lambda o: (o.placed_at is not None, o.placed_at or o.last_fact_at, o.order_id)
+        )
         del state.orders[oldest.order_id]
         for kind in post_delivery.timer_kinds(oldest.order_id):
             cancel_timer(state, kind)
@@ -137,8 +158,10 @@ def _order(state: CustomerState, order_id: str, at: int) -> CustomerOrder:
 
 
 def _items(fact: OrderFact) -> list[dict]:
-    return [{"sku": i.sku, "title": i.title, "category": i.category, "quantity": i.quantity}
-            for i in fact.items[:ITEMS_KEPT]]
+    return [
+        {"sku": i.sku, "title": i.title, "category": i.category, "quantity": i.quantity}
+        for i in fact.items[:ITEMS_KEPT]
+    ]
 
 
 def _on_fact(decision: CustomerDecision, command: CustomerCommand, now: int, config: PolicyConfig) -> None:
@@ -190,8 +213,9 @@ def _on_fact(decision: CustomerDecision, command: CustomerCommand, now: int, con
         post_delivery.on_problem(decision, order, now, config)
 
 
-def _on_placed(decision: CustomerDecision, order: CustomerOrder, fact: OrderFact, at: int, now: int,
-               config: PolicyConfig) -> None:
+def _on_placed(
+    decision: CustomerDecision, order: CustomerOrder, fact: OrderFact, at: int, now: int, config: PolicyConfig
+) -> None:
     state = decision.state
     state.orders_count += 1
     if order.order_id not in state.order_ids:
@@ -232,6 +256,7 @@ def _apply_checkout_contact(state: CustomerState, fact: OrderFact, at: int) -> N
 
 # --- engagement ------------------------------------------------------------------------------
 
+
 def _on_engagement(decision: CustomerDecision, event: EngagementEvent, now: int, config: PolicyConfig) -> None:
     state = decision.state
     if event.type in ("opened", "clicked") and event.order_id:
@@ -269,10 +294,14 @@ def _on_engagement(decision: CustomerDecision, event: EngagementEvent, now: int,
 
 def _record_review(decision: CustomerDecision, event: EngagementEvent, now: int, config: PolicyConfig) -> None:
     state = decision.state
-    state.reviews.append({
-        "order_id": event.order_id, "product_id": event.product_id, "rating": event.rating,
-        "at": event.event_time,
-    })
+    state.reviews.append(
+        {
+            "order_id": event.order_id,
+            "product_id": event.product_id,
+            "rating": event.rating,
+            "at": event.event_time,
+        }
+    )
     del state.reviews[:-20]
     if event.order_id:
         _order(state, event.order_id, event.event_time).reviewed = True
@@ -281,6 +310,7 @@ def _record_review(decision: CustomerDecision, event: EngagementEvent, now: int,
 
 
 # --- support ---------------------------------------------------------------------------------
+
 
 def _on_support(decision: CustomerDecision, event: SupportEvent, now: int, config: PolicyConfig) -> None:
     state = decision.state
@@ -296,15 +326,15 @@ def _on_support(decision: CustomerDecision, event: SupportEvent, now: int, confi
         state.open_tickets.append(event.ticket_id)
         del state.open_tickets[:-OPEN_TICKETS_KEPT]
     negative = (
-        (event.type == "satisfaction_rating" and event.rating is not None and event.rating <= config.negative_rating)
-        or (event.from_customer and is_negative(event.text, config.negative_sentiment))
-    )
+        event.type == "satisfaction_rating" and event.rating is not None and event.rating <= config.negative_rating
+    ) or (event.from_customer and is_negative(event.text, config.negative_sentiment))
     if negative:
         _negative_contact(decision, event.event_time, event.order_id, now, config)
 
 
-def _negative_contact(decision: CustomerDecision, at: int, order_id: str | None, now: int,
-                      config: PolicyConfig) -> None:
+def _negative_contact(
+    decision: CustomerDecision, at: int, order_id: str | None, now: int, config: PolicyConfig
+) -> None:
     state = decision.state
     state.last_negative_contact_at = max(state.last_negative_contact_at or 0, at)
     if order_id:  # a complaint about an order we have not heard of yet still counts when we do

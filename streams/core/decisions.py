@@ -1,5 +1,6 @@
 """What one customer-stage decision produces, and the small helpers every policy uses to add to it:
 audit records with deterministic ids, and timers (see model.Schedule for the contract)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,17 +19,32 @@ class CustomerDecision:
     duplicate: bool = False  # nothing happened: a redelivered item, or a Due/tick with nothing due
 
 
-def audit(decision: CustomerDecision, intent: MessageIntent, verdict: str, reasons: list[str], now: int,
-          *extra: object, channel: str | None = None) -> None:
+def audit(
+    decision: CustomerDecision,
+    intent: MessageIntent,
+    verdict: str,
+    reasons: list[str],
+    now: int,
+    *extra: object,
+    channel: str | None = None,
+) -> None:
     """Record a decision not to send (now). The id depends only on the intent, the verdict and
     `extra` (e.g. the release time of a hold), so a replay gives the same audit ids. `channel`: the
     channel it would have gone on, when one was chosen (else the one it was proposed for)."""
-    decision.audit.append(DecisionAudit(
-        audit_id=ids.audit_id(intent.intent_id, intent.intent_type, verdict, *extra),
-        decided_at=now, customer_id=decision.state.customer_id, intent_type=intent.intent_type,
-        decision=verdict, reasons=list(reasons), source_event_id=intent.source_event_id,
-        order_id=intent.order_id, channel=channel or intent.channel, intent_id=intent.intent_id,
-    ))
+    decision.audit.append(
+        DecisionAudit(
+            audit_id=ids.audit_id(intent.intent_id, intent.intent_type, verdict, *extra),
+            decided_at=now,
+            customer_id=decision.state.customer_id,
+            intent_type=intent.intent_type,
+            decision=verdict,
+            reasons=list(reasons),
+            source_event_id=intent.source_event_id,
+            order_id=intent.order_id,
+            channel=channel or intent.channel,
+            intent_id=intent.intent_id,
+        )
+    )
 
 
 def set_timer(decision: CustomerDecision, kind: str, due_at: int) -> None:

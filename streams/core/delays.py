@@ -5,6 +5,7 @@ the promise is P(T > promised | T > elapsed) = S(promised) / S(elapsed), and the
 10th..90th percentile of T given T > elapsed. Every open carrier problem on the shipment adds a
 business day. Without lane data the carrier's own estimate is used; with neither, a passed promise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,14 @@ def shipment_lanes(shipment: Shipment) -> tuple[str, ...]:
     return lane_keys(shipment.carrier, shipment.service_level, shipment.origin_region, shipment.destination_region)
 
 
-def assess(shipment: Shipment, promised_at: int, now: int, lanes: dict[str, LaneStats], open_problems: int,
-           policy: DelayPolicy = DELAY_POLICY) -> Assessment | None:
+def assess(
+    shipment: Shipment,
+    promised_at: int,
+    now: int,
+    lanes: dict[str, LaneStats],
+    open_problems: int,
+    policy: DelayPolicy = DELAY_POLICY,
+) -> Assessment | None:
     if shipment.handoff_at is None:
         return None  # not with the carrier yet: the stall policy watches this phase
     penalty = open_problems * policy.problem_penalty_days
@@ -104,8 +111,15 @@ def _smoothed(stats: LaneStats, above: float, given: float) -> float:
     return min(1.0, (num + 0.5) / (den + 1.0))
 
 
-def transit_risk(shipment: Shipment, placed_at: int, promised_at: int, now: int, lanes, open_problems: int = 0,
-                 policy: DelayPolicy = DELAY_POLICY) -> Risk | None:
+def transit_risk(
+    shipment: Shipment,
+    placed_at: int,
+    promised_at: int,
+    now: int,
+    lanes,
+    open_problems: int = 0,
+    policy: DelayPolicy = DELAY_POLICY,
+) -> Risk | None:
     """P(late) of a parcel with the carrier, from the lane's promise-relative transit (None: no history)."""
     chosen = learned(lanes, RATIO, shipment_lanes(shipment))
     if chosen is None or shipment.handoff_at is None:
@@ -121,8 +135,9 @@ def transit_risk(shipment: Shipment, placed_at: int, promised_at: int, now: int,
     return Risk(_smoothed(stats, need, elapsed / window), key)
 
 
-def handoff_risk(placed_at: int, promised_at: int, now: int, region: str | None, lanes,
-                 ratio_keys: tuple[str, ...]) -> Risk:
+def handoff_risk(
+    placed_at: int, promised_at: int, now: int, region: str | None, lanes, ratio_keys: tuple[str, ...]
+) -> Risk:
     """P(late) of an order not yet handed off at `now`: over the shop's later hand-offs (h > now's),
     the chance that transit then needs more than what is left of the window."""
     window = promised_at - placed_at

@@ -19,6 +19,7 @@ policy), first time and again at release. In order:
 Held messages are kept in the state (`held`) with a timer "release:<candidate id>"; at release they
 go through all of this again with the time of release.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ def already_decided(state: CustomerState, candidate_id: str) -> bool:
     return any(h.candidate_id == candidate_id for h in state.held)
 
 
-def consider(decision: CustomerDecision, proposal: Proposal, now: int, config: PolicyConfig,
-             released: HeldIntent | None = None) -> None:
+def consider(
+    decision: CustomerDecision, proposal: Proposal, now: int, config: PolicyConfig, released: HeldIntent | None = None
+) -> None:
     """Decide one proposed message now (`released`: the hold it comes out of, at its release)."""
     state = decision.state
     intent = proposal.intent
@@ -111,8 +113,16 @@ def consider(decision: CustomerDecision, proposal: Proposal, now: int, config: P
             if now >= intent.expires_at:
                 audit(decision, intent, "suppressed", block.reasons, now, channel=channel)
             else:  # no known end: look again later, at the latest when the message expires
-                _hold(decision, proposal, intent, channel, min(now + config.guard_recheck_ms, intent.expires_at),
-                      block.reasons, now, released)
+                _hold(
+                    decision,
+                    proposal,
+                    intent,
+                    channel,
+                    min(now + config.guard_recheck_ms, intent.expires_at),
+                    block.reasons,
+                    now,
+                    released,
+                )
             return
 
     when = max(now, intent.send_at)
@@ -139,8 +149,9 @@ def release(decision: CustomerDecision, candidate_id: str, now: int, config: Pol
     if held is None:
         return
     state.held.remove(held)
-    consider(decision, Proposal(message_intent_from(held.intent), held.candidate_id, held.news), now, config,
-             released=held)
+    consider(
+        decision, Proposal(message_intent_from(held.intent), held.candidate_id, held.news), now, config, released=held
+    )
 
 
 def note_progress(state: CustomerState, intent: MessageIntent) -> None:
@@ -190,8 +201,9 @@ def _order_closed(state: CustomerState, intent: MessageIntent) -> str | None:
     return None
 
 
-def _same_news(state: CustomerState, proposal: Proposal, intent: MessageIntent, when: int,
-               config: PolicyConfig) -> list[str]:
+def _same_news(
+    state: CustomerState, proposal: Proposal, intent: MessageIntent, when: int, config: PolicyConfig
+) -> list[str]:
     for r in state.recent_intents:
         if r.get("news") == proposal.news:
             return [f"duplicate:sent_on:{r['channel']}"]
@@ -200,20 +212,34 @@ def _same_news(state: CustomerState, proposal: Proposal, intent: MessageIntent, 
             return ["duplicate:held"]
     if intent.intent_type in config.consolidate_types and intent.order_id:
         for r in state.recent_intents:
-            if (r["order_id"] == intent.order_id and r["intent_type"] == intent.intent_type
-                    and abs(r["at"] - when) <= config.consolidation_ms):
+            if (
+                r["order_id"] == intent.order_id
+                and r["intent_type"] == intent.intent_type
+                and abs(r["at"] - when) <= config.consolidation_ms
+            ):
                 return ["consolidated"]
         for h in state.held:
             other = h.intent
-            if (h.candidate_id != proposal.candidate_id and other["order_id"] == intent.order_id
-                    and other["intent_type"] == intent.intent_type
-                    and abs(other["send_at"] - when) <= config.consolidation_ms):
+            if (
+                h.candidate_id != proposal.candidate_id
+                and other["order_id"] == intent.order_id
+                and other["intent_type"] == intent.intent_type
+                and abs(other["send_at"] - when) <= config.consolidation_ms
+            ):
                 return ["consolidated"]
     return []
 
 
-def _hold(decision: CustomerDecision, proposal: Proposal, intent: MessageIntent, channel: str, until: int,
-          reasons: list[str], now: int, before: HeldIntent | None) -> None:
+def _hold(
+    decision: CustomerDecision,
+    proposal: Proposal,
+    intent: MessageIntent,
+    channel: str,
+    until: int,
+    reasons: list[str],
+    now: int,
+    before: HeldIntent | None,
+) -> None:
     """Keep the message and ask to be called back. Audited when it starts waiting, or waits for other
     reasons than before (a guard re-checked daily is not audited again every day)."""
     state = decision.state
@@ -221,9 +247,17 @@ def _hold(decision: CustomerDecision, proposal: Proposal, intent: MessageIntent,
     state.held = [h for h in state.held if h.candidate_id != proposal.candidate_id]
     order = state.orders.get(intent.order_id) if intent.order_id else None
     stage = before.parcel_stage if before is not None else (order.parcels.get(_parcel(intent), 0) if order else 0)
-    state.held.append(HeldIntent(intent=to_record(proposal.intent), candidate_id=proposal.candidate_id,
-                                 news=proposal.news, reasons=list(reasons), held_at=now, release_at=until,
-                                 parcel_stage=stage))
+    state.held.append(
+        HeldIntent(
+            intent=to_record(proposal.intent),
+            candidate_id=proposal.candidate_id,
+            news=proposal.news,
+            reasons=list(reasons),
+            held_at=now,
+            release_at=until,
+            parcel_stage=stage,
+        )
+    )
     set_timer(decision, RELEASE + proposal.candidate_id, until)
     if before is None or before.reasons != list(reasons):
         audit(decision, intent, "held", reasons, now, until, channel=channel)
@@ -234,16 +268,29 @@ def _hold(decision: CustomerDecision, proposal: Proposal, intent: MessageIntent,
         audit(decision, message_intent_from(victim.intent), "dropped", ["held_overflow"], now)
 
 
-def _emit(decision: CustomerDecision, proposal: Proposal, intent: MessageIntent, channel: str, notes: list[str],
-          now: int, released: HeldIntent | None, config: PolicyConfig) -> None:
+def _emit(
+    decision: CustomerDecision,
+    proposal: Proposal,
+    intent: MessageIntent,
+    channel: str,
+    notes: list[str],
+    now: int,
+    released: HeldIntent | None,
+    config: PolicyConfig,
+) -> None:
     state = decision.state
     # The intent as it goes out: copied field by field (dataclasses.replace is several times slower,
     # and this runs for every message); the content's lists are shared, as replace shares them.
     c = intent.content
     seg = segment(state, now, config)
     content = ContentHints(
-        items=c.items, category=c.category, carrier=c.carrier, tracking_number=c.tracking_number,
-        window_start=c.window_start, window_end=c.window_end, segment=c.segment or seg,
+        items=c.items,
+        category=c.category,
+        carrier=c.carrier,
+        tracking_number=c.tracking_number,
+        window_start=c.window_start,
+        window_end=c.window_end,
+        segment=c.segment or seg,
         tone=c.tone or tone(state, seg, intent.kind, intent.order_id),
     )
     moved = channel != intent.channel
@@ -266,11 +313,18 @@ def _emit(decision: CustomerDecision, proposal: Proposal, intent: MessageIntent,
     )
     decision.intents.append(out)
     state.channel(channel).sent += 1
-    state.recent_intents.append({
-        "intent_id": out.intent_id, "candidate_id": proposal.candidate_id, "intent_type": out.intent_type,
-        "kind": out.kind, "channel": channel, "order_id": out.order_id, "news": proposal.news,
-        "at": max(out.send_at, now),
-    })
+    state.recent_intents.append(
+        {
+            "intent_id": out.intent_id,
+            "candidate_id": proposal.candidate_id,
+            "intent_type": out.intent_type,
+            "kind": out.kind,
+            "channel": channel,
+            "order_id": out.order_id,
+            "news": proposal.news,
+            "at": max(out.send_at, now),
+        }
+    )
     del state.recent_intents[:-RECENT_INTENTS_KEPT]
     if out.kind == "marketing":
         caps.record_marketing(state, channel, out.intent_type, max(out.send_at, now))

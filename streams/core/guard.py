@@ -15,6 +15,7 @@ expected to lift (or at the next re-check for open-ended guards), as long as the
 expired; *suppressed* = dropped for good with the reasons (the guard outlasts the message, or the
 order itself had a problem).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,11 @@ def customer_block(state: CustomerState, now: int, config: PolicyConfig) -> Guar
             reasons.append(reason)
             ends.append(since + length)
 
-    open_problems = [o.problem_open_at for o in state.orders.values()
-                     if o.problem_open_at is not None and now < o.problem_open_at + config.problem_hold_max_ms]
+    open_problems = [
+        o.problem_open_at
+        for o in state.orders.values()
+        if o.problem_open_at is not None and now < o.problem_open_at + config.problem_hold_max_ms
+    ]
     if open_problems:
         reasons.append("guard:delivery_problem")
         ends.append(None)  # lifts when the parcel arrives (or the problem is too old to matter)

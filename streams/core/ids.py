@@ -1,4 +1,5 @@
 """Deterministic ids: the same decision always gets the same id, so replays and retries de-duplicate."""
+
 from __future__ import annotations
 
 import hashlib

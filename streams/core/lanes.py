@@ -5,6 +5,7 @@ A lane is (carrier, service level, origin region, destination region). Every del
 adds its transit time (first carrier scan to delivery, business days) to its lane and to each
 coarser lane, so a new lane borrows the shape of its carrier's network until it has data of its own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -98,8 +99,9 @@ class LaneStats:
             mid = (lo + hi) / 2
             position = mid / width
             index = int(position)
-            if floor_above or (index < buckets
-                               and 1.0 - (below[index] + counts[index] * (position - index)) / total > target):
+            if floor_above or (
+                index < buckets and 1.0 - (below[index] + counts[index] * (position - index)) / total > target
+            ):
                 lo = mid
             else:
                 hi = mid

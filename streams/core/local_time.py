@@ -5,6 +5,7 @@ window ends at 08:00" stay right across daylight-saving changes. A local time th
 hour skipped in spring) resolves like zoneinfo's fold=0 does: one hour later on the wall clock; an
 ambiguous one (autumn) is its first occurrence.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone, tzinfo

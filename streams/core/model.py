@@ -3,6 +3,7 @@
 Field names match the Avro schemas in schemas/, so records convert to and from the wire dicts
 without renaming. Times are epoch milliseconds UTC.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,14 +13,31 @@ from typing import Any
 import orjson
 
 ORDER_TYPES = frozenset({"placed", "paid", "cancelled", "refunded", "fulfilled"})
-SCAN_STATUSES = frozenset({
-    "info_received", "in_transit", "out_for_delivery", "available_for_pickup",
-    "attempt_failed", "exception", "delivered", "returned_to_sender", "expired",
-})
-ENGAGEMENT_TYPES = frozenset({
-    "delivered", "opened", "clicked", "bounced", "unsubscribed", "resubscribed",
-    "spam_report", "review_submitted",
-})
+SCAN_STATUSES = frozenset(
+    {
+        "info_received",
+        "in_transit",
+        "out_for_delivery",
+        "available_for_pickup",
+        "attempt_failed",
+        "exception",
+        "delivered",
+        "returned_to_sender",
+        "expired",
+    }
+)
+ENGAGEMENT_TYPES = frozenset(
+    {
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "unsubscribed",
+        "resubscribed",
+        "spam_report",
+        "review_submitted",
+    }
+)
 SUPPORT_TYPES = frozenset({"ticket_opened", "message", "status_changed", "solved", "satisfaction_rating"})
 CHANNELS = ("email", "sms", "push")
 ENGAGEMENT_CHANNELS = frozenset(CHANNELS) | {"web"}
@@ -260,7 +278,9 @@ class ErasureRequest:
 
 def erasure_request_from(record: dict) -> ErasureRequest:
     _require(record, "ErasureRequest", "event_id", "customer_id")
-    return ErasureRequest(**{**record, "event_time": to_ms(record["event_time"]), "order_ids": list(record.get("order_ids") or [])})
+    return ErasureRequest(
+        **{**record, "event_time": to_ms(record["event_time"]), "order_ids": list(record.get("order_ids") or [])}
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -291,6 +311,7 @@ def to_record(obj) -> dict:
 
 
 # --- from wire dicts -------------------------------------------------------------------------
+
 
 def _require(record: dict, name: str, *fields: str) -> None:
     for f in fields:
@@ -358,13 +379,15 @@ def _intent_from(record: dict) -> MessageIntent:
     content["items"] = [ItemHint(**i) for i in content.get("items") or ()]
     content["window_start"] = to_ms(content.get("window_start"))
     content["window_end"] = to_ms(content.get("window_end"))
-    return MessageIntent(**{
-        **record,
-        "decided_at": to_ms(record["decided_at"]),
-        "send_at": to_ms(record["send_at"]),
-        "expires_at": to_ms(record["expires_at"]),
-        "content": ContentHints(**content),
-    })
+    return MessageIntent(
+        **{
+            **record,
+            "decided_at": to_ms(record["decided_at"]),
+            "send_at": to_ms(record["send_at"]),
+            "expires_at": to_ms(record["expires_at"]),
+            "content": ContentHints(**content),
+        }
+    )
 
 
 def customer_command_from(record: dict) -> CustomerCommand:
@@ -391,11 +414,20 @@ def customer_command_from(record: dict) -> CustomerCommand:
 def order_command_from(record: dict) -> OrderCommand:
     kind = record["kind"]
     if kind == "tick" and record.get("due"):
-        return OrderCommand(command_id=record["command_id"], event_time=to_ms(record["event_time"]), kind="tick",
-                            order_id=record.get("order_id"), due=DueTick(now=to_ms(record["due"]["now"])))
+        return OrderCommand(
+            command_id=record["command_id"],
+            event_time=to_ms(record["event_time"]),
+            kind="tick",
+            order_id=record.get("order_id"),
+            due=DueTick(now=to_ms(record["due"]["now"])),
+        )
     if kind == "erase" and record.get("order_id"):
-        return OrderCommand(command_id=record["command_id"], event_time=to_ms(record["event_time"]), kind="erase",
-                            order_id=record["order_id"])
+        return OrderCommand(
+            command_id=record["command_id"],
+            event_time=to_ms(record["event_time"]),
+            kind="erase",
+            order_id=record["order_id"],
+        )
     raise InvalidEvent("unknown_type", f"order command kind {kind!r} (or its fields); known: tick, erase")
 
 

@@ -4,6 +4,7 @@ Runs on the partition that owns the order (orders and scans are co-partitioned b
 Its messages are candidates: the customer stage checks them against consent and reachability
 before they become intents.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,13 +13,35 @@ from typing import Mapping, NamedTuple
 from . import ids
 from .calendar import add_business_days, business_days_between
 from .delays import (
-    COLD_TRANSIT_DAYS, DELAY_POLICY, HANDOFF, HANDOFF_FRAC, RATIO, RATIO_SCALE, Assessment, Risk, assess, handoff_keys,
-    handoff_risk, learned, shipment_lanes, transit_risk, usual_handoff_days,
+    COLD_TRANSIT_DAYS,
+    DELAY_POLICY,
+    HANDOFF,
+    HANDOFF_FRAC,
+    RATIO,
+    RATIO_SCALE,
+    Assessment,
+    Risk,
+    assess,
+    handoff_keys,
+    handoff_risk,
+    learned,
+    shipment_lanes,
+    transit_risk,
+    usual_handoff_days,
 )
 from .lanes import MIN_SAMPLES, LaneStats, lane_keys, lane_known, pick
 from .model import (
-    CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, Due, ItemHint,
-    MessageIntent, OrderEvent, OrderFact, Schedule,
+    CarrierScan,
+    ContactChannels,
+    ContentHints,
+    CustomerCommand,
+    DecisionAudit,
+    Due,
+    ItemHint,
+    MessageIntent,
+    OrderEvent,
+    OrderFact,
+    Schedule,
 )
 from .state import OrderState, Shipment
 from .tracking import PROBLEMS, TERMINAL, apply_scan
@@ -53,8 +76,9 @@ class OrderDecision:
     scores: list[tuple] = field(default_factory=list)
 
 
-def decide_order(state: OrderState | None, event: OrderEvent | CarrierScan | Due, now: int,
-                 lanes: Mapping[str, dict] | None = None) -> OrderDecision:
+def decide_order(
+    state: OrderState | None, event: OrderEvent | CarrierScan | Due, now: int, lanes: Mapping[str, dict] | None = None
+) -> OrderDecision:
     """Fold one event (or a scheduled decision coming due) into the order. Takes ownership of
     `state` (it may be changed in place). `lanes` maps lane keys to learned transit statistics."""
     if isinstance(event, Due):
@@ -84,6 +108,7 @@ def _set_timer(decision: OrderDecision, kind: str, due_at: int) -> None:
 
 # --- order events ----------------------------------------------------------------------------
 
+
 def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes: Mapping[str, dict]) -> None:
     state = decision.state
     state.customer_id = event.customer_id
@@ -95,13 +120,27 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes:
         _fact(decision, event, "placed")
         if state.status == "cancelled":
             # The cancellation overtook the order: confirming it now would only confuse.
-            _audit(decision, event, "order_confirmation", "skipped", ["order_cancelled"], now,
-                   occasion("order_confirmation"))
+            _audit(
+                decision,
+                event,
+                "order_confirmation",
+                "skipped",
+                ["order_cancelled"],
+                now,
+                occasion("order_confirmation"),
+            )
             state.notified.append(occasion("order_confirmation"))
         elif any(s.status == "delivered" for s in state.shipments.values()):
             # The order feed lagged behind the carrier's: a confirmation after delivery is noise.
-            _audit(decision, event, "order_confirmation", "dropped", ["stale:superseded_by_delivery"], now,
-                   occasion("order_confirmation"))
+            _audit(
+                decision,
+                event,
+                "order_confirmation",
+                "dropped",
+                ["stale:superseded_by_delivery"],
+                now,
+                occasion("order_confirmation"),
+            )
             state.notified.append(occasion("order_confirmation"))
         else:
             _propose(decision, event, "order_confirmation", None, ["order_placed"], now)
@@ -142,8 +181,11 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes:
         else:
             _propose(decision, event, "shipped", shipment, ["order_fulfilled"], now)
         if shipment.handoff_at is None and shipment.status not in TERMINAL:
-            _set_timer(decision, f"stall_pre_transit:{shipment.shipment_id}",
-                       add_business_days(event.event_time, PRE_TRANSIT_STALL_DAYS))
+            _set_timer(
+                decision,
+                f"stall_pre_transit:{shipment.shipment_id}",
+                add_business_days(event.event_time, PRE_TRANSIT_STALL_DAYS),
+            )
 
 
 def _catch_up(decision: OrderDecision, now: int, lanes: Mapping[str, dict]) -> None:
@@ -152,8 +194,10 @@ def _catch_up(decision: OrderDecision, now: int, lanes: Mapping[str, dict]) -> N
     each shipment, never the whole backlog."""
     state = decision.state
     # A cancellation or refund processed before the order: the customer stage still needs to know.
-    for fact_type, at, reason in (("cancelled", state.cancelled_at, state.cancel_reason),
-                                  ("refunded", state.refunded_at, state.refund_reason)):
+    for fact_type, at, reason in (
+        ("cancelled", state.cancelled_at, state.cancel_reason),
+        ("refunded", state.refunded_at, state.refund_reason),
+    ):
         if at is not None:
             _fact(decision, Trigger(f"{state.order_id}:{fact_type}:{at}", at), fact_type, detail=reason)
     for shipment in state.shipments.values():
@@ -162,13 +206,21 @@ def _catch_up(decision: OrderDecision, now: int, lanes: Mapping[str, dict]) -> N
             trigger = Trigger(shipment.last_scan_event_id, shipment.last_scan_at)
             reasons = [f"scan:{shipment.status}", "catch_up"]
         elif shipment.fulfilled_event_id is not None and shipment.status not in SUPERSEDES_SHIPPED:
-            news, trigger, reasons = "shipped", Trigger(shipment.fulfilled_event_id, shipment.fulfilled_at), ["order_fulfilled", "catch_up"]
+            news, trigger, reasons = (
+                "shipped",
+                Trigger(shipment.fulfilled_event_id, shipment.fulfilled_at),
+                ["order_fulfilled", "catch_up"],
+            )
         else:
             news = None
         problem = next((p for p in reversed(state.problems) if p.startswith(f"{shipment.shipment_id}:")), None)
         if problem is not None and shipment.last_scan_event_id is not None:
-            _fact(decision, Trigger(shipment.last_scan_event_id, shipment.last_scan_at), "delivery_problem",
-                  detail=problem.split(":", 1)[1])
+            _fact(
+                decision,
+                Trigger(shipment.last_scan_event_id, shipment.last_scan_at),
+                "delivery_problem",
+                detail=problem.split(":", 1)[1],
+            )
         if shipment.status == "delivered":
             late = _delivered_late(state, shipment.delivered_at)
             _fact(decision, trigger, "delivered", detail="late" if late else "on_time", shipment=shipment)
@@ -189,15 +241,25 @@ def _dispatch_due(state: OrderState, lanes: Mapping[str, dict]) -> int:
 
 
 def _delivered_late(state: OrderState, delivered_at: int | None) -> bool:
-    return state.promised_delivery_at is not None and delivered_at is not None and delivered_at > state.promised_delivery_at
+    return (
+        state.promised_delivery_at is not None
+        and delivered_at is not None
+        and delivered_at > state.promised_delivery_at
+    )
 
 
-SUPERSEDES_SHIPPED = frozenset({"out_for_delivery", "available_for_pickup", "delivered", "returned_to_sender", "expired"})
+SUPERSEDES_SHIPPED = frozenset(
+    {"out_for_delivery", "available_for_pickup", "delivered", "returned_to_sender", "expired"}
+)
 
 # The one message worth sending for a shipment whose scans came before its order.
 CATCH_UP_NEWS = {
-    "in_transit": "shipped", "exception": "shipped", "attempt_failed": "shipped", "available_for_pickup": "shipped",
-    "out_for_delivery": "out_for_delivery", "delivered": "delivered",
+    "in_transit": "shipped",
+    "exception": "shipped",
+    "attempt_failed": "shipped",
+    "available_for_pickup": "shipped",
+    "out_for_delivery": "out_for_delivery",
+    "delivered": "delivered",
 }
 
 
@@ -206,12 +268,13 @@ def _record_placement(state: OrderState, event: OrderEvent) -> None:
     state.promised_delivery_at = event.promised_delivery_at
     state.total = event.total
     state.items = [
-        {"sku": li.sku, "title": li.title, "category": li.category, "quantity": li.quantity}
-        for li in event.line_items
+        {"sku": li.sku, "title": li.title, "category": li.category, "quantity": li.quantity} for li in event.line_items
     ]
     if event.shipping is not None:
         state.time_zone = event.shipping.time_zone
-        state.region = f"{event.shipping.country}-{event.shipping.region}" if event.shipping.region else event.shipping.country
+        state.region = (
+            f"{event.shipping.country}-{event.shipping.region}" if event.shipping.region else event.shipping.country
+        )
     if event.contact is not None:
         state.contact = _contact_dict(event.contact)
         state.locale = event.contact.locale
@@ -219,13 +282,17 @@ def _record_placement(state: OrderState, event: OrderEvent) -> None:
 
 def _contact_dict(contact: ContactChannels) -> dict:
     return {
-        "email": contact.email, "sms": contact.sms, "push": contact.push,
-        "marketing_email": contact.marketing_email, "marketing_sms": contact.marketing_sms,
+        "email": contact.email,
+        "sms": contact.sms,
+        "push": contact.push,
+        "marketing_email": contact.marketing_email,
+        "marketing_sms": contact.marketing_sms,
         "locale": contact.locale,
     }
 
 
 # --- carrier scans ---------------------------------------------------------------------------
+
 
 def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mapping[str, dict]) -> None:
     state = decision.state
@@ -234,7 +301,9 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
     shipment = state.shipments.get(scan.shipment_id)
     if shipment is None:
         shipment = state.shipments[scan.shipment_id] = Shipment(
-            shipment_id=scan.shipment_id, carrier=scan.carrier, service_level=scan.service_level,
+            shipment_id=scan.shipment_id,
+            carrier=scan.carrier,
+            service_level=scan.service_level,
             tracking_number=scan.tracking_number,
         )
     attempt = shipment.failed_attempts
@@ -246,8 +315,15 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
     if not outcome.applied:
         # Old news that arrives late is recorded as dropped, so ops can see why nothing went out.
         if touchpoint and touchpoint != "shipped":
-            _audit(decision, scan, touchpoint, "dropped", [f"stale:{outcome.stale_reason}"], now,
-                   occasion(touchpoint, shipment.shipment_id, attempt))
+            _audit(
+                decision,
+                scan,
+                touchpoint,
+                "dropped",
+                [f"stale:{outcome.stale_reason}"],
+                now,
+                occasion(touchpoint, shipment.shipment_id, attempt),
+            )
         return
     reason = f"scan:{scan.status}" + (f":{scan.sub_status}" if scan.sub_status else "")
     _drop_settled_timers(state, shipment)
@@ -274,7 +350,9 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
         _learn_transit(decision, shipment, lanes)
     if shipment.status not in TERMINAL:
         if shipment.handoff_at is not None:
-            _set_timer(decision, f"stall_in_transit:{shipment.shipment_id}", _stall_due(decision, shipment, scan, lanes))
+            _set_timer(
+                decision, f"stall_in_transit:{shipment.shipment_id}", _stall_due(decision, shipment, scan, lanes)
+            )
         _review_delay(decision, shipment, scan, now, lanes)
 
 
@@ -369,6 +447,7 @@ def _learn_handoff(decision: OrderDecision, handoff_at: int, lanes: Mapping[str,
 
 # --- scheduled decisions ---------------------------------------------------------------------
 
+
 def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dict], clock: int) -> None:
     """`now` is when the decision is taken (on the event clock: its due time); `clock` is the time
     of the fire that took it, from which any follow-up check is scheduled (a late check must not
@@ -386,8 +465,15 @@ def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dic
         return
     elif kind == "stall_pre_transit":
         if shipment.handoff_at is None:
-            _problem(decision, trigger, "stalled_pre_transit", shipment, "stall:pre_transit",
-                     [f"no_carrier_scan_after:{PRE_TRANSIT_STALL_DAYS:g}bd"], now)
+            _problem(
+                decision,
+                trigger,
+                "stalled_pre_transit",
+                shipment,
+                "stall:pre_transit",
+                [f"no_carrier_scan_after:{PRE_TRANSIT_STALL_DAYS:g}bd"],
+                now,
+            )
     elif kind == "stall_in_transit":
         _check_stall(decision, trigger, shipment, now, lanes)
     elif kind == "delay_check":
@@ -407,8 +493,9 @@ def _check_dispatch(decision: OrderDecision, trigger, now: int, lanes: Mapping[s
         _problem(decision, trigger, "dispatch_delayed", None, "stall:dispatch", ["no_fulfilment_after_usual_time"], now)
         return
     ratio_keys = lane_keys(None, None, None, state.region)
-    risk = handoff_risk(state.placed_at, state.promised_delivery_at, now, state.region, _Learned(decision, lanes),
-                        ratio_keys)
+    risk = handoff_risk(
+        state.placed_at, state.promised_delivery_at, now, state.region, _Learned(decision, lanes), ratio_keys
+    )
     _score(decision, "awaiting_handoff", now, risk.p_late, risk.basis)
     if risk.p_late >= DELAY_POLICY.threshold:
         reasons = ["no_fulfilment_after_usual_time", f"p_late:{risk.p_late:.2f}", f"basis:{risk.basis}"]
@@ -428,8 +515,11 @@ def _check_stall(decision: OrderDecision, trigger, shipment: Shipment, now: int,
         if risk is None:  # no promise-relative history yet: the lane's transit, or the days left
             a = assess(shipment, state.promised_delivery_at, now, _lane_stats(decision, shipment, lanes), 0)
             left = business_days_between(now, state.promised_delivery_at)
-            risk = Risk(a.p_late, a.basis) if a is not None else Risk(0.9 if left < COLD_TRANSIT_DAYS else 0.1,
-                                                                      "cold_start")
+            risk = (
+                Risk(a.p_late, a.basis)
+                if a is not None
+                else Risk(0.9 if left < COLD_TRANSIT_DAYS else 0.1, "cold_start")
+            )
     if risk is not None:
         reasons += [f"p_late:{risk.p_late:.2f}", f"basis:{risk.basis}"]
         occ = occasion("stalled_in_transit", shipment.shipment_id)
@@ -447,8 +537,15 @@ def _check_stall(decision: OrderDecision, trigger, shipment: Shipment, now: int,
     _problem(decision, trigger, "stalled_in_transit", shipment, "stall:in_transit", reasons, now)
 
 
-def _problem(decision: OrderDecision, trigger, intent_type: str, shipment: Shipment | None, detail: str,
-             reasons: list[str], now: int) -> None:
+def _problem(
+    decision: OrderDecision,
+    trigger,
+    intent_type: str,
+    shipment: Shipment | None,
+    detail: str,
+    reasons: list[str],
+    now: int,
+) -> None:
     occ = occasion(intent_type, shipment.shipment_id if shipment else None)
     if occ in decision.state.notified:
         return
@@ -463,8 +560,9 @@ def _assess(decision: OrderDecision, shipment: Shipment, now: int, lanes: Mappin
     state = decision.state
     risk = None
     if state.placed_at is not None:
-        risk = transit_risk(shipment, state.placed_at, state.promised_delivery_at, now, _Learned(decision, lanes),
-                            open_problems)
+        risk = transit_risk(
+            shipment, state.placed_at, state.promised_delivery_at, now, _Learned(decision, lanes), open_problems
+        )
     if risk is None:
         return assess(shipment, state.promised_delivery_at, now, _lane_stats(decision, shipment, lanes), open_problems)
     window = state.promised_delivery_at - state.placed_at
@@ -473,12 +571,15 @@ def _assess(decision: OrderDecision, shipment: Shipment, now: int, lanes: Mappin
     start = shipment.handoff_at + int(stats.quantile_after(elapsed, 0.1) / RATIO_SCALE * window)
     end = shipment.handoff_at + int(stats.quantile_after(elapsed, 0.9) / RATIO_SCALE * window)
     start = max(start, now)
-    basis = risk.basis if lane_known(shipment.origin_region, shipment.destination_region) else f"{risk.basis};lane_unknown"
+    basis = (
+        risk.basis if lane_known(shipment.origin_region, shipment.destination_region) else f"{risk.basis};lane_unknown"
+    )
     return Assessment(risk.p_late, start, max(start, end), basis)
 
 
-def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int, lanes: Mapping[str, dict],
-                  clock: int | None = None) -> None:
+def _review_delay(
+    decision: OrderDecision, shipment: Shipment, trigger, now: int, lanes: Mapping[str, dict], clock: int | None = None
+) -> None:
     """Warn before the customer notices: once when a miss becomes likely, once more if it slips again."""
     state = decision.state
     if state.promised_delivery_at is None or shipment.status in TERMINAL:
@@ -498,20 +599,34 @@ def _review_delay(decision: OrderDecision, shipment: Shipment, trigger, now: int
             shipment.delay_level, shipment.announced_window_end = 1, a.window_end
             _fact(decision, trigger, "delivery_problem", detail="delay:predicted")
             _propose(decision, trigger, "delay_warning", shipment, reasons, now)
-        elif (shipment.delay_level == 1 and shipment.announced_window_end is not None
-              and a.window_end > add_business_days(shipment.announced_window_end, DELAY_POLICY.escalate_slip_days)):
+        elif (
+            shipment.delay_level == 1
+            and shipment.announced_window_end is not None
+            and a.window_end > add_business_days(shipment.announced_window_end, DELAY_POLICY.escalate_slip_days)
+        ):
             shipment.delay_level, shipment.announced_window_end = 2, a.window_end
             _propose(decision, trigger, "delay_update", shipment, reasons + ["window_slipped"], now)
     # Time passing without a scan can make a parcel late too: look again later.
     if shipment.handoff_at is not None:
-        _set_timer(decision, f"delay_check:{shipment.shipment_id}",
-                   max(now, trigger.event_time, clock or 0) + DELAY_POLICY.recheck_ms)
+        _set_timer(
+            decision,
+            f"delay_check:{shipment.shipment_id}",
+            max(now, trigger.event_time, clock or 0) + DELAY_POLICY.recheck_ms,
+        )
 
 
 # --- outputs ---------------------------------------------------------------------------------
 
-def _propose(decision: OrderDecision, event, intent_type: str, shipment: Shipment | None,
-             reasons: list[str], now: int, attempt: int = 0) -> None:
+
+def _propose(
+    decision: OrderDecision,
+    event,
+    intent_type: str,
+    shipment: Shipment | None,
+    reasons: list[str],
+    now: int,
+    attempt: int = 0,
+) -> None:
     """Propose one message for an occasion, unless it was already decided, is moot or is stale."""
     state = decision.state
     touchpoint = TOUCHPOINTS[intent_type]
@@ -547,14 +662,16 @@ def _propose(decision: OrderDecision, event, intent_type: str, shipment: Shipmen
         locale=state.locale,
         time_zone=state.time_zone,
     )
-    decision.commands.append(CustomerCommand(
-        command_id=ids.stable_id("candidate", intent.intent_id),
-        event_time=event.event_time,
-        customer_id=state.customer_id,
-        order_id=state.order_id,
-        kind="candidate_intent",
-        intent=intent,
-    ))
+    decision.commands.append(
+        CustomerCommand(
+            command_id=ids.stable_id("candidate", intent.intent_id),
+            event_time=event.event_time,
+            customer_id=state.customer_id,
+            order_id=state.order_id,
+            kind="candidate_intent",
+            intent=intent,
+        )
+    )
 
 
 def _content(state: OrderState, shipment: Shipment | None) -> ContentHints:
@@ -568,7 +685,9 @@ def _content(state: OrderState, shipment: Shipment | None) -> ContentHints:
         carrier=shipment.carrier if shipment else None,
         tracking_number=shipment.tracking_number if shipment else None,
         window_start=shipment.window_start if predicted else None,
-        window_end=shipment.window_end if predicted else (shipment.carrier_eta if shipment else state.promised_delivery_at),
+        window_end=shipment.window_end
+        if predicted
+        else (shipment.carrier_eta if shipment else state.promised_delivery_at),
     )
 
 
@@ -579,8 +698,9 @@ def _items(state: OrderState, shipment: Shipment | None) -> list[dict]:
     return state.items
 
 
-def _fact(decision: OrderDecision, event, fact_type: str, detail: str | None = None,
-          shipment: Shipment | None = None) -> None:
+def _fact(
+    decision: OrderDecision, event, fact_type: str, detail: str | None = None, shipment: Shipment | None = None
+) -> None:
     state = decision.state
     if state.placed_at is None:
         return  # before the order is known: _catch_up reports it once the order arrives
@@ -588,24 +708,26 @@ def _fact(decision: OrderDecision, event, fact_type: str, detail: str | None = N
     if fact_type == "placed" and state.contact is not None:
         contact = ContactChannels(**state.contact)
     items = _items(state, shipment) if fact_type in ("placed", "delivered") else []
-    decision.commands.append(CustomerCommand(
-        command_id=ids.stable_id("fact", event.event_id, fact_type, detail),
-        event_time=event.event_time,
-        customer_id=state.customer_id,
-        order_id=state.order_id,
-        kind="order_fact",
-        fact=OrderFact(
-            type=fact_type,
-            total=state.total if fact_type == "placed" else None,
-            categories=sorted({i["category"] for i in state.items}) if fact_type == "placed" else [],
-            time_zone=state.time_zone,
-            contact=contact,
-            detail=detail,
-            items=[ItemHint(i["sku"], i["title"], i["category"], i["quantity"]) for i in items],
-            had_problem=fact_type == "delivered" and (bool(real_problems(state.problems)) or detail == "late"),
-            promised_delivery_at=state.promised_delivery_at,
-        ),
-    ))
+    decision.commands.append(
+        CustomerCommand(
+            command_id=ids.stable_id("fact", event.event_id, fact_type, detail),
+            event_time=event.event_time,
+            customer_id=state.customer_id,
+            order_id=state.order_id,
+            kind="order_fact",
+            fact=OrderFact(
+                type=fact_type,
+                total=state.total if fact_type == "placed" else None,
+                categories=sorted({i["category"] for i in state.items}) if fact_type == "placed" else [],
+                time_zone=state.time_zone,
+                contact=contact,
+                detail=detail,
+                items=[ItemHint(i["sku"], i["title"], i["category"], i["quantity"]) for i in items],
+                had_problem=fact_type == "delivered" and (bool(real_problems(state.problems)) or detail == "late"),
+                promised_delivery_at=state.promised_delivery_at,
+            ),
+        )
+    )
 
 
 def real_problems(problems: list[str]) -> list[str]:
@@ -617,16 +739,19 @@ def real_problems(problems: list[str]) -> list[str]:
 ALARMS = ("stall:", "delay:")
 
 
-def _audit(decision: OrderDecision, event, intent_type: str, verdict: str, reasons: list[str],
-           now: int, occ: str) -> None:
+def _audit(
+    decision: OrderDecision, event, intent_type: str, verdict: str, reasons: list[str], now: int, occ: str
+) -> None:
     state = decision.state
-    decision.audit.append(DecisionAudit(
-        audit_id=ids.audit_id(event.event_id, intent_type, verdict, occ),
-        decided_at=now,
-        customer_id=state.customer_id or "unknown",
-        intent_type=intent_type,
-        decision=verdict,
-        reasons=reasons,
-        source_event_id=event.event_id,
-        order_id=state.order_id,
-    ))
+    decision.audit.append(
+        DecisionAudit(
+            audit_id=ids.audit_id(event.event_id, intent_type, verdict, occ),
+            decided_at=now,
+            customer_id=state.customer_id or "unknown",
+            intent_type=intent_type,
+            decision=verdict,
+            reasons=reasons,
+            source_event_id=event.event_id,
+            order_id=state.order_id,
+        )
+    )

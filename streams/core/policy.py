@@ -4,6 +4,7 @@ Every customer-side module reads its numbers from a `PolicyConfig`; `DEFAULT_POL
 engine uses. Each default says where it comes from (the tools shops compare us with, see
 docs of Klaviyo, Braze, Yotpo/Okendo, AfterShip) or why it was chosen.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,8 +40,9 @@ class PolicyConfig:
     # message counts towards the day's tally; only marketing is ever skipped because of it.
     daily_cap: Mapping = field(default_factory=lambda: _frozen({"email": 2, "sms": 1, "push": 2}))
     # Klaviyo Smart Sending: skip marketing if a marketing message went out on that channel lately.
-    smart_sending_ms: Mapping = field(default_factory=lambda: _frozen({"email": 16 * HOUR, "sms": 24 * HOUR,
-                                                                       "push": 24 * HOUR}))
+    smart_sending_ms: Mapping = field(
+        default_factory=lambda: _frozen({"email": 16 * HOUR, "sms": 24 * HOUR, "push": 24 * HOUR})
+    )
     # Yotpo/Okendo: at most 5 review/marketing e-mails per 30 days, one review request per product a year.
     marketing_emails_per_30d: int = 5
     review_per_product_ms: int = 365 * DAY
@@ -68,32 +70,64 @@ class PolicyConfig:
     onboarding_after_days: tuple = (1, 4, 10)  # onboarding_1/2/3 for complex products
     complex_categories: frozenset = frozenset({"electronics", "appliances"})
     # What the care/how-to message is about, by category (categories not listed get none).
-    care_topics: Mapping = field(default_factory=lambda: _frozen({
-        "fashion": "garment_care", "beauty": "how_to_apply", "home": "care_and_cleaning",
-        "consumables": "storage_and_use", "sports": "care_and_maintenance", "toys": "safety_and_care",
-    }))
+    care_topics: Mapping = field(
+        default_factory=lambda: _frozen(
+            {
+                "fashion": "garment_care",
+                "beauty": "how_to_apply",
+                "home": "care_and_cleaning",
+                "consumables": "storage_and_use",
+                "sports": "care_and_maintenance",
+                "toys": "safety_and_care",
+            }
+        )
+    )
     # Review request timing by time to value: worn/applied soon; durable goods need weeks of use;
     # consumables after first use.
-    review_after_days: Mapping = field(default_factory=lambda: _frozen({
-        "fashion": 4, "beauty": 5, "electronics": 14, "appliances": 14, "home": 14, "consumables": 8,
-    }))
+    review_after_days: Mapping = field(
+        default_factory=lambda: _frozen(
+            {
+                "fashion": 4,
+                "beauty": 5,
+                "electronics": 14,
+                "appliances": 14,
+                "home": 14,
+                "consumables": 8,
+            }
+        )
+    )
     review_default_days: int = 7
     # A positive signal (open/click about the order soon after delivery) brings the request forward.
     review_signal_window_ms: int = 48 * HOUR
     review_pull_in_fraction: float = 0.5  # of the normal delay
     review_min_days: int = 2
     cross_sell_after_days: int = 10
-    complementary: Mapping = field(default_factory=lambda: _frozen({
-        "fashion": "accessories", "electronics": "accessories", "appliances": "consumables",
-        "consumables": "consumables", "home": "home_decor", "beauty": "skincare",
-    }))
+    complementary: Mapping = field(
+        default_factory=lambda: _frozen(
+            {
+                "fashion": "accessories",
+                "electronics": "accessories",
+                "appliances": "consumables",
+                "consumables": "consumables",
+                "home": "home_decor",
+                "beauty": "skincare",
+            }
+        )
+    )
 
     # --- replenishment -------------------------------------------------------------------------
     # Days one unit lasts, by category (a 1 kg bag of beans ~ a month for one person; a serum ~ six
     # weeks). Only these categories are replenished. quantity x days = the pack lasts.
-    days_per_unit: Mapping = field(default_factory=lambda: _frozen({
-        "consumables": 30, "beauty": 45, "pet_supplies": 30, "household": 45,
-    }))
+    days_per_unit: Mapping = field(
+        default_factory=lambda: _frozen(
+            {
+                "consumables": 30,
+                "beauty": 45,
+                "pet_supplies": 30,
+                "household": 45,
+            }
+        )
+    )
     replenish_lead_days: int = 5  # remind this long before the customer runs out
     replenish_min_interval_days: int = 7  # shorter reorder intervals are treated as noise (double orders)
 
@@ -109,10 +143,18 @@ class PolicyConfig:
     occasional_gap_days: int = 90  # repeat customers whose usual gap is this long
 
     # --- lifetimes of the messages the customer stage creates ----------------------------------
-    ttl_ms: Mapping = field(default_factory=lambda: _frozen({
-        "care_tips": 3 * DAY, "onboarding": 3 * DAY, "review_request": 7 * DAY, "cross_sell": 5 * DAY,
-        "replenishment": 7 * DAY, "winback": 7 * DAY,
-    }))
+    ttl_ms: Mapping = field(
+        default_factory=lambda: _frozen(
+            {
+                "care_tips": 3 * DAY,
+                "onboarding": 3 * DAY,
+                "review_request": 7 * DAY,
+                "cross_sell": 5 * DAY,
+                "replenishment": 7 * DAY,
+                "winback": 7 * DAY,
+            }
+        )
+    )
 
     def ttl(self, intent_type: str) -> int:
         key = "onboarding" if intent_type.startswith("onboarding") else intent_type

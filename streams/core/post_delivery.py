@@ -16,6 +16,7 @@ parcels add their items; the review waits for the slowest category to prove itse
 kinds: "care_tips:<order>", "onboarding_<n>:<order>", "review_request:<order>", "cross_sell:<order>".
 Intent ids: ids.intent_id(customer, order, type, "<type>:<order>", "email").
 """
+
 from __future__ import annotations
 
 import math
@@ -49,12 +50,20 @@ def on_delivered(decision: CustomerDecision, order: CustomerOrder, at: int, now:
             plan(decision, f"onboarding_{n}:{order.order_id}", days_after_at(at, days, config.send_hour, tz), now)
     if "care_tips" not in planned and _care_items(order, config):
         planned.append("care_tips")
-        plan(decision, f"care_tips:{order.order_id}",
-             days_after_at(at, config.care_tips_after_days, config.send_hour, tz), now)
+        plan(
+            decision,
+            f"care_tips:{order.order_id}",
+            days_after_at(at, config.care_tips_after_days, config.send_hour, tz),
+            now,
+        )
     if "cross_sell" not in planned:
         planned.append("cross_sell")
-        plan(decision, f"cross_sell:{order.order_id}",
-             days_after_at(order.delivered_at, config.cross_sell_after_days, config.send_hour, tz), now)
+        plan(
+            decision,
+            f"cross_sell:{order.order_id}",
+            days_after_at(order.delivered_at, config.cross_sell_after_days, config.send_hour, tz),
+            now,
+        )
     kind = f"review_request:{order.order_id}"
     first = "review_request" not in planned
     if first:
@@ -75,8 +84,13 @@ def on_problem(decision: CustomerDecision, order: CustomerOrder, now: int, confi
 
 
 def _suppress_review(decision: CustomerDecision, order: CustomerOrder, now: int, config: PolicyConfig) -> None:
-    audit(decision, _build(decision, order, "review_request", order.delivered_at, config), "suppressed",
-          ["guard:order_had_problem", *order_problems(order)], now)
+    audit(
+        decision,
+        _build(decision, order, "review_request", order.delivered_at, config),
+        "suppressed",
+        ["guard:order_had_problem", *order_problems(order)],
+        now,
+    )
 
 
 def on_engagement(decision: CustomerDecision, order: CustomerOrder, now: int, config: PolicyConfig) -> None:
@@ -126,12 +140,19 @@ def fire(decision: CustomerDecision, kind: str, due_at: int, now: int, config: P
 
 # --- building the messages -------------------------------------------------------------------
 
+
 def _occasion(intent_type: str, order_id: str) -> str:
     return f"{intent_type}:{order_id}"
 
 
-def _build(decision: CustomerDecision, order: CustomerOrder, intent_type: str, due_at: int, config: PolicyConfig,
-           now: int | None = None) -> MessageIntent:
+def _build(
+    decision: CustomerDecision,
+    order: CustomerOrder,
+    intent_type: str,
+    due_at: int,
+    config: PolicyConfig,
+    now: int | None = None,
+) -> MessageIntent:
     state = decision.state
     items = order.delivered_items
     category = _main_category(items)
@@ -167,8 +188,9 @@ def _build(decision: CustomerDecision, order: CustomerOrder, intent_type: str, d
         send_at=send_at,
         expires_at=due_at + config.ttl(intent_type),
         priority=priority,
-        content=ContentHints(items=[ItemHint(i["sku"], i["title"], i["category"], i["quantity"]) for i in items],
-                             category=category),
+        content=ContentHints(
+            items=[ItemHint(i["sku"], i["title"], i["category"], i["quantity"]) for i in items], category=category
+        ),
         reason_codes=reasons,
         source_event_id=order.delivered_source or f"order:{order.order_id}",
         locale=state.locale,
@@ -190,6 +212,8 @@ def _complex(order: CustomerOrder, config: PolicyConfig) -> list[dict]:
 
 
 def _care_items(order: CustomerOrder, config: PolicyConfig) -> list[dict]:
-    return [i for i in order.delivered_items
-            if i["category"] in config.care_topics and i["category"] not in config.complex_categories]
-
+    return [
+        i
+        for i in order.delivered_items
+        if i["category"] in config.care_topics and i["category"] not in config.complex_categories
+    ]

@@ -3,6 +3,7 @@
 Which messages wait: every kind on the channels in `quiet_all_kinds` (SMS, push), marketing only on
 `quiet_marketing_only` (e-mail). Urgent transactional/service messages never wait; marketing always does.
 """
+
 from __future__ import annotations
 
 from datetime import time, timedelta

@@ -10,6 +10,7 @@ The reminder ("replenishment", marketing) is planned `replenish_lead_days` befor
 `send_hour` local. A new order of the sku cancels it (skipped, "reordered"); its delivery plans the
 next one. Timer kind "replenish:<sku>"; intent occasion "replenish:<sku>:<order>".
 """
+
 from __future__ import annotations
 
 from statistics import median
@@ -35,8 +36,9 @@ def own_interval_ms(state: CustomerState, sku: str, config: PolicyConfig) -> int
     return int(median(gaps)) if gaps else None
 
 
-def on_placed(decision: CustomerDecision, order: CustomerOrder, items: list[dict], now: int,
-              config: PolicyConfig) -> None:
+def on_placed(
+    decision: CustomerDecision, order: CustomerOrder, items: list[dict], now: int, config: PolicyConfig
+) -> None:
     """Remember the purchase; a reorder before the reminder makes the reminder moot."""
     state = decision.state
     at = order.placed_at
@@ -60,8 +62,14 @@ def on_placed(decision: CustomerDecision, order: CustomerOrder, items: list[dict
         del state.sku_purchases[oldest]
 
 
-def on_delivered(decision: CustomerDecision, order: CustomerOrder, items: list[dict], source_event_id: str,
-                 now: int, config: PolicyConfig) -> None:
+def on_delivered(
+    decision: CustomerDecision,
+    order: CustomerOrder,
+    items: list[dict],
+    source_event_id: str,
+    now: int,
+    config: PolicyConfig,
+) -> None:
     """Plan a reminder for each consumable of the delivered parcel."""
     state = decision.state
     delivered = order.delivered_at
@@ -77,11 +85,21 @@ def on_delivered(decision: CustomerDecision, order: CustomerOrder, items: list[d
             runout = max(state.sku_purchases[sku]) + own
         else:
             runout = delivered + item["quantity"] * config.days_per_unit[item["category"]] * DAY
-        state.replenish[sku] = ReplenishPlan(sku=sku, title=item["title"], category=item["category"],
-                                             quantity=item["quantity"], order_id=order.order_id,
-                                             source_event_id=source_event_id, runout_at=runout)
-        plan(decision, PREFIX + sku,
-             days_after_at(runout - config.replenish_lead_days * DAY, 0, config.send_hour, state.time_zone), now)
+        state.replenish[sku] = ReplenishPlan(
+            sku=sku,
+            title=item["title"],
+            category=item["category"],
+            quantity=item["quantity"],
+            order_id=order.order_id,
+            source_event_id=source_event_id,
+            runout_at=runout,
+        )
+        plan(
+            decision,
+            PREFIX + sku,
+            days_after_at(runout - config.replenish_lead_days * DAY, 0, config.send_hour, state.time_zone),
+            now,
+        )
     while len(state.replenish) > REPLENISH_KEPT:
         oldest = min(state.replenish.values(), key=lambda p: (p.runout_at, p.sku))
         del state.replenish[oldest.sku]
@@ -93,8 +111,12 @@ def fire(decision: CustomerDecision, sku: str, due_at: int, now: int, config: Po
     if pending is None:
         return
     intent = _build(decision.state, pending, due_at, config, now)
-    consider(decision, Proposal(intent, intent.intent_id,
-                                news_key(pending.order_id, "replenishment", _occasion(pending))), now, config)
+    consider(
+        decision,
+        Proposal(intent, intent.intent_id, news_key(pending.order_id, "replenishment", _occasion(pending))),
+        now,
+        config,
+    )
 
 
 def _older(state: CustomerState, order_id: str, than: CustomerOrder) -> bool:
@@ -112,8 +134,9 @@ def _occasion(plan: ReplenishPlan) -> str:
     return f"replenish:{plan.sku}:{plan.order_id}"
 
 
-def _build(state: CustomerState, plan: ReplenishPlan, due_at: int, config: PolicyConfig,
-           now: int | None = None) -> MessageIntent:
+def _build(
+    state: CustomerState, plan: ReplenishPlan, due_at: int, config: PolicyConfig, now: int | None = None
+) -> MessageIntent:
     basis = "own_interval" if own_interval_ms(state, plan.sku, config) is not None else "pack_size"
     return MessageIntent(
         intent_id=ids.intent_id(state.customer_id, plan.order_id, "replenishment", _occasion(plan), "email"),
@@ -126,10 +149,14 @@ def _build(state: CustomerState, plan: ReplenishPlan, due_at: int, config: Polic
         send_at=max(due_at, now) if now is not None else due_at,
         expires_at=max(due_at, plan.runout_at) + config.ttl("replenishment"),
         priority="low",
-        content=ContentHints(items=[ItemHint(plan.sku, plan.title, plan.category, plan.quantity)],
-                             category=plan.category),
-        reason_codes=["replenish", f"basis:{basis}",
-                      f"runs_out_on:{local_day(plan.runout_at, state.time_zone).isoformat()}"],
+        content=ContentHints(
+            items=[ItemHint(plan.sku, plan.title, plan.category, plan.quantity)], category=plan.category
+        ),
+        reason_codes=[
+            "replenish",
+            f"basis:{basis}",
+            f"runs_out_on:{local_day(plan.runout_at, state.time_zone).isoformat()}",
+        ],
         source_event_id=plan.source_event_id,
         locale=state.locale,
         time_zone=state.time_zone,

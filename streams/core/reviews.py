@@ -7,6 +7,7 @@
   asked about lately are left out; if none is left the request is *skipped*
   ("review_once_per_product").
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -17,8 +18,9 @@ from .policy import REVIEW_ASKED_KEPT, PolicyConfig
 from .state import CustomerState
 
 
-def check(state: CustomerState, intent: MessageIntent, now: int,
-          config: PolicyConfig) -> tuple[MessageIntent | None, str, list[str]]:
+def check(
+    state: CustomerState, intent: MessageIntent, now: int, config: PolicyConfig
+) -> tuple[MessageIntent | None, str, list[str]]:
     """(the request to send, possibly with fewer items, or None; verdict; reasons)."""
     order = state.orders.get(intent.order_id) if intent.order_id else None
     problems = order_problems(order)
@@ -33,8 +35,11 @@ def check(state: CustomerState, intent: MessageIntent, now: int,
     if not items:
         return None, "skipped", ["review_once_per_product"]
     if len(items) < len(intent.content.items):
-        intent = replace(intent, content=replace(intent.content, items=items),
-                         reason_codes=[*intent.reason_codes, "some_products_asked_recently"])
+        intent = replace(
+            intent,
+            content=replace(intent.content, items=items),
+            reason_codes=[*intent.reason_codes, "some_products_asked_recently"],
+        )
     return intent, "", []
 
 

@@ -10,6 +10,7 @@ Segments, first match wins:
 Tone follows the segment, except that a transactional/service message about an order that went
 wrong (late, delivery problem) is apologetic whatever the segment.
 """
+
 from __future__ import annotations
 
 from statistics import median

@@ -3,6 +3,7 @@
 VADER is a lexicon and rules, no model download: fast and deterministic. The analyzer loads its
 lexicon once, at import, and is shared (it holds no per-call state).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,4 +1,5 @@
 """Per-order and per-customer state as plain typed records, stored in Faust tables as dicts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -178,7 +179,9 @@ class CustomerState:
     last_return_at: int | None = None
     reviews: list[dict] = field(default_factory=list)  # order_id, product_id, rating, at
     review_asked: dict[str, int] = field(default_factory=dict)  # sku -> when a review of it was last requested
-    recent_intents: list[dict] = field(default_factory=list)  # intent_id, candidate_id, intent_type, kind, channel, order_id, news, at
+    recent_intents: list[dict] = field(
+        default_factory=list
+    )  # intent_id, candidate_id, intent_type, kind, channel, order_id, news, at
     marketing_log: list[dict] = field(default_factory=list)  # at, channel, intent_type of marketing sent (30 days)
     held: list[HeldIntent] = field(default_factory=list)
     replenish: dict[str, ReplenishPlan] = field(default_factory=dict)  # sku -> plan

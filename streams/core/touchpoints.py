@@ -1,5 +1,6 @@
 """The messages the order stage can propose: what kind each is, how urgent, and how long it stays
 worth sending. Each fires once per occasion (the order, or one shipment of it)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,29 +21,32 @@ def _t(intent_type: str, kind: str, priority: str, ttl_hours: int, urgent: bool 
     return Touchpoint(intent_type, kind, priority, ttl_hours * HOUR, urgent)
 
 
-TOUCHPOINTS = {t.intent_type: t for t in [
-    # The transactional path of every order.
-    _t("order_confirmation", "transactional", "high", 24),
-    _t("shipped", "transactional", "normal", 48),
-    _t("out_for_delivery", "transactional", "high", 12, urgent=True),
-    _t("ready_for_pickup", "transactional", "high", 72, urgent=True),
-    _t("delivered", "transactional", "normal", 72),
-    # Service messages: the customer hears about a problem from us before they have to ask.
-    _t("delay_warning", "service", "high", 48),
-    _t("delay_update", "service", "high", 48),
-    _t("delivery_attempt_failed", "service", "high", 24, urgent=True),
-    _t("address_problem", "service", "urgent", 48, urgent=True),
-    _t("customs_delay", "service", "normal", 48),
-    _t("weather_delay", "service", "normal", 48),
-    _t("carrier_exception", "service", "normal", 48),
-    _t("delivery_refused", "service", "high", 72),
-    _t("parcel_damaged", "service", "high", 72),
-    _t("parcel_lost", "service", "high", 72),
-    _t("returning_to_sender", "service", "high", 72),
-    _t("stalled_pre_transit", "service", "normal", 48),
-    _t("stalled_in_transit", "service", "normal", 48),
-    _t("dispatch_delayed", "service", "normal", 48),
-]}
+TOUCHPOINTS = {
+    t.intent_type: t
+    for t in [
+        # The transactional path of every order.
+        _t("order_confirmation", "transactional", "high", 24),
+        _t("shipped", "transactional", "normal", 48),
+        _t("out_for_delivery", "transactional", "high", 12, urgent=True),
+        _t("ready_for_pickup", "transactional", "high", 72, urgent=True),
+        _t("delivered", "transactional", "normal", 72),
+        # Service messages: the customer hears about a problem from us before they have to ask.
+        _t("delay_warning", "service", "high", 48),
+        _t("delay_update", "service", "high", 48),
+        _t("delivery_attempt_failed", "service", "high", 24, urgent=True),
+        _t("address_problem", "service", "urgent", 48, urgent=True),
+        _t("customs_delay", "service", "normal", 48),
+        _t("weather_delay", "service", "normal", 48),
+        _t("carrier_exception", "service", "normal", 48),
+        _t("delivery_refused", "service", "high", 72),
+        _t("parcel_damaged", "service", "high", 72),
+        _t("parcel_lost", "service", "high", 72),
+        _t("returning_to_sender", "service", "high", 72),
+        _t("stalled_pre_transit", "service", "normal", 48),
+        _t("stalled_in_transit", "service", "normal", 48),
+        _t("dispatch_delayed", "service", "normal", 48),
+    ]
+}
 
 # Which touchpoint a tracking status announces.
 SCAN_TOUCHPOINT = {

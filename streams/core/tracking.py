@@ -5,6 +5,7 @@ Carriers and aggregators deliver scans at least once and out of order. A termina
 parcel. Among live statuses the newest scan (by carrier event time) wins; an older scan that arrives
 late changes nothing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ summed over partitions), which every partition of a worker or a replay reads und
 partition learns itself is stored and takes over, the warm set is only the fallback (engine._LaneView).
 Pure: bytes in, dicts out; the caller reads the file.
 """
+
 from __future__ import annotations
 
 import orjson
@@ -30,8 +31,10 @@ def merge(per_partition: dict) -> dict:
 
 def dumps(per_partition: dict, source: str) -> bytes:
     """The file a replay writes: the merged statistics and where they were learned."""
-    return orjson.dumps({"format": FORMAT, "source": source, "stats": merge(per_partition)},
-                        option=orjson.OPT_SORT_KEYS) + b"\n"
+    return (
+        orjson.dumps({"format": FORMAT, "source": source, "stats": merge(per_partition)}, option=orjson.OPT_SORT_KEYS)
+        + b"\n"
+    )
 
 
 def loads(data: bytes) -> dict:

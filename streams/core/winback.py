@@ -5,6 +5,7 @@ between orders (at least `winback_min_gap_days`), or `winback_one_time_days` for
 at the first `send_hour` local after that. Every new order moves it (timer kind "winback"); one per absence (occasion
 "winback:<last order time>", no order id).
 """
+
 from __future__ import annotations
 
 from . import ids
@@ -55,8 +56,12 @@ def fire(decision: CustomerDecision, due_at: int, now: int, config: PolicyConfig
         expires_at=due_at + config.ttl(KIND),
         priority="low",
         content=ContentHints(category=_favourite_category(state)),
-        reason_codes=["winback", "incentive", f"days_since_order:{(due_at - last) // DAY}",
-                      f"usual_gap_days:{gap // DAY}" if gap is not None else "one_time_customer"],
+        reason_codes=[
+            "winback",
+            "incentive",
+            f"days_since_order:{(due_at - last) // DAY}",
+            f"usual_gap_days:{gap // DAY}" if gap is not None else "one_time_customer",
+        ],
         source_event_id=ids.stable_id("winback", state.customer_id, last),
         locale=state.locale,
         time_zone=state.time_zone,

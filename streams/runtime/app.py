@@ -12,6 +12,7 @@ Event path:
 Scheduled decisions (stall checks, delay re-assessment, post-delivery messages, quiet-hours release)
 fire inside the same agents, from the partition that owns the key: see streams/runtime/scheduling.py.
 """
+
 from __future__ import annotations
 
 import gc
@@ -97,7 +98,9 @@ def build_app(settings: Settings) -> faust.App:
         # Recovery that seeks before it resumes: see streams/runtime/faust_ext.py.
         TableManager=SeekFirstTableManager,
     )
-    codec = Codec(AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id)
+    codec = Codec(
+        AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id
+    )
     metrics = Metrics()
     # What this worker decided lately, newest last: for the ops page and support lookups.
     recent = {"intents": deque(maxlen=200), "audit": deque(maxlen=200), "dead_letters": deque(maxlen=100)}
@@ -106,11 +109,17 @@ def build_app(settings: Settings) -> faust.App:
     def topic(name: str, **kw):
         return app.topic(settings.topic(name), partitions=settings.partitions, **raw, **kw)
 
-    order_inputs = app.topic(settings.topic("orders"), settings.topic("carrier-scans"), settings.topic("order-commands"),
-                             **raw)
+    order_inputs = app.topic(
+        settings.topic("orders"), settings.topic("carrier-scans"), settings.topic("order-commands"), **raw
+    )
     order_commands_out = topic("order-commands")
-    customer_inputs = app.topic(settings.topic("engagement"), settings.topic("support"),
-                                settings.topic("customer-commands"), settings.topic("erasure-requests"), **raw)
+    customer_inputs = app.topic(
+        settings.topic("engagement"),
+        settings.topic("support"),
+        settings.topic("customer-commands"),
+        settings.topic("erasure-requests"),
+        **raw,
+    )
     commands_out = topic("customer-commands")
     intents_out = topic("intents")
     audit_out = topic("decision-audit")
@@ -120,10 +129,12 @@ def build_app(settings: Settings) -> faust.App:
     customers = app.Table("customers", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
     # Transit statistics are learned per partition, from the deliveries that partition sees.
     lanes = app.Table("lanes", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
-    order_schedule_table = app.Table("order_schedule", default=None, partitions=settings.partitions,
-                                     options=ROCKSDB_OPTIONS)
-    customer_schedule_table = app.Table("customer_schedule", default=None, partitions=settings.partitions,
-                                        options=ROCKSDB_OPTIONS)
+    order_schedule_table = app.Table(
+        "order_schedule", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS
+    )
+    customer_schedule_table = app.Table(
+        "customer_schedule", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS
+    )
 
     def now_for(event_time: int) -> int:
         # Live decisions use the wall clock (so stale news is dropped); replays and the demo
@@ -136,20 +147,35 @@ def build_app(settings: Settings) -> faust.App:
         """The dead letter of an input, sent with its batch's outputs. The original bytes go with it,
         unless they would not fit one record: then it says where they are (topic, partition, offset)."""
         metrics.dead_letters.labels(codec.suffix(message.topic), reason).inc()
-        recent["dead_letters"].append({"topic": message.topic, "partition": message.partition, "offset": message.offset,
-                                       "reason": reason, "error": error[:300], "at": int(time.time() * 1000)})
-        log.warning("dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason,
-                    error[:2000])
+        recent["dead_letters"].append(
+            {
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "reason": reason,
+                "error": error[:300],
+                "at": int(time.time() * 1000),
+            }
+        )
+        log.warning(
+            "dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error[:2000]
+        )
         key, value = message.key, message.value
         if len(key or b"") + len(value or b"") > MAX_RECORD_BYTES // 2:
-            error = (f"original key and value ({len(key or b''):,} and {len(value or b''):,} bytes) left out of this "
-                     f"record: read them at {message.topic}[{message.partition}]@{message.offset}; {error}")
+            error = (
+                f"original key and value ({len(key or b''):,} and {len(value or b''):,} bytes) left out of this "
+                f"record: read them at {message.topic}[{message.partition}]@{message.offset}; {error}"
+            )
             key, value = (key if len(key or b"") <= 1024 else None), None
-        return Output(dead_letters_name, key, codec.dead_letter(message.topic, message.partition, message.offset,
-                                                                key, value, reason, error))
+        return Output(
+            dead_letters_name,
+            key,
+            codec.dead_letter(message.topic, message.partition, message.offset, key, value, reason, error),
+        )
 
     commands_name, intents_name, audit_name, order_commands_name = (
-        t.get_topic_name() for t in (commands_out, intents_out, audit_out, order_commands_out))
+        t.get_topic_name() for t in (commands_out, intents_out, audit_out, order_commands_out)
+    )
 
     def encode_outputs(out: Outputs, stage: str) -> list[Output]:
         """Everything a decision implies, encoded, each with the state key that decided it (the order
@@ -157,16 +183,39 @@ def build_app(settings: Settings) -> faust.App:
         an output that does not fit its schema, or one record, dead-letters the input, not half its
         outputs."""
         by_order = stage == "order"
-        records = [Output(commands_name, c.customer_id.encode(), codec.encode("customer-commands", c), c.order_id)
-                   for c in out.commands]
-        records += [Output(intents_name, i.customer_id.encode(), codec.encode("intents", i), i.customer_id)
-                    for i in out.intents]
-        records += [Output(audit_name, a.customer_id.encode(), codec.encode("decision-audit", a),
-                           a.order_id if by_order else a.customer_id) for a in out.audit]
+        records = [
+            Output(commands_name, c.customer_id.encode(), codec.encode("customer-commands", c), c.order_id)
+            for c in out.commands
+        ]
+        records += [
+            Output(intents_name, i.customer_id.encode(), codec.encode("intents", i), i.customer_id) for i in out.intents
+        ]
+        records += [
+            Output(
+                audit_name,
+                a.customer_id.encode(),
+                codec.encode("decision-audit", a),
+                a.order_id if by_order else a.customer_id,
+            )
+            for a in out.audit
+        ]
         for order_id in out.erase_orders:
-            records.append(Output(order_commands_name, order_id.encode(), codec.encode("order-commands", {
-                "command_id": f"erase:{order_id}", "event_time": int(time.time() * 1000), "order_id": order_id,
-                "kind": "erase", "due": None})))
+            records.append(
+                Output(
+                    order_commands_name,
+                    order_id.encode(),
+                    codec.encode(
+                        "order-commands",
+                        {
+                            "command_id": f"erase:{order_id}",
+                            "event_time": int(time.time() * 1000),
+                            "order_id": order_id,
+                            "kind": "erase",
+                            "due": None,
+                        },
+                    ),
+                )
+            )
         return check_size(records)
 
     def count_outputs(out: Outputs) -> None:
@@ -191,8 +240,9 @@ def build_app(settings: Settings) -> faust.App:
     # its numbered steps. The states stay records within a batch (objects=True) and are serialised
     # once per input that changed them (checked against the record size limit).
     def state_view(table, state_type) -> WriteBack:
-        return WriteBack(DirectTable(table), snapshot=encode_value,
-                         restore=lambda data: state_type.from_dict(orjson.loads(data)))
+        return WriteBack(
+            DirectTable(table), snapshot=encode_value, restore=lambda data: state_type.from_dict(orjson.loads(data))
+        )
 
     order_tables, customer_tables = (orders, lanes, order_schedule_table), (customers, customer_schedule_table)
     order_views = [state_view(orders, OrderState)] + [WriteBack(DirectTable(t)) for t in order_tables[1:]]
@@ -224,23 +274,41 @@ def build_app(settings: Settings) -> faust.App:
         def count(out: Outputs) -> None:
             count_outputs(out)
             metrics.fired.labels(key_of).inc(out.fired)
+
         return count
 
     def on_slice(key_of: str):
         def slice_made_durable(pending: int) -> None:
             metrics.fire_slices.labels(key_of).inc()
-            log.info("%s stage: %d scheduled decisions pending (AFTERSALE_FIRE_LIMIT %d): batch made durable "
-                     "before it goes on", key_of, pending, settings.fire_limit)
+            log.info(
+                "%s stage: %d scheduled decisions pending (AFTERSALE_FIRE_LIMIT %d): batch made durable "
+                "before it goes on",
+                key_of,
+                pending,
+                settings.fire_limit,
+            )
+
         return slice_made_durable
 
     def runner(stage, views, checkpoint, key_of) -> BatchRunner:
-        return BatchRunner(stage, views, checkpoint, decode=lambda m: codec.decode(m.topic, m.key, m.value),
-                           decide=decide, encode=lambda out: encode_outputs(out, key_of), dead_letter=dead_letter,
-                           fire_limit=settings.fire_limit, enter=enter, on_outputs=on_outputs(key_of),
-                           on_slice=on_slice(key_of))
+        return BatchRunner(
+            stage,
+            views,
+            checkpoint,
+            decode=lambda m: codec.decode(m.topic, m.key, m.value),
+            decide=decide,
+            encode=lambda out: encode_outputs(out, key_of),
+            dead_letter=dead_letter,
+            fire_limit=settings.fire_limit,
+            enter=enter,
+            on_outputs=on_outputs(key_of),
+            on_slice=on_slice(key_of),
+        )
 
-    runners = {"order": runner(order_stage_core, order_views, order_checkpoint, "order"),
-               "customer": runner(customer_stage_core, customer_views, customer_checkpoint, "customer")}
+    runners = {
+        "order": runner(order_stage_core, order_views, order_checkpoint, "order"),
+        "customer": runner(customer_stage_core, customer_views, customer_checkpoint, "customer"),
+    }
     generations = {}
 
     async def run_batch(stream, events, key_of) -> None:
@@ -260,8 +328,9 @@ def build_app(settings: Settings) -> faust.App:
         try:
             event_times = await batch.run(events, commit_inputs)
         except CheckpointFailed:
-            log.critical("a checkpoint was not acknowledged by the broker; exiting so its inputs are redelivered",
-                         exc_info=True)
+            log.critical(
+                "a checkpoint was not acknowledged by the broker; exiting so its inputs are redelivered", exc_info=True
+            )
             os._exit(70)
         done = time.time()
         for event_time in event_times:
@@ -311,19 +380,38 @@ def build_app(settings: Settings) -> faust.App:
         due = {"due": {"now": now}}
         for tp in app.assignor.assigned_actives():
             if tp.topic == order_commands_out.get_topic_name():
-                value = codec.encode("order-commands", {"command_id": f"tick:{tp.partition}:{now}", "event_time": now,
-                                                         "order_id": None, "kind": "tick", **due})
+                value = codec.encode(
+                    "order-commands",
+                    {
+                        "command_id": f"tick:{tp.partition}:{now}",
+                        "event_time": now,
+                        "order_id": None,
+                        "kind": "tick",
+                        **due,
+                    },
+                )
                 await order_commands_out.send(value=value, partition=tp.partition)
             elif tp.topic == commands_out.get_topic_name():
-                value = codec.encode("customer-commands", {"command_id": f"tick:{tp.partition}:{now}", "event_time": now,
-                                                            "customer_id": "", "order_id": "", "kind": "tick", **due})
+                value = codec.encode(
+                    "customer-commands",
+                    {
+                        "command_id": f"tick:{tp.partition}:{now}",
+                        "event_time": now,
+                        "customer_id": "",
+                        "order_id": "",
+                        "kind": "tick",
+                        **due,
+                    },
+                )
                 await commands_out.send(value=value, partition=tp.partition)
 
     if os.environ.get("AFTERSALE_DEBUG_DUMP_DIR"):
+
         @app.task
         async def install_debug_dump() -> None:
             """`kill -USR1 <worker>` writes its tasks and consumer state there (streams/debugdump.py)."""
             from ..debugdump import install
+
             install(app, os.environ["AFTERSALE_DEBUG_DUMP_DIR"])
 
     stall_guard = StallGuard()
@@ -333,7 +421,8 @@ def build_app(settings: Settings) -> faust.App:
     async def guard_against_stalls() -> None:
         """Re-read an input partition whose fetched records never reached its agent (runtime/faust_ext.py)."""
         idle = not any(in_batch.values()) and all(
-            buffer.empty() for agent in (order_stage, customer_stage) for buffer in stream_buffers(agent))
+            buffer.empty() for agent in (order_stage, customer_stage) for buffer in stream_buffers(agent)
+        )
         await stall_guard.check(app, {tp for tp in app.consumer.assignment() if tp.topic in input_topics}, idle)
 
     @app.page("/metrics")
@@ -345,10 +434,21 @@ def build_app(settings: Settings) -> faust.App:
         return web.json({"status": "ok", "app": settings.app_id})
 
     # Handles for tests and the live-state views.
-    app.aftersale = {"settings": settings, "codec": codec, "metrics": metrics, "orders": orders, "customers": customers,
-                     "recent": recent, "lanes": lanes,
-                     "scheduled_backlog": lambda: order_stage_core.schedule.pending + customer_stage_core.schedule.pending,
-                     "outputs": {"commands": commands_out, "intents": intents_out, "audit": audit_out,
-                                 "dead_letters": dead_letters_out}}
+    app.aftersale = {
+        "settings": settings,
+        "codec": codec,
+        "metrics": metrics,
+        "orders": orders,
+        "customers": customers,
+        "recent": recent,
+        "lanes": lanes,
+        "scheduled_backlog": lambda: order_stage_core.schedule.pending + customer_stage_core.schedule.pending,
+        "outputs": {
+            "commands": commands_out,
+            "intents": intents_out,
+            "audit": audit_out,
+            "dead_letters": dead_letters_out,
+        },
+    }
     register_views(app)
     return app

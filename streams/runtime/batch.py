@@ -3,6 +3,7 @@
 The Faust agents (streams/runtime/app.py) give it Faust's events and the codec; the unit tests give it plain
 records and a fake broker, and crash its checkpoint between steps (tests/unit/test_checkpoint.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,11 +28,21 @@ class BatchRunner:
     `fire(stage, partition, until)` fires the next slice. `encode(outputs) -> [Output]` raises
     OutputTooLarge, `dead_letter(message, reason, error) -> Output`."""
 
-    def __init__(self, stage, views: list, checkpoint: Checkpoint, *, decode: Callable, decide: Callable,
-                 encode: Callable, dead_letter: Callable, fire_limit: int,
-                 enter: Callable[[Any], None] = lambda event: None,
-                 on_outputs: Callable[[Any], None] = lambda out: None,
-                 on_slice: Callable[[int], None] = lambda pending: None):
+    def __init__(
+        self,
+        stage,
+        views: list,
+        checkpoint: Checkpoint,
+        *,
+        decode: Callable,
+        decide: Callable,
+        encode: Callable,
+        dead_letter: Callable,
+        fire_limit: int,
+        enter: Callable[[Any], None] = lambda event: None,
+        on_outputs: Callable[[Any], None] = lambda out: None,
+        on_slice: Callable[[int], None] = lambda pending: None,
+    ):
         self.stage, self.views, self.checkpoint = stage, views, checkpoint
         self.decode, self.decide, self.encode, self.dead_letter = decode, decide, encode, dead_letter
         self.fire_limit = fire_limit
@@ -82,8 +93,9 @@ class BatchRunner:
                     out = self.stage.fire(message.partition, until, self.fire_limit)
             except (TooLarge, OutputTooLarge) as exc:
                 # Bounded states keep this rare; a record Kafka cannot carry must not stop the partition.
-                self._rollback(message, "state_too_large" if isinstance(exc, TooLarge) else "output_too_large",
-                               str(exc))
+                self._rollback(
+                    message, "state_too_large" if isinstance(exc, TooLarge) else "output_too_large", str(exc)
+                )
                 continue
             except Exception:  # a bug must not stop the partition: park the input, keep going
                 # (what was made durable stays: the input's own decision and earlier slices; the failed
@@ -105,6 +117,8 @@ def check_size(records: list[Output]) -> list[Output]:
     """Raise OutputTooLarge for a record over MAX_RECORD_BYTES."""
     for r in records:
         if len(r.value) + len(r.key or b"") > MAX_RECORD_BYTES:
-            raise OutputTooLarge(f"a record for {r.topic} would be {len(r.value):,} bytes, over the "
-                                 f"{MAX_RECORD_BYTES:,} one record may carry")
+            raise OutputTooLarge(
+                f"a record for {r.topic} would be {len(r.value):,} bytes, over the "
+                f"{MAX_RECORD_BYTES:,} one record may carry"
+            )
     return records

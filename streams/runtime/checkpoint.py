@@ -42,6 +42,7 @@ The class does no Kafka and no RocksDB itself: it is given a `send` (producer), 
 a way to acknowledge inputs, so its unit tests crash it between any two steps
 (tests/unit/test_checkpoint.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -103,8 +104,12 @@ def _pack(outputs: list[Output]) -> list[bytes]:
     """Outputs as outbox chunk values, each under OUTBOX_CHUNK_BYTES (one output at least)."""
     chunks, current, size = [], [], 0
     for o in outputs:
-        row = [o.topic, None if o.key is None else base64.b64encode(o.key).decode(), base64.b64encode(o.value).decode(),
-               o.owner]
+        row = [
+            o.topic,
+            None if o.key is None else base64.b64encode(o.key).decode(),
+            base64.b64encode(o.value).decode(),
+            o.owner,
+        ]
         n = len(o.topic) + len(row[2]) + (len(row[1]) if row[1] else 0) + 16
         if current and size + n > OUTBOX_CHUNK_BYTES:
             chunks.append(orjson.dumps(current))
@@ -117,8 +122,10 @@ def _pack(outputs: list[Output]) -> list[bytes]:
 
 
 def _unpack(chunk: bytes) -> list[Output]:
-    return [Output(t, None if k is None else base64.b64decode(k), base64.b64decode(v), owner)
-            for t, k, v, owner in orjson.loads(chunk)]
+    return [
+        Output(t, None if k is None else base64.b64decode(k), base64.b64decode(v), owner)
+        for t, k, v, owner in orjson.loads(chunk)
+    ]
 
 
 def checksum(value: bytes | None) -> int:
@@ -140,8 +147,9 @@ class Outbox:
         if raw is None:
             return None
         data = orjson.loads(raw)
-        return cls(covered=data.get("covered") or {}, chunks=int(data.get("chunks") or 0),
-                   owners=data.get("owners") or {})
+        return cls(
+            covered=data.get("covered") or {}, chunks=int(data.get("chunks") or 0), owners=data.get("owners") or {}
+        )
 
     def encode(self) -> bytes:
         return orjson.dumps({"covered": self.covered, "chunks": self.chunks, "owners": self.owners})
@@ -202,8 +210,12 @@ class Checkpoint:
             if raw is not None:
                 resend += [o for o in _unpack(raw) if o.owner in durable or o.owner not in box.owners]
         if resend:
-            log.info("%s stage: partition %d: %d outputs of an unfinished checkpoint sent again", self.stage,
-                     partition, len(resend))
+            log.info(
+                "%s stage: partition %d: %d outputs of an unfinished checkpoint sent again",
+                self.stage,
+                partition,
+                len(resend),
+            )
             self.resent += len(resend)
             p.outputs[:0] = resend
 
@@ -245,8 +257,11 @@ class Checkpoint:
             rows += [(key(outbox_key(partition, i)), chunk) for i, chunk in enumerate(chunks)]
             rows += [(key(outbox_key(partition, i)), None) for i in range(len(chunks), self._chunks.get(partition, 0))]
             mine = owners.get(partition, {})
-            box = Outbox(pending.covered, len(chunks), {o.owner: mine[o.owner] for o in pending.outputs
-                                                        if o.owner is not None and o.owner in mine})
+            box = Outbox(
+                pending.covered,
+                len(chunks),
+                {o.owner: mine[o.owner] for o in pending.outputs if o.owner is not None and o.owner in mine},
+            )
             rows.append((key(outbox_key(partition)), box.encode()))
             self._chunks[partition] = len(chunks)
             outputs += pending.outputs

@@ -23,6 +23,7 @@ Faust's private parts (faust-streaming 0.15.3, pinned in pyproject.toml), each m
 4. `StallGuard`: an input partition whose fetched records never reached its agent (seen rarely after
    restarts; cause not found) is re-read from its committed offset.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -127,15 +128,19 @@ class SeekFirstRecovery(Recovery):
         self.log.info("Restore complete!")
         await self.app.on_rebalance_complete.send()
         self._set_recovery_ended()
-        callbacks = [asyncio.ensure_future(table.on_recovery_completed(self.actives_for_table[table],
-                                                                       self.standbys_for_table[table]))
-                     for table in self.tables.values()]
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
+            )
+            for table in self.tables.values()
+        ]
         if callbacks:
             await asyncio.wait(callbacks)
         assignment = consumer.assignment()
         if self.app.consumer_generation_id != generation_id:
-            self.log.warning("Recovery rebalancing again app id %r param %r", self.app.consumer_generation_id,
-                             generation_id)
+            self.log.warning(
+                "Recovery rebalancing again app id %r param %r", self.app.consumer_generation_id, generation_id
+            )
             return
         stream_tps = {tp for tp in assignment if not self._is_changelog_tp(tp)}
         if assignment:
@@ -228,16 +233,26 @@ class StallGuard:
             except Exception:  # not fetched yet, or not assigned any more
                 highwater = None
             # private: Faust's read and committed offsets, read only
-            positions[tp] = (consumer._read_offset[tp], consumer._committed_offset[tp], highwater,
-                             tp in consumer.gate.rereads)
+            positions[tp] = (
+                consumer._read_offset[tp],
+                consumer._committed_offset[tp],
+                highwater,
+                tp in consumer.gate.rereads,
+            )
         stalled = []
         for tp in self.stalled(positions, idle):
             delivered, committed, highwater, _ = positions[tp]
             target = committed
             if target is None:
                 target = (await consumer.earliest_offsets(tp)).get(tp) or 0
-            app.log.warning("input partition %s[%d] stalled: delivered up to %r of %r; re-reading from %r",
-                            tp.topic, tp.partition, delivered, highwater, target)
+            app.log.warning(
+                "input partition %s[%d] stalled: delivered up to %r of %r; re-reading from %r",
+                tp.topic,
+                tp.partition,
+                delivered,
+                highwater,
+                target,
+            )
             consumer.request_reread(tp, target)  # at the next fetch, once the batch in hand is delivered
             stalled.append(tp)
         return stalled

@@ -1,6 +1,7 @@
 """Strict input offsets: which offset each partition wants next, and the re-reads that repair a
 skip. Pure (no Faust, no Kafka), so it is unit-tested without a broker; the consumer in
 streams/runtime/faust_ext.py puts it in front of the agents."""
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,15 @@ class OffsetGate:
             if offset > want:
                 self.skipped[tp] += 1
                 self.rereads[tp] = want
-                log.warning("input partition %s[%d]: fetched offset %d, wanted %d: re-reading from %d instead of "
-                            "committing over the skipped offsets", tp.topic, tp.partition, offset, want, want)
+                log.warning(
+                    "input partition %s[%d]: fetched offset %d, wanted %d: re-reading from %d instead of "
+                    "committing over the skipped offsets",
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    want,
+                    want,
+                )
                 return False
         self.expected[tp] = offset + 1
         return True

@@ -11,6 +11,7 @@ one figure, AFTERSALE_ROCKSDB_MEMORY_MB, whatever the worker holds.
 `store=STORE_URL` in faust.App selects it: Faust finds store classes by the URL's scheme, this one
 through the `faust.stores` entry point in pyproject.toml.
 """
+
 from __future__ import annotations
 
 import rocksdict
@@ -43,7 +44,8 @@ def shared_write_buffers() -> rocksdict.WriteBufferManager:
         # Memtables may take half of the budget (they live in the cache's accounting, so reads and
         # writes share it rather than each having a fixed slice). No stall: flushing early is enough.
         _shared["write_buffers"] = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
-            _shared["memory"] // 2, False, shared_cache())
+            _shared["memory"] // 2, False, shared_cache()
+        )
     return _shared["write_buffers"]
 
 
@@ -69,4 +71,3 @@ class Store(faust_rocksdb.Store):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.rocksdb_options = SharedMemoryOptions(**self.options, use_rocksdict=self.use_rocksdict)
-

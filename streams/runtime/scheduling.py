@@ -30,6 +30,7 @@ Before chunks, `b:{p}:{minute}` held the whole bucket as one list; such records 
 written by an older worker) are still read, fired, and moved into chunks by the first add to their
 bucket.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, MutableMapping

@@ -14,6 +14,7 @@ The bytes are Faust's own (its json codec is orjson with these options; a test c
 identical), so Faust's recovery, standbys and the HTTP views read this state as if Faust had written
 it. The partition is that of Faust's current event, as for a Faust table (the worker sets it).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping

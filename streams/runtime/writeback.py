@@ -21,6 +21,7 @@ failing the whole batch at its checkpoint. The bytes are kept: they are the next
 snapshot and what the checkpoint writes (`take()`), so each state is serialised once per input that
 touched it.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator, MutableMapping
@@ -45,8 +46,12 @@ class _Snapshot:
 
 
 class WriteBack(MutableMapping):
-    def __init__(self, base: MutableMapping, snapshot: Callable[[Any], Any] | None = None,
-                 restore: Callable[[Any], Any] | None = None):
+    def __init__(
+        self,
+        base: MutableMapping,
+        snapshot: Callable[[Any], Any] | None = None,
+        restore: Callable[[Any], Any] | None = None,
+    ):
         self.base = base
         self.partition: int | None = None  # of the input being decided; set by the worker
         self.pending: dict[Any, tuple[int | None, Any]] = {}  # key -> (partition, value or _DELETED)

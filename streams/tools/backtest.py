@@ -14,6 +14,7 @@ promised and actual delivery, cancellations, review scores), a Markdown report w
 Everything is computed from sorted data and written without times of day, so the same input gives
 the same report byte for byte.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -26,8 +27,13 @@ HOUR = 3_600_000
 DELAY_TYPES = ("delay_warning", "delay_update")
 # Every message that tells the customer the order is running late (the model's alerts).
 ALERT_TYPES = ("delay_warning", "delay_update", "dispatch_delayed", "stalled_pre_transit", "stalled_in_transit")
-SERVICE_ALARMS = ALERT_TYPES + ("carrier_exception", "customs_delay", "weather_delay", "delivery_attempt_failed",
-                                "address_problem")
+SERVICE_ALARMS = ALERT_TYPES + (
+    "carrier_exception",
+    "customs_delay",
+    "weather_delay",
+    "delivery_attempt_failed",
+    "address_problem",
+)
 RULE_DAYS = (1, 2, 3, 5)
 CURVE_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20)) + (0.99,)
 REVIEW_TYPE = "review_request"
@@ -110,8 +116,9 @@ DEFINITIONS = [
     "**Lead**: the start of the promised date (00:00 in the shop's zone) minus the alert's send time; > 0 is "
     "before the promised day. Median lead is over true alerts (alerted orders that were late).",
     "**Alert** (model): the first message that tells the customer the order is running late: "
-    + ", ".join(f"`{t}`" for t in ALERT_TYPES) + ".",
-    "**Rule N**: \"not delivered N days before the promised date\": alerts every order not delivered at the "
+    + ", ".join(f"`{t}`" for t in ALERT_TYPES)
+    + ".",
+    '**Rule N**: "not delivered N days before the promised date": alerts every order not delivered at the '
     "start of the promised date minus N days (lead N for every alert).",
     "**Precision / recall**: over delivered orders with a promise: precision = alerted and late / alerted, "
     "recall = alerted and late / late.",
@@ -137,15 +144,23 @@ def _pr(alerts: dict[str, int], late: set, evaluated: list[str], starts: dict[st
     tp = [o for o in alerted if o in late]
     leads = sorted(starts[o] - alerts[o] for o in tp)
     all_leads = sorted(starts[o] - alerts[o] for o in alerted)
-    return {"alerts": len(alerted), "tp": len(tp), "fp": len(alerted) - len(tp), "fn": len(late) - len(tp),
-            "precision": _ratio(len(tp), len(alerted)), "recall": _ratio(len(tp), len(late)),
-            "lead_days_median_tp": _days(statistics.median(leads)) if leads else None,
-            "lead_days_median_all": _days(statistics.median(all_leads)) if all_leads else None,
-            "tp_before_promised_day": sum(1 for v in leads if v > 0), "_tp_leads": leads}
+    return {
+        "alerts": len(alerted),
+        "tp": len(tp),
+        "fp": len(alerted) - len(tp),
+        "fn": len(late) - len(tp),
+        "precision": _ratio(len(tp), len(alerted)),
+        "recall": _ratio(len(tp), len(late)),
+        "lead_days_median_tp": _days(statistics.median(leads)) if leads else None,
+        "lead_days_median_all": _days(statistics.median(all_leads)) if all_leads else None,
+        "tp_before_promised_day": sum(1 for v in leads if v > 0),
+        "_tp_leads": leads,
+    }
 
 
-def delay_alerts(truth: dict[str, OrderTruth], intents: list[dict], end: int, scores: list[dict] | None = None,
-                 zone: str = "UTC") -> dict:
+def delay_alerts(
+    truth: dict[str, OrderTruth], intents: list[dict], end: int, scores: list[dict] | None = None, zone: str = "UTC"
+) -> dict:
     """The model's delay alerts beside the rules "not delivered N days before the promised date", on
     the same delivered orders; never-delivered orders apart; the model's curve over its threshold
     (from its scores) and its calibration."""
@@ -178,8 +193,11 @@ def delay_alerts(truth: dict[str, OrderTruth], intents: list[dict], end: int, sc
     model = _pr(first_alert, late, evaluated, starts)
     rules = {}
     for n in RULE_DAYS:
-        fire = {oid: max(starts[oid] - n * DAY, truth[oid].placed_at) for oid in evaluated + never
-                if truth[oid].delivered_at is None or truth[oid].delivered_at > starts[oid] - n * DAY}
+        fire = {
+            oid: max(starts[oid] - n * DAY, truth[oid].placed_at)
+            for oid in evaluated + never
+            if truth[oid].delivered_at is None or truth[oid].delivered_at > starts[oid] - n * DAY
+        }
         r = _pr(fire, late, evaluated, starts)
         r["never_delivered_alerted"] = sum(1 for o in never if o in fire)
         rules[n] = r
@@ -187,24 +205,44 @@ def delay_alerts(truth: dict[str, OrderTruth], intents: list[dict], end: int, sc
     beats = {}
     for n, r in rules.items():
         # The best point of the model's curve at recall >= 0.9 and a median lead at least the rule's.
-        ok = [c for c in curve if c["recall"] is not None and c["recall"] >= 0.9
-              and c["lead_days_median_tp"] is not None and c["lead_days_median_tp"] >= n]
+        ok = [
+            c
+            for c in curve
+            if c["recall"] is not None
+            and c["recall"] >= 0.9
+            and c["lead_days_median_tp"] is not None
+            and c["lead_days_median_tp"] >= n
+        ]
         best = max(ok, key=lambda c: (c["precision"] or 0, c["threshold"]), default=None)
         shipped_ok = (model["recall"] or 0) >= 0.9 and (model["lead_days_median_tp"] or -1e9) >= n
-        beats[n] = {"rule_precision": r["precision"], "rule_recall": r["recall"],
-                    "curve_threshold": best["threshold"] if best else None,
-                    "curve_precision": best["precision"] if best else None,
-                    "curve_recall": best["recall"] if best else None,
-                    "curve_lead_days": best["lead_days_median_tp"] if best else None,
-                    "curve_beats": bool(best and (best["precision"] or 0) > (r["precision"] or 0)),
-                    "shipped_beats": bool(shipped_ok and (model["precision"] or 0) > (r["precision"] or 0))}
-    out = {"zone": zone, "orders_evaluated": len(evaluated), "late": len(late), "never_delivered": len(never),
-           "never_delivered_alerted": sum(1 for o in never if o in first_alert), "orders_undecided": undecided,
-           "alerts_sent": sum(alerts_per_order.values()), "model": model, "rules": rules, "curve": curve,
-           "beats": beats, "calibration": calibration(scores, late, evaluated) if scores is not None else None}
+        beats[n] = {
+            "rule_precision": r["precision"],
+            "rule_recall": r["recall"],
+            "curve_threshold": best["threshold"] if best else None,
+            "curve_precision": best["precision"] if best else None,
+            "curve_recall": best["recall"] if best else None,
+            "curve_lead_days": best["lead_days_median_tp"] if best else None,
+            "curve_beats": bool(best and (best["precision"] or 0) > (r["precision"] or 0)),
+            "shipped_beats": bool(shipped_ok and (model["precision"] or 0) > (r["precision"] or 0)),
+        }
+    out = {
+        "zone": zone,
+        "orders_evaluated": len(evaluated),
+        "late": len(late),
+        "never_delivered": len(never),
+        "never_delivered_alerted": sum(1 for o in never if o in first_alert),
+        "orders_undecided": undecided,
+        "alerts_sent": sum(alerts_per_order.values()),
+        "model": model,
+        "rules": rules,
+        "curve": curve,
+        "beats": beats,
+        "calibration": calibration(scores, late, evaluated) if scores is not None else None,
+    }
     # Flat figures kept for the CLI line and earlier readers.
-    out.update({k: model[k] for k in ("precision", "recall", "tp", "fp", "fn", "lead_days_median_tp",
-                                      "lead_days_median_all")})
+    out.update(
+        {k: model[k] for k in ("precision", "recall", "tp", "fp", "fn", "lead_days_median_tp", "lead_days_median_all")}
+    )
     return out
 
 
@@ -236,8 +274,11 @@ def calibration(scores: list[dict], late: set, evaluated: list[str], bins: int =
     order counts once; Brier score, and the same for the base rate (what "always say the average" gets)."""
     wanted = set(evaluated)
     per_order = Counter(s["order_id"] for s in scores if s["order_id"] in wanted)
-    rows = [(s["p_late"], 1.0 if s["order_id"] in late else 0.0, 1.0 / per_order[s["order_id"]])
-            for s in scores if s["order_id"] in wanted]
+    rows = [
+        (s["p_late"], 1.0 if s["order_id"] in late else 0.0, 1.0 / per_order[s["order_id"]])
+        for s in scores
+        if s["order_id"] in wanted
+    ]
     weight = sum(w for *_, w in rows)
     if not weight:
         return {"assessments": 0, "orders": 0, "brier": None, "brier_base_rate": None, "bins": []}
@@ -249,11 +290,24 @@ def calibration(scores: list[dict], late: set, evaluated: list[str], bins: int =
         lo, hi = b / bins, (b + 1) / bins
         inside = [(p, y, w) for p, y, w in rows if lo <= p < hi or (b == bins - 1 and p == 1.0)]
         wsum = sum(w for *_, w in inside)
-        table.append({"from": lo, "to": hi, "assessments": len(inside), "weight": round(wsum, 2),
-                      "predicted": round(sum(p * w for p, _, w in inside) / wsum, 4) if wsum else None,
-                      "observed": round(sum(y * w for _, y, w in inside) / wsum, 4) if wsum else None})
-    return {"assessments": len(rows), "orders": len(per_order), "base_rate": round(base, 4),
-            "brier": round(brier, 4), "brier_base_rate": round(brier_base, 4), "bins": table}
+        table.append(
+            {
+                "from": lo,
+                "to": hi,
+                "assessments": len(inside),
+                "weight": round(wsum, 2),
+                "predicted": round(sum(p * w for p, _, w in inside) / wsum, 4) if wsum else None,
+                "observed": round(sum(y * w for _, y, w in inside) / wsum, 4) if wsum else None,
+            }
+        )
+    return {
+        "assessments": len(rows),
+        "orders": len(per_order),
+        "base_rate": round(base, 4),
+        "brier": round(brier, 4),
+        "brier_base_rate": round(brier_base, 4),
+        "bins": table,
+    }
 
 
 def followed_by_problem(truth: dict[str, OrderTruth], intents: list[dict], zone: str = "UTC") -> dict:
@@ -272,13 +326,19 @@ def followed_by_problem(truth: dict[str, OrderTruth], intents: list[dict], zone:
         delivered = [o for o in orders if o in truth and truth[o].delivered_at is not None and truth[o].promised_at]
         late = [o for o in delivered if _local_day(truth[o].delivered_at, tz) > _local_day(truth[o].promised_at, tz)]
         never = [o for o in orders if o in truth and truth[o].delivered_at is None and truth[o].cancelled_at is None]
-        out[t] = {"orders": len(orders), "delivered": len(delivered), "followed_by_late_delivery": len(late),
-                  "share": _ratio(len(late), len(delivered)), "never_delivered": len(never)}
+        out[t] = {
+            "orders": len(orders),
+            "delivered": len(delivered),
+            "followed_by_late_delivery": len(late),
+            "share": _ratio(len(late), len(delivered)),
+            "never_delivered": len(never),
+        }
     return out
 
 
-def silent_decisions(candidates: list[dict] | None, intents: list[dict], audit: list[dict],
-                     truth: dict[str, OrderTruth]) -> dict:
+def silent_decisions(
+    candidates: list[dict] | None, intents: list[dict], audit: list[dict], truth: dict[str, OrderTruth]
+) -> dict:
     """Every candidate message must end as an intent or an audit record; every delivered, uncancelled
     order must get a review-request decision (an intent or an audit record)."""
     from ..core import ids
@@ -296,9 +356,14 @@ def silent_decisions(candidates: list[dict] | None, intents: list[dict], audit: 
     review_decided |= {a["order_id"] for a in audit if a["intent_type"] == REVIEW_TYPE}
     delivered = [o for o, t in sorted(truth.items()) if t.delivered_at is not None and t.cancelled_at is None]
     no_review = [o for o in delivered if o not in review_decided]
-    return {"candidates": None if candidates is None else len(candidates), "candidates_without_decision": len(missing),
-            "examples": missing[:5], "delivered_orders": len(delivered),
-            "delivered_without_review_decision": len(no_review), "review_examples": no_review[:5]}
+    return {
+        "candidates": None if candidates is None else len(candidates),
+        "candidates_without_decision": len(missing),
+        "examples": missing[:5],
+        "delivered_orders": len(delivered),
+        "delivered_without_review_decision": len(no_review),
+        "review_examples": no_review[:5],
+    }
 
 
 def review_requests(truth: dict[str, OrderTruth], intents: list[dict], audit: list[dict], baseline_days: int) -> dict:
@@ -307,8 +372,9 @@ def review_requests(truth: dict[str, OrderTruth], intents: list[dict], audit: li
         if i["intent_type"] == REVIEW_TYPE and i.get("order_id"):
             oid = i["order_id"]
             engine_first[oid] = min(engine_first.get(oid, i["send_at"]), i["send_at"])
-    baseline_first = {oid: o.delivered_at + baseline_days * DAY for oid, o in sorted(truth.items())
-                      if o.delivered_at is not None}
+    baseline_first = {
+        oid: o.delivered_at + baseline_days * DAY for oid, o in sorted(truth.items()) if o.delivered_at is not None
+    }
 
     def breakdown(sent: dict[str, int]) -> dict:
         buckets = Counter()
@@ -320,12 +386,17 @@ def review_requests(truth: dict[str, OrderTruth], intents: list[dict], audit: li
             if o is not None and o.first_review_at is not None and o.first_review_at < at:
                 after_review += 1
         reviewed = sum(v for k, v in buckets.items() if k != "no_review")
-        return {"requests": len(sent), "to_1_2_stars": buckets["1-2"], "to_3_stars": buckets["3"],
-                "to_4_5_stars": buckets["4-5"], "to_unreviewed": buckets["no_review"],
-                "to_reviewed_orders": reviewed,
-                "share_1_2_of_all": _ratio(buckets["1-2"], len(sent)),
-                "share_1_2_of_reviewed": _ratio(buckets["1-2"], reviewed),
-                "after_customer_already_reviewed": after_review}
+        return {
+            "requests": len(sent),
+            "to_1_2_stars": buckets["1-2"],
+            "to_3_stars": buckets["3"],
+            "to_4_5_stars": buckets["4-5"],
+            "to_unreviewed": buckets["no_review"],
+            "to_reviewed_orders": reviewed,
+            "share_1_2_of_all": _ratio(buckets["1-2"], len(sent)),
+            "share_1_2_of_reviewed": _ratio(buckets["1-2"], reviewed),
+            "after_customer_already_reviewed": after_review,
+        }
 
     not_sent, held = Counter(), Counter()
     low_not_sent = set()
@@ -337,7 +408,12 @@ def review_requests(truth: dict[str, OrderTruth], intents: list[dict], audit: li
                 continue
             not_sent[why] += 1
             o = truth.get(a["order_id"])
-            if o is not None and o.final_rating is not None and o.final_rating <= 2 and a["order_id"] not in engine_first:
+            if (
+                o is not None
+                and o.final_rating is not None
+                and o.final_rating <= 2
+                and a["order_id"] not in engine_first
+            ):
                 low_not_sent.add(a["order_id"])
     low_orders = sorted(oid for oid, o in truth.items() if o.final_rating is not None and o.final_rating <= 2)
 
@@ -345,16 +421,30 @@ def review_requests(truth: dict[str, OrderTruth], intents: list[dict], audit: li
         """Share of delivered, uncancelled orders of each eventual score that got a request."""
         out = {}
         for name, lo, hi in (("1_2", 1, 2), ("3_5", 3, 5), ("4_5", 4, 5)):
-            group = [oid for oid, o in truth.items() if o.delivered_at is not None and o.cancelled_at is None
-                     and o.final_rating is not None and lo <= o.final_rating <= hi]
+            group = [
+                oid
+                for oid, o in truth.items()
+                if o.delivered_at is not None
+                and o.cancelled_at is None
+                and o.final_rating is not None
+                and lo <= o.final_rating <= hi
+            ]
             got = sum(1 for oid in group if oid in sent)
             out[name] = {"orders": len(group), "requested": got, "share": _ratio(got, len(group))}
         return out
-    return {"engine": breakdown(engine_first), "baseline": breakdown(baseline_first), "baseline_days": baseline_days,
-            "reach": reach(engine_first), "baseline_reach": reach(baseline_first),
-            "orders_with_reviews": sum(1 for o in truth.values() if o.reviews), "orders_ending_1_2_stars": len(low_orders),
-            "engine_not_sent": dict(sorted(not_sent.items())), "engine_held": dict(sorted(held.items())),
-            "engine_not_sent_on_1_2_star_orders": len(low_not_sent)}
+
+    return {
+        "engine": breakdown(engine_first),
+        "baseline": breakdown(baseline_first),
+        "baseline_days": baseline_days,
+        "reach": reach(engine_first),
+        "baseline_reach": reach(baseline_first),
+        "orders_with_reviews": sum(1 for o in truth.values() if o.reviews),
+        "orders_ending_1_2_stars": len(low_orders),
+        "engine_not_sent": dict(sorted(not_sent.items())),
+        "engine_held": dict(sorted(held.items())),
+        "engine_not_sent_on_1_2_star_orders": len(low_not_sent),
+    }
 
 
 def messages(intents: list[dict], audit: list[dict]) -> dict:
@@ -373,10 +463,12 @@ def messages(intents: list[dict], audit: list[dict]) -> dict:
     counts = sorted(per_order.values())
     top = sorted(per_order.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     return {
-        "intents": len(intents), "by_type": dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "intents": len(intents),
+        "by_type": dict(sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))),
         "by_channel": dict(sorted(by_channel.items())),
         "by_type_channel": {t: dict(sorted(c.items())) for t, c in sorted(by_type_channel.items())},
-        "audit": len(audit), "audit_by_decision": dict(sorted(decisions.items())),
+        "audit": len(audit),
+        "audit_by_decision": dict(sorted(decisions.items())),
         "audit_by_reason": [(d, r, n) for (d, r), n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))],
         "orders_messaged": len(per_order),
         "per_order_median": statistics.median(counts) if counts else None,
@@ -391,6 +483,7 @@ def messages(intents: list[dict], audit: list[dict]) -> dict:
 
 
 # --- plots -----------------------------------------------------------------------------------
+
 
 def _plt():
     try:
@@ -426,8 +519,13 @@ def plot_lead_time(d: dict, path: Path) -> None:
     inside = [v for v in leads if lo <= v <= hi]
     below, above = sum(1 for v in leads if v < lo), sum(1 for v in leads if v > hi)
     if leads:
-        ax.hist(inside, bins=int((hi - lo) * 2), range=(lo, hi), color="#2a7",
-                label=f"model, true alerts (n={len(leads)}; {below} below {lo:g} d, {above} above {hi:g} d)")
+        ax.hist(
+            inside,
+            bins=int((hi - lo) * 2),
+            range=(lo, hi),
+            color="#2a7",
+            label=f"model, true alerts (n={len(leads)}; {below} below {lo:g} d, {above} above {hi:g} d)",
+        )
         med = statistics.median(leads)
         ax.axvline(med, color="#164", linestyle="--", linewidth=1, label=f"model median {med:.2f} d")
     else:
@@ -451,21 +549,44 @@ def plot_curves(d: dict, path: Path) -> None:
     curve = [c for c in d["curve"] if c["precision"] is not None]
     rules = sorted(d["rules"].items())
     if curve:
-        a1.plot([c["recall"] for c in curve], [c["precision"] for c in curve], "-o", ms=3, color="#27c",
-                label="model, over P(late) threshold")
-        a2.plot([c["lead_days_median_tp"] for c in curve], [c["precision"] for c in curve], "-o", ms=3,
-                color="#27c", label="model, over P(late) threshold")
+        a1.plot(
+            [c["recall"] for c in curve],
+            [c["precision"] for c in curve],
+            "-o",
+            ms=3,
+            color="#27c",
+            label="model, over P(late) threshold",
+        )
+        a2.plot(
+            [c["lead_days_median_tp"] for c in curve],
+            [c["precision"] for c in curve],
+            "-o",
+            ms=3,
+            color="#27c",
+            label="model, over P(late) threshold",
+        )
     m = d["model"]
     if m["precision"] is not None:
         a1.plot([m["recall"]], [m["precision"]], "*", ms=12, color="#c33", label="model as shipped")
         a2.plot([m["lead_days_median_tp"]], [m["precision"]], "*", ms=12, color="#c33", label="model as shipped")
-    a1.plot([r["recall"] for _, r in rules], [r["precision"] for _, r in rules], "s", color="#888",
-            label="rule: not delivered N d before")
-    a2.plot([n for n, _ in rules], [r["precision"] for _, r in rules], "s-", color="#888",
-            label="rule: not delivered N d before")
+    a1.plot(
+        [r["recall"] for _, r in rules],
+        [r["precision"] for _, r in rules],
+        "s",
+        color="#888",
+        label="rule: not delivered N d before",
+    )
+    a2.plot(
+        [n for n, _ in rules],
+        [r["precision"] for _, r in rules],
+        "s-",
+        color="#888",
+        label="rule: not delivered N d before",
+    )
     for n, r in rules:
-        a1.annotate(f"N={n}", (r["recall"] or 0, r["precision"] or 0), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+        a1.annotate(
+            f"N={n}", (r["recall"] or 0, r["precision"] or 0), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
         a2.annotate(f"N={n}", (n, r["precision"] or 0), fontsize=7, xytext=(3, 3), textcoords="offset points")
     a1.axvline(0.9, color="#bbb", linewidth=0.8, linestyle="--")
     a1.set_xlabel("recall (late orders alerted)")
@@ -486,11 +607,21 @@ def plot_calibration(c: dict | None, path: Path) -> None:
     ax.plot([0, 1], [0, 1], color="#bbb", linewidth=0.8, linestyle="--", label="perfectly calibrated")
     if c and c["bins"]:
         pts = [b for b in c["bins"] if b["predicted"] is not None]
-        ax.plot([b["predicted"] for b in pts], [b["observed"] for b in pts], "-o", color="#27c",
-                label=f"model (Brier {c['brier']}, base rate {c['brier_base_rate']})")
+        ax.plot(
+            [b["predicted"] for b in pts],
+            [b["observed"] for b in pts],
+            "-o",
+            color="#27c",
+            label=f"model (Brier {c['brier']}, base rate {c['brier_base_rate']})",
+        )
         for b in pts:
-            ax.annotate(f"{b['weight']:g}", (b["predicted"], b["observed"]), fontsize=6, xytext=(3, -8),
-                        textcoords="offset points")
+            ax.annotate(
+                f"{b['weight']:g}",
+                (b["predicted"], b["observed"]),
+                fontsize=6,
+                xytext=(3, -8),
+                textcoords="offset points",
+            )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted P(late) (bin mean)")
@@ -509,8 +640,13 @@ def plot_reviews(r: dict, path: Path) -> None:
     e = [r["engine"][k] for k in keys]
     b = [r["baseline"][k] for k in keys]
     ax.bar([i - 0.2 for i in x], e, width=0.4, color="#27c", label=f"aftersale ({r['engine']['requests']})")
-    ax.bar([i + 0.2 for i in x], b, width=0.4, color="#aaa",
-           label=f"everyone {r['baseline_days']} days after delivery ({r['baseline']['requests']})")
+    ax.bar(
+        [i + 0.2 for i in x],
+        b,
+        width=0.4,
+        color="#aaa",
+        label=f"everyone {r['baseline_days']} days after delivery ({r['baseline']['requests']})",
+    )
     for i, (ev, bv) in enumerate(zip(e, b)):
         ax.text(i - 0.2, ev, str(ev), ha="center", va="bottom", fontsize=8)
         ax.text(i + 0.2, bv, str(bv), ha="center", va="bottom", fontsize=8)
@@ -546,7 +682,9 @@ def plot_suppressions(m: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(rows) + 1)))
     if rows:
         colors = {"suppressed": "#c44", "held": "#e93", "skipped": "#888", "dropped": "#559"}
-        ax.barh([f"{d}: {r}" for d, r, _ in rows], [n for *_, n in rows], color=[colors.get(d, "#999") for d, _, _ in rows])
+        ax.barh(
+            [f"{d}: {r}" for d, r, _ in rows], [n for *_, n in rows], color=[colors.get(d, "#999") for d, _, _ in rows]
+        )
         ax.invert_yaxis()
     else:
         ax.text(0.5, 0.5, "no decisions not to send", ha="center", va="center", transform=ax.transAxes)
@@ -571,6 +709,7 @@ def plot_per_order(m: dict, path: Path) -> None:
 
 # --- the report ------------------------------------------------------------------------------
 
+
 def _table(header: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -579,9 +718,9 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 UNJOINED_EFFECTS = {
     "order_without_customer": "no customer row: no destination region (so no lane: the delay model fell back to "
-                              "the carrier-wide statistics), time zone assumed Sao Paulo, one customer per order",
+    "the carrier-wide statistics), time zone assumed Sao Paulo, one customer per order",
     "order_without_items": "no line items: no category (review timing fell back to the default delay), no care "
-                           "tips or cross-sell content; the review request was decided at the order level",
+    "tips or cross-sell content; the review request was decided at the order level",
     "item_without_product": "no product row: the item's category is unknown",
     "item_without_seller": "no seller row: no origin region for the lane",
     "item_without_order": "an item of an order not in the data: not used",
@@ -593,16 +732,29 @@ UNJOINED_EFFECTS = {
 }
 
 
-def build(events, intents: list[dict], audit: list[dict], input_report: dict, baseline_days: int = 7,
-          replay_info: dict | None = None, scores: list[dict] | None = None, candidates: list[dict] | None = None,
-          zone: str = "UTC") -> dict:
+def build(
+    events,
+    intents: list[dict],
+    audit: list[dict],
+    input_report: dict,
+    baseline_days: int = 7,
+    replay_info: dict | None = None,
+    scores: list[dict] | None = None,
+    candidates: list[dict] | None = None,
+    zone: str = "UTC",
+) -> dict:
     truth, end = ground_truth(events)
-    return {"delay": delay_alerts(truth, intents, end, scores, zone),
-            "followed": followed_by_problem(truth, intents, zone),
-            "silent": silent_decisions(candidates, intents, audit, truth),
-            "reviews": review_requests(truth, intents, audit, baseline_days),
-            "messages": messages(intents, audit), "input": input_report, "replay": replay_info or {},
-            "orders": len(truth), "events": len(events)}
+    return {
+        "delay": delay_alerts(truth, intents, end, scores, zone),
+        "followed": followed_by_problem(truth, intents, zone),
+        "silent": silent_decisions(candidates, intents, audit, truth),
+        "reviews": review_requests(truth, intents, audit, baseline_days),
+        "messages": messages(intents, audit),
+        "input": input_report,
+        "replay": replay_info or {},
+        "orders": len(truth),
+        "events": len(events),
+    }
 
 
 def _f(v) -> str:
@@ -613,120 +765,265 @@ def render(fig: dict) -> str:
     d, r, m, inp = fig["delay"], fig["reviews"], fig["messages"], fig["input"]
     rp = fig["replay"]
     lines = ["# Backtest: what aftersale would have sent", ""]
-    lines.append(f"Input: `{inp.get('source')}` ({inp.get('kind')}): {fig['events']:,} events of {fig['orders']:,} orders "
-                 f"replayed {rp.get('path', 'in-process')} on {rp.get('partitions', '?')} partitions, time ticking every "
-                 f"{rp.get('tick_hours', '?')} h and running on {rp.get('run_on_days', '?')} days past the last event.")
+    lines.append(
+        f"Input: `{inp.get('source')}` ({inp.get('kind')}): {fig['events']:,} events of {fig['orders']:,} orders "
+        f"replayed {rp.get('path', 'in-process')} on {rp.get('partitions', '?')} partitions, time ticking every "
+        f"{rp.get('tick_hours', '?')} h and running on {rp.get('run_on_days', '?')} days past the last event."
+    )
     wi = rp.get("what_if") or {}
     if wi.get("assume_consent"):
-        lines.append(f"**What-if: consent assumed.** Every order's checkout consented to marketing e-mail "
-                     f"({wi['orders_given_consent']} orders); the {wi['review_answers_held_out']} review answers in "
-                     "the data answered the shop's own survey, which aftersale's request replaces, so they are "
-                     "outcomes here (ground truth), not inputs.")
+        lines.append(
+            f"**What-if: consent assumed.** Every order's checkout consented to marketing e-mail "
+            f"({wi['orders_given_consent']} orders); the {wi['review_answers_held_out']} review answers in "
+            "the data answered the shop's own survey, which aftersale's request replaces, so they are "
+            "outcomes here (ground truth), not inputs."
+        )
     if rp.get("warm_start"):
         lines.append(f"Warm start: learned statistics from `{rp['warm_start']}`.")
     if inp.get("missing_files"):
         lines.append(f"Missing files: {', '.join(inp['missing_files'])}.")
     if inp.get("unjoined"):
-        lines += ["", "Rows not joined (not fatal): " + ", ".join(f"{k} {v}" for k, v in inp["unjoined"].items()) + ".",
-                  "What that disabled:", ""]
+        lines += [
+            "",
+            "Rows not joined (not fatal): " + ", ".join(f"{k} {v}" for k, v in inp["unjoined"].items()) + ".",
+            "What that disabled:",
+            "",
+        ]
         lines += [f"- {k} ({v}): {UNJOINED_EFFECTS.get(k, 'not used')}." for k, v in inp["unjoined"].items()]
     if inp.get("rejected"):
         lines.append("Events rejected: " + ", ".join(f"{k} {v}" for k, v in inp["rejected"].items()) + ".")
     mo = d["model"]
-    rule_rows = [[f"rule N={n}: not delivered {n} d before", rr["alerts"], rr["tp"], _f(rr["precision"]),
-                  _f(rr["recall"]), _f(rr["lead_days_median_tp"]), rr["never_delivered_alerted"]]
-                 for n, rr in sorted(d["rules"].items())]
-    lines += ["", "## Delay alerts", "", *[f"- {t.format(zone=d['zone'])}" for t in DEFINITIONS], "",
-              f"{d['orders_evaluated']} delivered orders with a promise, {d['late']} late; {d['never_delivered']} "
-              f"never delivered (apart: the model alerted {d['never_delivered_alerted']} of them); "
-              f"{d['orders_undecided']} still in transit before their promise when the data ends (left out).", "",
-              _table(["policy", "alerts", "true", "precision", "recall", "median lead, true (d)", "never-delivered alerted"],
-                     [["**model (as shipped)**", mo["alerts"], mo["tp"], _f(mo["precision"]), _f(mo["recall"]),
-                       _f(mo["lead_days_median_tp"]), d["never_delivered_alerted"]], *rule_rows]), "",
-              f"Model: median lead over all its alerts {_f(mo['lead_days_median_all'])} d; true alerts before the "
-              f"promised day {mo['tp_before_promised_day']} of {mo['tp']}; delay messages sent in all "
-              f"{d['alerts_sent']}.", "",
-              "Against each rule: the model as shipped, and the best point of its curve (alerting the first time "
-              "its P(late) reached a threshold) with recall >= 0.9 and a median lead at least the rule's:", "",
-              _table(["rule", "rule precision", "shipped beats it", "curve threshold", "curve precision",
-                      "curve recall", "curve lead (d)", "curve beats it"],
-                     [[f"N={n}", _f(bt["rule_precision"]), "yes" if bt["shipped_beats"] else "no",
-                       _f(bt["curve_threshold"]), _f(bt["curve_precision"]), _f(bt["curve_recall"]),
-                       _f(bt["curve_lead_days"]), "yes" if bt["curve_beats"] else "no"]
-                      for n, bt in sorted(d["beats"].items())]), "",
-              "![precision, recall and lead](delay_curves.png)", "", "![lead time](lead_time.png)", ""]
+    rule_rows = [
+        [
+            f"rule N={n}: not delivered {n} d before",
+            rr["alerts"],
+            rr["tp"],
+            _f(rr["precision"]),
+            _f(rr["recall"]),
+            _f(rr["lead_days_median_tp"]),
+            rr["never_delivered_alerted"],
+        ]
+        for n, rr in sorted(d["rules"].items())
+    ]
+    lines += [
+        "",
+        "## Delay alerts",
+        "",
+        *[f"- {t.format(zone=d['zone'])}" for t in DEFINITIONS],
+        "",
+        f"{d['orders_evaluated']} delivered orders with a promise, {d['late']} late; {d['never_delivered']} "
+        f"never delivered (apart: the model alerted {d['never_delivered_alerted']} of them); "
+        f"{d['orders_undecided']} still in transit before their promise when the data ends (left out).",
+        "",
+        _table(
+            ["policy", "alerts", "true", "precision", "recall", "median lead, true (d)", "never-delivered alerted"],
+            [
+                [
+                    "**model (as shipped)**",
+                    mo["alerts"],
+                    mo["tp"],
+                    _f(mo["precision"]),
+                    _f(mo["recall"]),
+                    _f(mo["lead_days_median_tp"]),
+                    d["never_delivered_alerted"],
+                ],
+                *rule_rows,
+            ],
+        ),
+        "",
+        f"Model: median lead over all its alerts {_f(mo['lead_days_median_all'])} d; true alerts before the "
+        f"promised day {mo['tp_before_promised_day']} of {mo['tp']}; delay messages sent in all "
+        f"{d['alerts_sent']}.",
+        "",
+        "Against each rule: the model as shipped, and the best point of its curve (alerting the first time "
+        "its P(late) reached a threshold) with recall >= 0.9 and a median lead at least the rule's:",
+        "",
+        _table(
+            [
+                "rule",
+                "rule precision",
+                "shipped beats it",
+                "curve threshold",
+                "curve precision",
+                "curve recall",
+                "curve lead (d)",
+                "curve beats it",
+            ],
+            [
+                [
+                    f"N={n}",
+                    _f(bt["rule_precision"]),
+                    "yes" if bt["shipped_beats"] else "no",
+                    _f(bt["curve_threshold"]),
+                    _f(bt["curve_precision"]),
+                    _f(bt["curve_recall"]),
+                    _f(bt["curve_lead_days"]),
+                    "yes" if bt["curve_beats"] else "no",
+                ]
+                for n, bt in sorted(d["beats"].items())
+            ],
+        ),
+        "",
+        "![precision, recall and lead](delay_curves.png)",
+        "",
+        "![lead time](lead_time.png)",
+        "",
+    ]
     c = d["calibration"]
     if c:
-        lines += ["### Calibration of P(late)", "",
-                  f"{c['assessments']} assessments of {c['orders']} delivered orders, each order weighted 1 "
-                  f"(its assessments share the weight). Brier score {_f(c['brier'])}; always predicting the base rate "
-                  f"({_f(c.get('base_rate'))}) scores {_f(c['brier_base_rate'])} (lower is better).", "",
-                  _table(["P(late)", "assessments", "orders' weight", "mean predicted", "observed late"],
-                         [[f"{b['from']:.1f}-{b['to']:.1f}", b["assessments"], b["weight"], _f(b["predicted"]),
-                           _f(b["observed"])] for b in c["bins"]]), "", "![calibration](calibration.png)", ""]
+        lines += [
+            "### Calibration of P(late)",
+            "",
+            f"{c['assessments']} assessments of {c['orders']} delivered orders, each order weighted 1 "
+            f"(its assessments share the weight). Brier score {_f(c['brier'])}; always predicting the base rate "
+            f"({_f(c.get('base_rate'))}) scores {_f(c['brier_base_rate'])} (lower is better).",
+            "",
+            _table(
+                ["P(late)", "assessments", "orders' weight", "mean predicted", "observed late"],
+                [
+                    [
+                        f"{b['from']:.1f}-{b['to']:.1f}",
+                        b["assessments"],
+                        b["weight"],
+                        _f(b["predicted"]),
+                        _f(b["observed"]),
+                    ]
+                    for b in c["bins"]
+                ],
+            ),
+            "",
+            "![calibration](calibration.png)",
+            "",
+        ]
     else:
-        lines += ["### Calibration of P(late)", "", "No model scores with this replay (a replay through Kafka does "
-                  "not expose the model's assessments): no curve, no calibration.", "",
-                  "![calibration](calibration.png)", ""]
+        lines += [
+            "### Calibration of P(late)",
+            "",
+            "No model scores with this replay (a replay through Kafka does "
+            "not expose the model's assessments): no curve, no calibration.",
+            "",
+            "![calibration](calibration.png)",
+            "",
+        ]
     fo = fig["followed"]
-    lines += ["## Service messages: followed by the problem they announced?", "",
-              "Per type, orders that got it, and of those delivered how many were then delivered late.", "",
-              _table(["message type", "orders", "delivered", "then late", "share", "never delivered"],
-                     [[t, v["orders"], v["delivered"], v["followed_by_late_delivery"], _f(v["share"]), v["never_delivered"]]
-                      for t, v in fo.items()]), ""]
+    lines += [
+        "## Service messages: followed by the problem they announced?",
+        "",
+        "Per type, orders that got it, and of those delivered how many were then delivered late.",
+        "",
+        _table(
+            ["message type", "orders", "delivered", "then late", "share", "never delivered"],
+            [
+                [t, v["orders"], v["delivered"], v["followed_by_late_delivery"], _f(v["share"]), v["never_delivered"]]
+                for t, v in fo.items()
+            ],
+        ),
+        "",
+    ]
     sd = fig["silent"]
-    lines += ["## No silent decisions", "",
-              f"Candidate messages proposed by the order stage: {_f(sd['candidates'])}; without an intent or an audit "
-              f"record: {sd['candidates_without_decision']}. Delivered orders: {sd['delivered_orders']}; without a "
-              f"review-request decision (intent or audit): {sd['delivered_without_review_decision']}.", ""]
+    lines += [
+        "## No silent decisions",
+        "",
+        f"Candidate messages proposed by the order stage: {_f(sd['candidates'])}; without an intent or an audit "
+        f"record: {sd['candidates_without_decision']}. Delivered orders: {sd['delivered_orders']}; without a "
+        f"review-request decision (intent or audit): {sd['delivered_without_review_decision']}.",
+        "",
+    ]
     e, b = r["engine"], r["baseline"]
-    lines += ["## Review requests", "",
-              f"aftersale's `review_request` intents against a baseline that asks every delivered order "
-              f"{r['baseline_days']} days after delivery, by the order's eventual review score (the last one, where "
-              f"the data has one). {r['orders_with_reviews']} orders have reviews; {r['orders_ending_1_2_stars']} "
-              f"ended with 1-2 stars.", "",
-              _table(["", "aftersale", f"baseline ({r['baseline_days']} d)"], [
-                  ["requests", e["requests"], b["requests"]],
-                  ["to orders that ended 1-2 stars", e["to_1_2_stars"], b["to_1_2_stars"]],
-                  ["share of requests to 1-2 star orders", _fmt(e["share_1_2_of_all"]), _fmt(b["share_1_2_of_all"])],
-                  ["share among requests to reviewed orders", _fmt(e["share_1_2_of_reviewed"]),
-                   _fmt(b["share_1_2_of_reviewed"])],
-                  ["to 3 / 4-5 star orders", f"{e['to_3_stars']} / {e['to_4_5_stars']}",
-                   f"{b['to_3_stars']} / {b['to_4_5_stars']}"],
-                  ["to orders without a review", e["to_unreviewed"], b["to_unreviewed"]],
-                  ["sent after the customer had already reviewed", e["after_customer_already_reviewed"],
-                   b["after_customer_already_reviewed"]],
-              ]), "",
-              "Review requests aftersale decided not to send: "
-              + (", ".join(f"{k} {v}" for k, v in r["engine_not_sent"].items()) or "none")
-              + f"; {r['engine_not_sent_on_1_2_star_orders']} orders that ended with 1-2 stars were among them "
-              "(and got no request). Held for a while (quiet hours, a guard; may have gone out later): "
-              + (", ".join(f"{k} {v}" for k, v in r["engine_held"].items()) or "none") + ".", "",
-              "Reach: share of delivered orders of each eventual score that got a request: "
-              + "; ".join(f"{k.replace('_', '-')} stars {v['requested']} of {v['orders']} ({_fmt(v['share'])})"
-                          for k, v in r["reach"].items())
-              + " (baseline: " + "; ".join(f"{k.replace('_', '-')} {_fmt(v['share'])}" for k, v in r["baseline_reach"].items())
-              + ").", "",
-              "![review requests](review_requests.png)", ""]
-    lines += ["## Intents per type and channel", "",
-              _table(["intent type", *sorted(m["by_channel"]), "total"],
-                     [[t, *[m["by_type_channel"].get(t, {}).get(ch, 0) for ch in sorted(m["by_channel"])], n]
-                      for t, n in m["by_type"].items()] + [["**all**", *[m["by_channel"][ch] for ch in sorted(m["by_channel"])],
-                                                             m["intents"]]]),
-              "", "![intents](intents_by_type.png)", "",
-              "## Not sent: suppressions and other decisions, per reason", "",
-              "Decisions: " + (", ".join(f"{k} {v}" for k, v in m["audit_by_decision"].items()) or "none") + ".", "",
-              _table(["decision", "first reason", "count"], [[dd, rr, n] for dd, rr, n in m["audit_by_reason"]]), "",
-              "![suppressions](suppressions.png)", "",
-              "## Messages per order (over-messaging check)", "",
-              _table(["figure", "value"], [
-                  ["orders with at least one intent", m["orders_messaged"]],
-                  ["median / mean / p95 per order", f"{m['per_order_median']} / {m['per_order_mean']} / {m['per_order_p95']}"],
-                  ["max per order", m["per_order_max"]],
-                  ["most messaged orders", ", ".join(f"{o} ({n})" for o, n in m["top_orders"])],
-                  ["max intents to one customer in one (UTC) day", m["per_customer_day_max"]],
-                  ["customer-days with more than 3 intents", m["customer_days_over_3"]],
-              ]), "", "![messages per order](messages_per_order.png)", ""]
+    lines += [
+        "## Review requests",
+        "",
+        f"aftersale's `review_request` intents against a baseline that asks every delivered order "
+        f"{r['baseline_days']} days after delivery, by the order's eventual review score (the last one, where "
+        f"the data has one). {r['orders_with_reviews']} orders have reviews; {r['orders_ending_1_2_stars']} "
+        f"ended with 1-2 stars.",
+        "",
+        _table(
+            ["", "aftersale", f"baseline ({r['baseline_days']} d)"],
+            [
+                ["requests", e["requests"], b["requests"]],
+                ["to orders that ended 1-2 stars", e["to_1_2_stars"], b["to_1_2_stars"]],
+                ["share of requests to 1-2 star orders", _fmt(e["share_1_2_of_all"]), _fmt(b["share_1_2_of_all"])],
+                [
+                    "share among requests to reviewed orders",
+                    _fmt(e["share_1_2_of_reviewed"]),
+                    _fmt(b["share_1_2_of_reviewed"]),
+                ],
+                [
+                    "to 3 / 4-5 star orders",
+                    f"{e['to_3_stars']} / {e['to_4_5_stars']}",
+                    f"{b['to_3_stars']} / {b['to_4_5_stars']}",
+                ],
+                ["to orders without a review", e["to_unreviewed"], b["to_unreviewed"]],
+                [
+                    "sent after the customer had already reviewed",
+                    e["after_customer_already_reviewed"],
+                    b["after_customer_already_reviewed"],
+                ],
+            ],
+        ),
+        "",
+        "Review requests aftersale decided not to send: "
+        + (", ".join(f"{k} {v}" for k, v in r["engine_not_sent"].items()) or "none")
+        + f"; {r['engine_not_sent_on_1_2_star_orders']} orders that ended with 1-2 stars were among them "
+        "(and got no request). Held for a while (quiet hours, a guard; may have gone out later): "
+        + (", ".join(f"{k} {v}" for k, v in r["engine_held"].items()) or "none")
+        + ".",
+        "",
+        "Reach: share of delivered orders of each eventual score that got a request: "
+        + "; ".join(
+            f"{k.replace('_', '-')} stars {v['requested']} of {v['orders']} ({_fmt(v['share'])})"
+            for k, v in r["reach"].items()
+        )
+        + " (baseline: "
+        + "; ".join(f"{k.replace('_', '-')} {_fmt(v['share'])}" for k, v in r["baseline_reach"].items())
+        + ").",
+        "",
+        "![review requests](review_requests.png)",
+        "",
+    ]
+    lines += [
+        "## Intents per type and channel",
+        "",
+        _table(
+            ["intent type", *sorted(m["by_channel"]), "total"],
+            [
+                [t, *[m["by_type_channel"].get(t, {}).get(ch, 0) for ch in sorted(m["by_channel"])], n]
+                for t, n in m["by_type"].items()
+            ]
+            + [["**all**", *[m["by_channel"][ch] for ch in sorted(m["by_channel"])], m["intents"]]],
+        ),
+        "",
+        "![intents](intents_by_type.png)",
+        "",
+        "## Not sent: suppressions and other decisions, per reason",
+        "",
+        "Decisions: " + (", ".join(f"{k} {v}" for k, v in m["audit_by_decision"].items()) or "none") + ".",
+        "",
+        _table(["decision", "first reason", "count"], [[dd, rr, n] for dd, rr, n in m["audit_by_reason"]]),
+        "",
+        "![suppressions](suppressions.png)",
+        "",
+        "## Messages per order (over-messaging check)",
+        "",
+        _table(
+            ["figure", "value"],
+            [
+                ["orders with at least one intent", m["orders_messaged"]],
+                [
+                    "median / mean / p95 per order",
+                    f"{m['per_order_median']} / {m['per_order_mean']} / {m['per_order_p95']}",
+                ],
+                ["max per order", m["per_order_max"]],
+                ["most messaged orders", ", ".join(f"{o} ({n})" for o, n in m["top_orders"])],
+                ["max intents to one customer in one (UTC) day", m["per_customer_day_max"]],
+                ["customer-days with more than 3 intents", m["customer_days_over_3"]],
+            ],
+        ),
+        "",
+        "![messages per order](messages_per_order.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -749,7 +1046,9 @@ def write_report(fig: dict, out_dir: str | Path) -> Path:
     import orjson
 
     public = _public(fig)
-    (out / "figures.json").write_bytes(orjson.dumps(public, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+    (out / "figures.json").write_bytes(
+        orjson.dumps(public, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    )
     return path
 
 
@@ -762,10 +1061,21 @@ def _public(v):
     return v
 
 
-def run_backtest(source: str | None, out_dir: str | Path, partitions: int = 4, run_on_days: float = 30.0,
-                 baseline_days: int = 7, progress: bool = True, simulate_orders: int | None = None, seed: int = 7,
-                 from_replay: str | None = None, tick_hours: float = 1.0, assume_consent: bool = False,
-                 warm_start: str | None = None, zone: str | None = None) -> dict:
+def run_backtest(
+    source: str | None,
+    out_dir: str | Path,
+    partitions: int = 4,
+    run_on_days: float = 30.0,
+    baseline_days: int = 7,
+    progress: bool = True,
+    simulate_orders: int | None = None,
+    seed: int = 7,
+    from_replay: str | None = None,
+    tick_hours: float = 1.0,
+    assume_consent: bool = False,
+    warm_start: str | None = None,
+    zone: str | None = None,
+) -> dict:
     """Replay `source` in process (or take the outputs of an earlier replay in `from_replay`, e.g. one
     through Kafka), then write report.md, figures.json and the PNGs in `out_dir` (the replay's own
     outputs go to out_dir/replay/). The ground truth is read from all the input's events, also under
@@ -790,15 +1100,33 @@ def run_backtest(source: str | None, out_dir: str | Path, partitions: int = 4, r
         info = orjson.loads((replay_dir / "summary.json").read_bytes())
     else:
         replay_dir = out / "replay"
-        info = run_replay(source, replay_dir, partitions=partitions, run_on_days=run_on_days, progress=progress,
-                          simulate_orders=simulate_orders, seed=seed, tick_hours=tick_hours,
-                          what_if_consent=assume_consent, warm_start=warm_start)
+        info = run_replay(
+            source,
+            replay_dir,
+            partitions=partitions,
+            run_on_days=run_on_days,
+            progress=progress,
+            simulate_orders=simulate_orders,
+            seed=seed,
+            tick_hours=tick_hours,
+            what_if_consent=assume_consent,
+            warm_start=warm_start,
+        )
     intents = read_jsonl(replay_dir / "intents.jsonl")
     audit = read_jsonl(replay_dir / "audit.jsonl")
     scores = read_jsonl(replay_dir / "scores.jsonl") if (replay_dir / "scores.jsonl").exists() else None
     candidates = read_jsonl(replay_dir / "candidates.jsonl") if (replay_dir / "candidates.jsonl").exists() else None
     replay_info = {k: info.get(k) for k in ("path", "partitions", "run_on_days", "tick_hours", "what_if", "warm_start")}
-    fig = build(events, intents, audit, info.get("input") or report.to_dict(), baseline_days, replay_info, scores,
-                candidates, zone)
+    fig = build(
+        events,
+        intents,
+        audit,
+        info.get("input") or report.to_dict(),
+        baseline_days,
+        replay_info,
+        scores,
+        candidates,
+        zone,
+    )
     write_report(fig, out)
     return fig

@@ -1,5 +1,6 @@
 """`aftersale bench`: throughput and latency figures, each against a baseline measured in the same
 run on the same machine (these machines are noisy; only ratios travel). Benchmarks register here."""
+
 from __future__ import annotations
 
 import json
@@ -41,12 +42,17 @@ def register(name: str, doc: str, needs_broker: bool = False):
     def wrap(fn: Callable[[dict], list[Figure]]):
         BENCHMARKS[name] = Benchmark(name, doc, fn, needs_broker)
         return fn
+
     return wrap
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine()}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
 def core_events(orders: int = 2000, seed: int = 1):
@@ -54,8 +60,12 @@ def core_events(orders: int = 2000, seed: int = 1):
     from ..core import model
     from .simulate import generate
 
-    convert = {"orders": model.order_event_from, "carrier-scans": model.carrier_scan_from,
-               "engagement": model.engagement_event_from, "support": model.support_event_from}
+    convert = {
+        "orders": model.order_event_from,
+        "carrier-scans": model.carrier_scan_from,
+        "engagement": model.engagement_event_from,
+        "support": model.support_event_from,
+    }
     return [convert[e.topic](e.record) for e in generate(orders=orders, seed=seed)]
 
 
@@ -99,8 +109,16 @@ def bench_core(options: dict) -> list[Figure]:
     base, got = rate(baseline), rate(core)
     return [
         Figure("core.baseline_dict_update", base, "events/s", note="dict get+set per event"),
-        Figure("core.events_per_s", got, "events/s", baseline="core.baseline_dict_update", ratio=got / base,
-               target=">= 100000 events/s", met=got >= 100_000, note=f"{len(events)} simulated events, both stages"),
+        Figure(
+            "core.events_per_s",
+            got,
+            "events/s",
+            baseline="core.baseline_dict_update",
+            ratio=got / base,
+            target=">= 100000 events/s",
+            met=got >= 100_000,
+            note=f"{len(events)} simulated events, both stages",
+        ),
     ]
 
 
@@ -117,8 +135,16 @@ def run(names: list[str] | None, options: dict, save: bool = True) -> list[Figur
     if save:
         RESULTS_FILE.parent.mkdir(exist_ok=True)
         previous = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
-        previous.update({f.name: {**f.__dict__, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                  "machine": machine()} for f in figures})
+        previous.update(
+            {
+                f.name: {
+                    **f.__dict__,
+                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "machine": machine(),
+                }
+                for f in figures
+            }
+        )
         RESULTS_FILE.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
     return figures
 
@@ -136,4 +162,6 @@ def bench_replay(options: dict) -> list[Figure]:
 
     return run_benchmark(options, Figure)
 
-if (Path(__file__).parent / "benchmarks.py").exists(): from . import benchmarks  # noqa: E402,E701,F401  (e2e, latency, restart: streams/tools/benchmarks.py)
+
+if (Path(__file__).parent / "benchmarks.py").exists():
+    from . import benchmarks  # noqa: E402,E701,F401  (e2e, latency, restart: streams/tools/benchmarks.py)

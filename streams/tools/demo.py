@@ -7,6 +7,7 @@ with hourly event-time ticks (what a live worker's timer does on the wall clock)
 libraries log goes to the log folder, not to the screen; the working folder (broker and worker
 data) is removed at the end.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,9 +51,14 @@ def _ms(value) -> int:
 
 def shown_by_default(topic: str, record: dict) -> bool:
     """Inputs worth a line without --verbose: orders placed, deliveries, carrier problems, support."""
-    return (topic == "orders" and record["type"] in ("placed", "cancelled", "refunded")
-            or topic == "carrier-scans" and record["status"] in SCAN_NEWS
-            or topic == "support" and record["type"] == "ticket_opened")
+    return (
+        topic == "orders"
+        and record["type"] in ("placed", "cancelled", "refunded")
+        or topic == "carrier-scans"
+        and record["status"] in SCAN_NEWS
+        or topic == "support"
+        and record["type"] == "ticket_opened"
+    )
 
 
 @dataclass(order=True)
@@ -77,15 +83,21 @@ def input_line(topic: str, r: dict, seq: int, arrives_at: int | None = None) -> 
 def output_line(topic: str, r: dict, seq: int) -> Line:
     if topic == "intents":
         at = _ms(r["decided_at"])
-        text = (f"{_ts(at)}  << intent     {r['intent_type']:<27} {r['order_id'] or '':<8} {r['customer_id']:<7} "
-                f"{r['channel']:<5} send {_ts(_ms(r['send_at']))}  {r['priority']:<6} why={','.join(r['reason_codes'])}")
+        text = (
+            f"{_ts(at)}  << intent     {r['intent_type']:<27} {r['order_id'] or '':<8} {r['customer_id']:<7} "
+            f"{r['channel']:<5} send {_ts(_ms(r['send_at']))}  {r['priority']:<6} why={','.join(r['reason_codes'])}"
+        )
         return Line(at, seq, text, GREEN)
     if topic == "decision-audit":
         at = _ms(r["decided_at"])
-        text = (f"{_ts(at)}  << {r['decision']:<10} {r['intent_type']:<27} {r['order_id'] or '':<8} {r['customer_id']:<7} "
-                f"{r['channel'] or '-':<5} not sent         why={','.join(r['reasons'])}")
+        text = (
+            f"{_ts(at)}  << {r['decision']:<10} {r['intent_type']:<27} {r['order_id'] or '':<8} {r['customer_id']:<7} "
+            f"{r['channel'] or '-':<5} not sent         why={','.join(r['reasons'])}"
+        )
         return Line(at, seq, text, YELLOW)
-    text = f"{'':11}  << dead letter from {r['topic']}[{r['partition']}]@{r['offset']}: {r['reason']}: {r['error'][:70]}"
+    text = (
+        f"{'':11}  << dead letter from {r['topic']}[{r['partition']}]@{r['offset']}: {r['reason']}: {r['error'][:70]}"
+    )
     return Line(0, seq, text, RED)
 
 
@@ -141,8 +153,9 @@ class _StderrToLog:
         self.log.close()
 
 
-def run_demo(orders: int = 150, rate: float = 40.0, bad: int = 5, seed: int = 7, verbose: bool = False,
-             out: TextIO | None = None) -> int:
+def run_demo(
+    orders: int = 150, rate: float = 40.0, bad: int = 5, seed: int = 7, verbose: bool = False, out: TextIO | None = None
+) -> int:
     from deploy.broker import BrokerStartError, external_bootstrap
 
     screen = Screen(out or sys.stdout)
@@ -161,8 +174,17 @@ def run_demo(orders: int = 150, rate: float = 40.0, bad: int = 5, seed: int = 7,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(screen: Screen, logs: Path, workdir: Path, bootstrap: str | None, orders: int, rate: float, bad: int,
-         seed: int, verbose: bool) -> int:
+def _run(
+    screen: Screen,
+    logs: Path,
+    workdir: Path,
+    bootstrap: str | None,
+    orders: int,
+    rate: float,
+    bad: int,
+    seed: int,
+    verbose: bool,
+) -> int:
     from deploy.broker import LocalBroker, free_port
     from deploy.topics import apply
 
@@ -173,8 +195,11 @@ def _run(screen: Screen, logs: Path, workdir: Path, bootstrap: str | None, order
 
     events = generate(orders=orders, seed=seed)
     hidden = 0 if verbose else sum(not shown_by_default(e.topic, e.record) for e in events)
-    screen.say(f"aftersale demo: {orders} simulated orders, {len(events):,} events fed at {rate:g}/s "
-               f"(about {len(events) / rate:.0f} s), then two weeks of event time pass", BOLD)
+    screen.say(
+        f"aftersale demo: {orders} simulated orders, {len(events):,} events fed at {rate:g}/s "
+        f"(about {len(events) / rate:.0f} s), then two weeks of event time pass",
+        BOLD,
+    )
     broker = None
     if bootstrap is None:
         broker = LocalBroker(data_dir=workdir / "broker", log_file=logs / "broker.log").start()
@@ -183,18 +208,38 @@ def _run(screen: Screen, logs: Path, workdir: Path, bootstrap: str | None, order
     else:
         screen.say(f"  broker    {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
     app_id = "aftersale" if broker else f"aftersale-demo-{time.time_ns() % 10**10}"
-    settings = Settings.from_env(bootstrap_servers=bootstrap, app_id=app_id, clock="event",
-                                 data_dir=workdir / "worker", web_port=free_port())
+    settings = Settings.from_env(
+        bootstrap_servers=bootstrap, app_id=app_id, clock="event", data_dir=workdir / "worker", web_port=free_port()
+    )
     created = apply(settings)
     screen.say(f"  topics    {len(created)} created, prefix {app_id}.")
 
     # The worker commits often, so the demo can see when it has caught up (committed offsets).
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "AFTERSALE_APP_ID": app_id,
-           "AFTERSALE_PARTITIONS": str(settings.partitions), "BROKER_COMMIT_INTERVAL": "0.05"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "AFTERSALE_APP_ID": app_id,
+        "AFTERSALE_PARTITIONS": str(settings.partitions),
+        "BROKER_COMMIT_INTERVAL": "0.05",
+    }
     worker_log = open(logs / "worker.log", "wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--clock", "event", "--data-dir", str(settings.data_dir),
-         "--web-port", str(settings.web_port)], env=env, stdout=worker_log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "worker",
+            "--clock",
+            "event",
+            "--data-dir",
+            str(settings.data_dir),
+            "--web-port",
+            str(settings.web_port),
+        ],
+        env=env,
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+    )
     stats = {"in": Counter(), "out": Counter(), "why": Counter(), "shown": 0}
     story: dict[str, list[Line]] = {}
     seq = iter(range(10**9))
@@ -216,9 +261,15 @@ def _run(screen: Screen, logs: Path, workdir: Path, bootstrap: str | None, order
         _wait_http(settings.web_port, worker)
         screen.say(f"  worker    ready; ops page (live while the demo runs): http://127.0.0.1:{settings.web_port}/ops")
         screen.say(f"  logs      {logs} (broker.log, worker.log, demo.log)")
-        screen.say("  showing   every decision, and "
-                   + ("every input" if verbose else f"orders placed, deliveries, carrier problems and support "
-                      f"tickets: {hidden:,} of {len(events):,} inputs hidden (--verbose shows them)"))
+        screen.say(
+            "  showing   every decision, and "
+            + (
+                "every input"
+                if verbose
+                else f"orders placed, deliveries, carrier problems and support "
+                f"tickets: {hidden:,} of {len(events):,} inputs hidden (--verbose shows them)"
+            )
+        )
         screen.say()
         screen.say("event time   >> input      what                        order    customer channel  send at", BOLD)
         watcher = threading.Thread(target=watch, daemon=True)
@@ -296,18 +347,26 @@ def _wait_until_quiet(stats: dict, quiet: float = 4.0, limit: float = 120.0) -> 
 
 def pick_story(story: dict[str, list[Line]]) -> str | None:
     """An order that had a rough ride and still arrived: the most to show in one order's life."""
+
     def score(lines: list[Line]) -> tuple:
         text = " ".join(line.text for line in lines)
-        return ("exception" in text or "attempt_failed" in text, "scan       delivered" in text,
-                "<< held" in text, len(lines))
+        return (
+            "exception" in text or "attempt_failed" in text,
+            "scan       delivered" in text,
+            "<< held" in text,
+            len(lines),
+        )
+
     return max(sorted(story), key=lambda order: score(story[order]), default=None)
 
 
 def _summary(screen: Screen, stats: dict, story: dict[str, list[Line]], fed: int, verbose: bool) -> None:
     screen.say()
     screen.say("summary", BOLD)
-    screen.say(f"  inputs fed ({fed:,}, {stats['shown']:,} shown{'' if verbose else '; --verbose shows all'}): "
-               + ", ".join(f"{k} {v}" for k, v in sorted(stats["in"].items())))
+    screen.say(
+        f"  inputs fed ({fed:,}, {stats['shown']:,} shown{'' if verbose else '; --verbose shows all'}): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(stats["in"].items()))
+    )
     for key, n in sorted(stats["out"].items()):
         screen.say(f"  {n:6d}  {key}")
     if stats["why"]:

@@ -18,6 +18,7 @@ time (Sao Paulo) and are converted to UTC with zoneinfo. Missing files and rows 
 counted per reason in the InputReport, never fatal. Read with the csv module (quoted ids, newlines
 inside quoted review texts).
 """
+
 from __future__ import annotations
 
 import csv
@@ -42,20 +43,43 @@ UTC = ZoneInfo("UTC")
 # IANA zone of each Brazilian state (UF). Brasilia time unless noted.
 STATE_ZONES = {
     "AC": "America/Rio_Branco",
-    "AM": "America/Manaus", "RR": "America/Boa_Vista", "RO": "America/Porto_Velho",
-    "MT": "America/Cuiaba", "MS": "America/Campo_Grande",
-    "PA": "America/Belem", "AP": "America/Belem", "TO": "America/Araguaina",
-    "MA": "America/Fortaleza", "PI": "America/Fortaleza", "CE": "America/Fortaleza", "RN": "America/Fortaleza",
-    "PB": "America/Fortaleza", "PE": "America/Recife", "AL": "America/Maceio", "SE": "America/Maceio",
+    "AM": "America/Manaus",
+    "RR": "America/Boa_Vista",
+    "RO": "America/Porto_Velho",
+    "MT": "America/Cuiaba",
+    "MS": "America/Campo_Grande",
+    "PA": "America/Belem",
+    "AP": "America/Belem",
+    "TO": "America/Araguaina",
+    "MA": "America/Fortaleza",
+    "PI": "America/Fortaleza",
+    "CE": "America/Fortaleza",
+    "RN": "America/Fortaleza",
+    "PB": "America/Fortaleza",
+    "PE": "America/Recife",
+    "AL": "America/Maceio",
+    "SE": "America/Maceio",
     "BA": "America/Bahia",
-    "GO": "America/Sao_Paulo", "DF": "America/Sao_Paulo", "MG": "America/Sao_Paulo", "ES": "America/Sao_Paulo",
-    "RJ": "America/Sao_Paulo", "SP": "America/Sao_Paulo", "PR": "America/Sao_Paulo", "SC": "America/Sao_Paulo",
+    "GO": "America/Sao_Paulo",
+    "DF": "America/Sao_Paulo",
+    "MG": "America/Sao_Paulo",
+    "ES": "America/Sao_Paulo",
+    "RJ": "America/Sao_Paulo",
+    "SP": "America/Sao_Paulo",
+    "PR": "America/Sao_Paulo",
+    "SC": "America/Sao_Paulo",
     "RS": "America/Sao_Paulo",
 }
 DEFAULT_ZONE = "America/Sao_Paulo"
 CANCELLED_STATUSES = {"canceled": "canceled", "unavailable": "unavailable"}
-CONTACT = {"email": True, "sms": False, "push": False, "marketing_email": False, "marketing_sms": False,
-           "locale": "pt-BR"}  # Olist says nothing about channels: e-mail only, no marketing consent
+CONTACT = {
+    "email": True,
+    "sms": False,
+    "push": False,
+    "marketing_email": False,
+    "marketing_sms": False,
+    "locale": "pt-BR",
+}  # Olist says nothing about channels: e-mail only, no marketing consent
 
 
 def to_utc_ms(text: str | None) -> int | None:
@@ -91,6 +115,7 @@ def _rows(folder: Path, name: str, report) -> Iterator[dict] | None:
                 n += 1
                 yield {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k is not None}
             report.files[FILES[name]] = n
+
     return gen()
 
 
@@ -146,8 +171,21 @@ def read_olist(folder: str | Path, report) -> list[tuple[str, str, dict]]:
     else:
         for row in rows:
             report.read += 1
-            _order(row, out, report, products, have_products, sellers, have_sellers, customers, have_customers,
-                   items, have_items, order_customer, skipped)
+            _order(
+                row,
+                out,
+                report,
+                products,
+                have_products,
+                sellers,
+                have_sellers,
+                customers,
+                have_customers,
+                items,
+                have_items,
+                order_customer,
+                skipped,
+            )
         for order_id in sorted(set(items) - set(order_customer) - skipped):
             for _ in items[order_id]:
                 report.unjoin("item_without_order", order_id)
@@ -160,8 +198,21 @@ def read_olist(folder: str | Path, report) -> list[tuple[str, str, dict]]:
     return out
 
 
-def _order(row, out, report, products, have_products, sellers, have_sellers, customers, have_customers, items,
-           have_items, order_customer, skipped) -> None:
+def _order(
+    row,
+    out,
+    report,
+    products,
+    have_products,
+    sellers,
+    have_sellers,
+    customers,
+    have_customers,
+    items,
+    have_items,
+    order_customer,
+    skipped,
+) -> None:
     order_id = row.get("order_id") or ""
     if not order_id or not row.get("customer_id"):
         report.unjoin("order_without_ids", order_id or "?")
@@ -199,9 +250,14 @@ def _order(row, out, report, products, have_products, sellers, have_sellers, cus
         if product_id in line_items:
             line_items[product_id]["quantity"] += 1
         else:
-            line_items[product_id] = {"sku": product_id, "product_id": product_id,
-                                      "title": (category or "produto").replace("_", " "),
-                                      "category": category or "unknown", "quantity": 1, "price": price}
+            line_items[product_id] = {
+                "sku": product_id,
+                "product_id": product_id,
+                "title": (category or "produto").replace("_", " "),
+                "category": category or "unknown",
+                "quantity": 1,
+                "price": price,
+            }
     order_customer[order_id] = (customer, next(iter(line_items), None))
     base = {"source": SOURCE, "order_id": order_id, "customer_id": customer}
     eid = f"olist:{order_id}"
@@ -212,44 +268,124 @@ def _order(row, out, report, products, have_products, sellers, have_sellers, cus
         report.unjoin("bad_timestamp:order_estimated_delivery_date", order_id)
     if promised is None:
         report.unjoin("order_without_promise", order_id)
-    shipping = {"country": "BR", "region": state, "postal_prefix": (customer_row or {}).get("customer_zip_code_prefix")
-                or None, "time_zone": zone}
-    out.append(("orders", order_id, {
-        **base, "event_id": f"{eid}:placed", "event_time": placed, "type": "placed", "order_number": order_id[:8],
-        "currency": "BRL", "total": round(total, 2) if lines else None, "line_items": list(line_items.values()),
-        "promised_delivery_at": promised, "shipping": shipping, "contact": dict(CONTACT), "fulfillment": None,
-        "reason": None, "amount": None}))
+    shipping = {
+        "country": "BR",
+        "region": state,
+        "postal_prefix": (customer_row or {}).get("customer_zip_code_prefix") or None,
+        "time_zone": zone,
+    }
+    out.append(
+        (
+            "orders",
+            order_id,
+            {
+                **base,
+                "event_id": f"{eid}:placed",
+                "event_time": placed,
+                "type": "placed",
+                "order_number": order_id[:8],
+                "currency": "BRL",
+                "total": round(total, 2) if lines else None,
+                "line_items": list(line_items.values()),
+                "promised_delivery_at": promised,
+                "shipping": shipping,
+                "contact": dict(CONTACT),
+                "fulfillment": None,
+                "reason": None,
+                "amount": None,
+            },
+        )
+    )
     times = [placed]
     approved = _stamp(row, "order_approved_at", report, order_id)
     if approved is not None:
         times.append(approved)
         out.append(("orders", order_id, {**base, "event_id": f"{eid}:paid", "event_time": approved, "type": "paid"}))
     shipment = f"{order_id}-1"
-    lane = {"origin_region": f"BR-{seller_state}" if seller_state else None,
-            "destination_region": f"BR-{state}" if state else None}
-    scan = {**base, "shipment_id": shipment, "tracking_number": None, "carrier": CARRIER, "service_level": None,
-            "sub_status": None, **lane, "location": None, "carrier_estimated_delivery_at": None}
+    lane = {
+        "origin_region": f"BR-{seller_state}" if seller_state else None,
+        "destination_region": f"BR-{state}" if state else None,
+    }
+    scan = {
+        **base,
+        "shipment_id": shipment,
+        "tracking_number": None,
+        "carrier": CARRIER,
+        "service_level": None,
+        "sub_status": None,
+        **lane,
+        "location": None,
+        "carrier_estimated_delivery_at": None,
+    }
     handed = _stamp(row, "order_delivered_carrier_date", report, order_id)
     if handed is not None:
         times.append(handed)
-        out.append(("orders", order_id, {
-            **base, "event_id": f"{eid}:fulfilled", "event_time": handed, "type": "fulfilled",
-            "fulfillment": {"shipment_id": shipment, "carrier": CARRIER, "service_level": None,
-                            "tracking_number": None, "skus": list(line_items)}}))
-        out.append(("carrier-scans", order_id, {**scan, "event_id": f"{eid}:scan:in_transit", "event_time": handed,
-                                                "status": "in_transit", "raw_status": "order_delivered_carrier_date"}))
+        out.append(
+            (
+                "orders",
+                order_id,
+                {
+                    **base,
+                    "event_id": f"{eid}:fulfilled",
+                    "event_time": handed,
+                    "type": "fulfilled",
+                    "fulfillment": {
+                        "shipment_id": shipment,
+                        "carrier": CARRIER,
+                        "service_level": None,
+                        "tracking_number": None,
+                        "skus": list(line_items),
+                    },
+                },
+            )
+        )
+        out.append(
+            (
+                "carrier-scans",
+                order_id,
+                {
+                    **scan,
+                    "event_id": f"{eid}:scan:in_transit",
+                    "event_time": handed,
+                    "status": "in_transit",
+                    "raw_status": "order_delivered_carrier_date",
+                },
+            )
+        )
     delivered = _stamp(row, "order_delivered_customer_date", report, order_id)
     if delivered is not None:
         if handed is None:
             report.unjoin("delivered_without_carrier_date", order_id)
         times.append(delivered)
-        out.append(("carrier-scans", order_id, {**scan, "event_id": f"{eid}:scan:delivered", "event_time": delivered,
-                                                "status": "delivered", "raw_status": "order_delivered_customer_date"}))
+        out.append(
+            (
+                "carrier-scans",
+                order_id,
+                {
+                    **scan,
+                    "event_id": f"{eid}:scan:delivered",
+                    "event_time": delivered,
+                    "status": "delivered",
+                    "raw_status": "order_delivered_customer_date",
+                },
+            )
+        )
     status = (row.get("order_status") or "").lower()
     if status in CANCELLED_STATUSES:
         at = max(times) + 1  # Olist has no cancellation time: right after the last step it records
-        out.append(("orders", order_id, {**base, "event_id": f"{eid}:cancelled", "event_time": at, "type": "cancelled",
-                                         "reason": CANCELLED_STATUSES[status]}))
+        out.append(
+            (
+                "orders",
+                order_id,
+                {
+                    **base,
+                    "event_id": f"{eid}:cancelled",
+                    "event_time": at,
+                    "type": "cancelled",
+                    "reason": CANCELLED_STATUSES[status],
+                },
+            )
+        )
 
 
 def _review(row, out, report, order_customer) -> None:
@@ -268,10 +404,25 @@ def _review(row, out, report, order_customer) -> None:
         report.unjoin("review_without_score", review_id)
         return
     customer, product = known
-    out.append(("engagement", customer, {
-        "event_id": f"olist:review:{review_id}:{order_id}", "event_time": at, "source": SOURCE,
-        "type": "review_submitted", "customer_id": customer, "order_id": order_id, "intent_id": None,
-        "channel": "web", "scope": None, "rating": score, "product_id": product}))
+    out.append(
+        (
+            "engagement",
+            customer,
+            {
+                "event_id": f"olist:review:{review_id}:{order_id}",
+                "event_time": at,
+                "source": SOURCE,
+                "type": "review_submitted",
+                "customer_id": customer,
+                "order_id": order_id,
+                "intent_id": None,
+                "channel": "web",
+                "scope": None,
+                "rating": score,
+                "product_id": product,
+            },
+        )
+    )
 
 
 def _int(text) -> int:

@@ -1,5 +1,6 @@
 """Is the Kafka broker there? One quick metadata request before a command starts its real work, so a
 command without a broker fails in seconds with one line instead of retrying with a page of logs."""
+
 from __future__ import annotations
 
 import os
@@ -31,10 +32,14 @@ def how_to_start() -> str:
     """What to do about a missing broker, in one sentence (mentions a local broker already running)."""
     running = _recorded_local_broker()
     if running:
-        return (f"a local broker started by `aftersale broker start` is running at {running}: "
-                f"export KAFKA_BOOTSTRAP_SERVERS={running}")
-    return ("start one with `aftersale broker start` (then export the KAFKA_BOOTSTRAP_SERVERS it prints), "
-            "or set KAFKA_BOOTSTRAP_SERVERS to your cluster")
+        return (
+            f"a local broker started by `aftersale broker start` is running at {running}: "
+            f"export KAFKA_BOOTSTRAP_SERVERS={running}"
+        )
+    return (
+        "start one with `aftersale broker start` (then export the KAFKA_BOOTSTRAP_SERVERS it prints), "
+        "or set KAFKA_BOOTSTRAP_SERVERS to your cluster"
+    )
 
 
 def require_broker(settings: Settings, timeout: float | None = None) -> None:
@@ -51,14 +56,16 @@ def require_broker(settings: Settings, timeout: float | None = None) -> None:
         if err.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
             refused.append(err.str())
 
-    admin = AdminClient({
-        "error_cb": on_error,
-        "bootstrap.servers": settings.bootstrap_servers,
-        "log_level": 0,  # no "Connection refused" line per retry
-        "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
-        "reconnect.backoff.max.ms": 500,
-        **librdkafka_config(settings),
-    })
+    admin = AdminClient(
+        {
+            "error_cb": on_error,
+            "bootstrap.servers": settings.bootstrap_servers,
+            "log_level": 0,  # no "Connection refused" line per retry
+            "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
+            "reconnect.backoff.max.ms": 500,
+            **librdkafka_config(settings),
+        }
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -72,11 +79,15 @@ def require_broker(settings: Settings, timeout: float | None = None) -> None:
                 continue
             error = exc.args[0] if exc.args else exc
             detail = error.str() if hasattr(error, "str") else str(error)
-        source = "KAFKA_BOOTSTRAP_SERVERS" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else \
-            "the default; KAFKA_BOOTSTRAP_SERVERS is not set"
+        source = (
+            "KAFKA_BOOTSTRAP_SERVERS"
+            if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            else "the default; KAFKA_BOOTSTRAP_SERVERS is not set"
+        )
         raise BrokerUnreachable(
             f"no Kafka broker answered at {settings.bootstrap_servers} ({source}) within {timeout:g} s "
-            f"[{detail}]; {how_to_start()}")
+            f"[{detail}]; {how_to_start()}"
+        )
 
 
 def _recorded_local_broker() -> str | None:

@@ -5,6 +5,7 @@ and benchmarks share one realistic source. It includes what real feeds do to you
 failed attempts, carrier exceptions, lost parcels, cancellations, refunds, duplicated and
 out-of-order scans, unsubscribes, bounces, and support contacts about late orders.
 """
+
 from __future__ import annotations
 
 import random
@@ -17,9 +18,14 @@ DAY = 24 * HOUR
 MINUTE = 60_000
 
 TIME_ZONES = [
-    ("DE", "BE", "Europe/Berlin"), ("DE", "BY", "Europe/Berlin"), ("GB", "ENG", "Europe/London"),
-    ("US", "NY", "America/New_York"), ("US", "CA", "America/Los_Angeles"), ("BR", "SP", "America/Sao_Paulo"),
-    ("JP", "13", "Asia/Tokyo"), ("AU", "NSW", "Australia/Sydney"),
+    ("DE", "BE", "Europe/Berlin"),
+    ("DE", "BY", "Europe/Berlin"),
+    ("GB", "ENG", "Europe/London"),
+    ("US", "NY", "America/New_York"),
+    ("US", "CA", "America/Los_Angeles"),
+    ("BR", "SP", "America/Sao_Paulo"),
+    ("JP", "13", "Asia/Tokyo"),
+    ("AU", "NSW", "Australia/Sydney"),
 ]
 CATALOG = [
     ("TEE-BLK-M", "Organic cotton tee", "fashion", 29.0),
@@ -34,8 +40,11 @@ CATALOG = [
 CARRIERS = [("dhl", "standard", 2.5), ("dhl", "express", 1.0), ("ups", "ground", 3.0), ("usps", "priority", 2.5)]
 ORIGINS = ["DE-BE", "NL-NH", "US-NJ"]
 EXCEPTIONS = [  # sub-status, then what happens: delivered late, or never (lost / returned)
-    ("customs_delay", "late"), ("weather_delay", "late"), ("address_issue", "late"),
-    ("damaged", "returned"), ("lost", "lost"),
+    ("customs_delay", "late"),
+    ("weather_delay", "late"),
+    ("address_issue", "late"),
+    ("damaged", "returned"),
+    ("lost", "lost"),
 ]
 WISMO_TEXTS = [
     "Where is my order? It was supposed to arrive days ago and tracking has not moved.",
@@ -62,8 +71,9 @@ class _Ids:
         return f"{self.prefix}{kind}-{self.n:07d}"
 
 
-def generate(orders: int = 200, start_ms: int = 1_767_225_600_000, span_ms: int = 2 * DAY, seed: int = 7,
-             id_prefix: str = "") -> list[SimEvent]:
+def generate(
+    orders: int = 200, start_ms: int = 1_767_225_600_000, span_ms: int = 2 * DAY, seed: int = 7, id_prefix: str = ""
+) -> list[SimEvent]:
     """Events of `orders` orders placed over `span_ms` from `start_ms`, sorted by arrival."""
     rng = random.Random(seed)
     next_id = _Ids(id_prefix)
@@ -81,17 +91,30 @@ def generate(orders: int = 200, start_ms: int = 1_767_225_600_000, span_ms: int 
 def _profile(rng: random.Random) -> dict:
     country, region, tz = rng.choice(TIME_ZONES)
     return {
-        "country": country, "region": region, "tz": tz,
-        "sms": rng.random() < 0.45, "push": rng.random() < 0.25,
-        "marketing_email": rng.random() < 0.6, "marketing_sms": rng.random() < 0.2,
+        "country": country,
+        "region": region,
+        "tz": tz,
+        "sms": rng.random() < 0.45,
+        "push": rng.random() < 0.25,
+        "marketing_email": rng.random() < 0.6,
+        "marketing_sms": rng.random() < 0.2,
         "locale": {"DE": "de-DE", "GB": "en-GB", "US": "en-US", "BR": "pt-BR", "JP": "ja-JP", "AU": "en-AU"}[country],
     }
 
 
 def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int) -> Iterator[SimEvent]:
     items = rng.sample(CATALOG, k=rng.choice([1, 1, 1, 2, 2, 3]))
-    line_items = [{"sku": s, "product_id": s.split("-")[0], "title": t, "category": c,
-                   "quantity": rng.choice([1, 1, 2]), "price": price} for s, t, c, price in items]
+    line_items = [
+        {
+            "sku": s,
+            "product_id": s.split("-")[0],
+            "title": t,
+            "category": c,
+            "quantity": rng.choice([1, 1, 2]),
+            "price": price,
+        }
+        for s, t, c, price in items
+    ]
     total = round(sum(li["price"] * li["quantity"] for li in line_items), 2)
     carrier, service, typical_days = rng.choice(CARRIERS)
     promised_days = int(typical_days) + 3  # shops pad the promise: about 8-10% still arrive late
@@ -102,11 +125,24 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
         record = {"event_id": next_id("ord"), "event_time": at, "source": "simulator", "type": kind, **base, **extra}
         return SimEvent("orders", order_id, record, at + rng.randint(50, 2000))
 
-    yield order("placed", placed, order_number=f"#{order_id[-6:]}", currency="EUR", total=total,
-                line_items=line_items, promised_delivery_at=promised,
-                shipping={"country": p["country"], "region": p["region"], "postal_prefix": None, "time_zone": p["tz"]},
-                contact={"email": True, "sms": p["sms"], "push": p["push"], "marketing_email": p["marketing_email"],
-                         "marketing_sms": p["marketing_sms"], "locale": p["locale"]})
+    yield order(
+        "placed",
+        placed,
+        order_number=f"#{order_id[-6:]}",
+        currency="EUR",
+        total=total,
+        line_items=line_items,
+        promised_delivery_at=promised,
+        shipping={"country": p["country"], "region": p["region"], "postal_prefix": None, "time_zone": p["tz"]},
+        contact={
+            "email": True,
+            "sms": p["sms"],
+            "push": p["push"],
+            "marketing_email": p["marketing_email"],
+            "marketing_sms": p["marketing_sms"],
+            "locale": p["locale"],
+        },
+    )
     yield order("paid", placed + rng.randint(1, 10) * MINUTE)
     yield from _engagement(rng, next_id, customer, order_id, placed + rng.randint(2, 90) * MINUTE)
 
@@ -117,9 +153,17 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
     dispatched = placed + rng.randint(2, 30) * HOUR
     shipment = f"{order_id}-S1"
     tracking = f"TRK{zlib.crc32(order_id.encode()):010d}"
-    yield order("fulfilled", dispatched, fulfillment={"shipment_id": shipment, "carrier": carrier,
-                                                      "service_level": service, "tracking_number": tracking,
-                                                      "skus": [li["sku"] for li in line_items]})
+    yield order(
+        "fulfilled",
+        dispatched,
+        fulfillment={
+            "shipment_id": shipment,
+            "carrier": carrier,
+            "service_level": service,
+            "tracking_number": tracking,
+            "skus": [li["sku"] for li in line_items],
+        },
+    )
     lane = {"origin_region": rng.choice(ORIGINS), "destination_region": f"{p['country']}-{p['region']}"}
     transit = max(0.5, rng.lognormvariate(0, 0.45) * typical_days)
     if rng.random() < 0.04:
@@ -133,9 +177,20 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
     if rng.random() < 0.05:
         sub, outcome = rng.choice(EXCEPTIONS)
         t += rng.randint(6, 30) * HOUR
-        scans.append((t, "exception", sub, {"customs_delay": "Exception_004", "weather_delay": "Exception_017",
-                                             "address_issue": "Exception_007", "damaged": "Exception_012",
-                                             "lost": "Exception_013"}[sub]))
+        scans.append(
+            (
+                t,
+                "exception",
+                sub,
+                {
+                    "customs_delay": "Exception_004",
+                    "weather_delay": "Exception_017",
+                    "address_issue": "Exception_007",
+                    "damaged": "Exception_012",
+                    "lost": "Exception_013",
+                }[sub],
+            )
+        )
         if outcome == "late":
             transit += rng.uniform(1.5, 4)
     arrive = dispatched + int(transit * DAY)
@@ -157,11 +212,22 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
     delivered_at = delivery_day if outcome in ("delivered", "late") else None
 
     for at, status, sub, raw in scans:
-        record = {"event_id": next_id("scan"), "event_time": at, "source": "simulator", **base,
-                  "shipment_id": shipment, "tracking_number": tracking, "carrier": carrier, "service_level": service,
-                  "status": status, "sub_status": sub, **lane, "location": None,
-                  "carrier_estimated_delivery_at": arrive if status in ("in_transit", "exception") else None,
-                  "raw_status": raw}
+        record = {
+            "event_id": next_id("scan"),
+            "event_time": at,
+            "source": "simulator",
+            **base,
+            "shipment_id": shipment,
+            "tracking_number": tracking,
+            "carrier": carrier,
+            "service_level": service,
+            "status": status,
+            "sub_status": sub,
+            **lane,
+            "location": None,
+            "carrier_estimated_delivery_at": arrive if status in ("in_transit", "exception") else None,
+            "raw_status": raw,
+        }
         lag = rng.randint(1, 60) * 1000
         if rng.random() < 0.03:
             lag += rng.randint(6, 30) * HOUR  # a feed that catches up late: arrives out of order
@@ -176,20 +242,48 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
         if rng.random() < 0.3:
             rating = rng.choice([1, 2, 3]) if late else rng.choice([3, 4, 5, 5, 5])
             at = delivered_at + rng.randint(2, 12) * DAY
-            yield SimEvent("engagement", customer, {
-                "event_id": next_id("eng"), "event_time": at, "source": "simulator", "type": "review_submitted",
-                "customer_id": customer, "order_id": order_id, "intent_id": None, "channel": "web",
-                "scope": None, "rating": rating, "product_id": line_items[0]["product_id"]}, at + 1000)
+            yield SimEvent(
+                "engagement",
+                customer,
+                {
+                    "event_id": next_id("eng"),
+                    "event_time": at,
+                    "source": "simulator",
+                    "type": "review_submitted",
+                    "customer_id": customer,
+                    "order_id": order_id,
+                    "intent_id": None,
+                    "channel": "web",
+                    "scope": None,
+                    "rating": rating,
+                    "product_id": line_items[0]["product_id"],
+                },
+                at + 1000,
+            )
         if rng.random() < 0.02:
             yield order("refunded", delivered_at + rng.randint(1, 10) * DAY, reason="return", amount=total)
 
 
 def _engagement(rng, next_id, customer: str, order_id: str, at: int) -> Iterator[SimEvent]:
     def eng(kind: str, t: int, channel: str = "email", scope: str | None = None) -> SimEvent:
-        return SimEvent("engagement", customer, {
-            "event_id": next_id("eng"), "event_time": t, "source": "simulator", "type": kind, "customer_id": customer,
-            "order_id": order_id, "intent_id": None, "channel": channel, "scope": scope, "rating": None,
-            "product_id": None}, t + rng.randint(100, 5000))
+        return SimEvent(
+            "engagement",
+            customer,
+            {
+                "event_id": next_id("eng"),
+                "event_time": t,
+                "source": "simulator",
+                "type": kind,
+                "customer_id": customer,
+                "order_id": order_id,
+                "intent_id": None,
+                "channel": channel,
+                "scope": scope,
+                "rating": None,
+                "product_id": None,
+            },
+            t + rng.randint(100, 5000),
+        )
 
     roll = rng.random()
     if roll < 0.01:
@@ -210,9 +304,21 @@ def _wismo(rng, next_id, customer: str, order_id: str, at: int) -> Iterator[SimE
     ticket = next_id("tkt")
 
     def sup(kind: str, t: int, **extra) -> SimEvent:
-        record = {"event_id": next_id("sup"), "event_time": t, "source": "simulator", "type": kind,
-                  "customer_id": customer, "order_id": order_id, "ticket_id": ticket, "status": None,
-                  "from_customer": True, "text": None, "rating": None, "topic": "wismo", **extra}
+        record = {
+            "event_id": next_id("sup"),
+            "event_time": t,
+            "source": "simulator",
+            "type": kind,
+            "customer_id": customer,
+            "order_id": order_id,
+            "ticket_id": ticket,
+            "status": None,
+            "from_customer": True,
+            "text": None,
+            "rating": None,
+            "topic": "wismo",
+            **extra,
+        }
         return SimEvent("support", customer, record, t + rng.randint(100, 5000))
 
     yield sup("ticket_opened", at, status="new", text=rng.choice(WISMO_TEXTS))
@@ -238,7 +344,18 @@ def malformed(rng: random.Random, n: int) -> list[tuple[str, bytes, bytes | dict
         elif kind == 3:
             out.append(("support", b"C-bad", rng.randbytes(rng.randint(1, 40))))
         else:
-            out.append(("orders", b"O-bad", {
-                "event_id": f"bad-{i}", "event_time": 1_767_225_600_000, "source": "simulator",
-                "type": "exchanged", "order_id": "O-bad", "customer_id": "C-bad"}))
+            out.append(
+                (
+                    "orders",
+                    b"O-bad",
+                    {
+                        "event_id": f"bad-{i}",
+                        "event_time": 1_767_225_600_000,
+                        "source": "simulator",
+                        "type": "exchanged",
+                        "order_id": "O-bad",
+                        "customer_id": "C-bad",
+                    },
+                )
+            )
     return out

@@ -1,4 +1,5 @@
 """Reading our output topics back: for the demo's live view, tests and tools."""
+
 from __future__ import annotations
 
 import time
@@ -17,14 +18,16 @@ class OutputReader:
     def __init__(self, settings: Settings, codec: Codec, topics: Iterable[str], group: str | None = None):
         self.codec = codec
         self.settings = settings
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": group or f"{settings.app_id}-reader-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            **librdkafka_config(settings),
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": group or f"{settings.app_id}-reader-{time.time_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                **librdkafka_config(settings),
+            }
+        )
         self.consumer.subscribe([settings.topic(t) for t in topics])
 
     def poll(self, timeout: float = 0.5) -> list[tuple[str, bytes | None, dict]]:

@@ -1,5 +1,6 @@
 """A real `aftersale worker` subprocess, for the integration and fault tests and the benchmarks: start
 (waiting for /health or /ready), SIGKILL, stop, restart on the same data dir, RSS and CPU."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,18 @@ class WorkerRun:
     """A real `aftersale worker` subprocess (or another Faust worker command). Keeps its web port and
     instance id across restarts (static membership: Faust checks the URL in the member metadata)."""
 
-    def __init__(self, settings: Settings, data_dir: Path, log_path: Path, clock: str = "event",
-                 instance_id: str = "w0", loglevel: str = "warning", argv: list[str] | None = None,
-                 env: dict | None = None, session_timeout: float = 10.0):
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: Path,
+        log_path: Path,
+        clock: str = "event",
+        instance_id: str = "w0",
+        loglevel: str = "warning",
+        argv: list[str] | None = None,
+        env: dict | None = None,
+        session_timeout: float = 10.0,
+    ):
         self.settings, self.data_dir, self.log_path = settings, Path(data_dir), Path(log_path)
         self.clock, self.instance_id, self.loglevel = clock, instance_id, loglevel
         self.argv, self.extra_env, self.session_timeout = argv, env or {}, session_timeout
@@ -41,17 +51,35 @@ class WorkerRun:
     def command(self) -> list[str]:
         if self.argv is not None:
             return [*self.argv, "--web-port", str(self.port)]
-        return [sys.executable, "-m", "streams.cli", "worker", "--clock", self.clock, "--data-dir",
-                str(self.data_dir), "--web-port", str(self.port), "--loglevel", self.loglevel]
+        return [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "worker",
+            "--clock",
+            self.clock,
+            "--data-dir",
+            str(self.data_dir),
+            "--web-port",
+            str(self.port),
+            "--loglevel",
+            self.loglevel,
+        ]
 
     def start(self, wait: str | None = "health", timeout: float = 120.0) -> "WorkerRun":
         from deploy.broker import free_port
 
         self.port = self.port or free_port()
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
-               "AFTERSALE_APP_ID": self.settings.app_id, "AFTERSALE_PARTITIONS": str(self.settings.partitions),
-               "AFTERSALE_INSTANCE_ID": self.instance_id, "AFTERSALE_SESSION_TIMEOUT": str(self.session_timeout),
-               "AFTERSALE_DATA_DIR": str(self.data_dir), **self.extra_env}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+            "AFTERSALE_APP_ID": self.settings.app_id,
+            "AFTERSALE_PARTITIONS": str(self.settings.partitions),
+            "AFTERSALE_INSTANCE_ID": self.instance_id,
+            "AFTERSALE_SESSION_TIMEOUT": str(self.session_timeout),
+            "AFTERSALE_DATA_DIR": str(self.data_dir),
+            **self.extra_env,
+        }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.started_at = time.monotonic()

@@ -1,4 +1,5 @@
 """Fixtures of the connector tests: a fresh app id (own topics) on the session's real broker."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,5 +1,6 @@
 """Shared helpers of the connector tests: fixtures on disk, provider signing, and an ingest service
 running on a real port in its own event-loop thread (so sync tests and hypothesis can drive it)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,9 +21,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 SENDGRID_PRIVATE, SENDGRID_PUBLIC = sendgrid_keypair()
 SECRETS = {
-    "shopify": "shpss_5b0c1f3e9d8a7b6c", "aftership": "as-webhook-secret-1", "easypost": "ép-secret-NFKD",
-    "klaviyo": "klaviyo-signing-secret-0123456789", "zendesk": "dGhpcyBpcyBhIHplbmRlc2sgc2VjcmV0",
-    "gorgias": "gorgias-shared-token-42", "sendgrid": SENDGRID_PUBLIC,
+    "shopify": "shpss_5b0c1f3e9d8a7b6c",
+    "aftership": "as-webhook-secret-1",
+    "easypost": "ép-secret-NFKD",
+    "klaviyo": "klaviyo-signing-secret-0123456789",
+    "zendesk": "dGhpcyBpcyBhIHplbmRlc2sgc2VjcmV0",
+    "gorgias": "gorgias-shared-token-42",
+    "sendgrid": SENDGRID_PUBLIC,
 }
 PROVIDERS = list(SECRETS)
 
@@ -37,7 +42,11 @@ def load(name: str):
 
 def signed(provider: str, body: bytes, now: float | None = None, **extra) -> dict[str, str]:
     key = SENDGRID_PRIVATE if provider == "sendgrid" else SECRETS[provider]
-    return {"Content-Type": "application/json", **sign(provider, body, key, time.time() if now is None else now), **extra}
+    return {
+        "Content-Type": "application/json",
+        **sign(provider, body, key, time.time() if now is None else now),
+        **extra,
+    }
 
 
 class LoopThread:

@@ -1,4 +1,5 @@
 """SendGrid, Klaviyo -> EngagementEvent; Zendesk, Gorgias -> SupportEvent. Pure, no broker."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,18 +33,29 @@ def test_sendgrid_batch_maps_engagement_and_skips_the_rest_per_event():
         ("7382910999", "unsubscribed", "marketing", "sendgrid:ahSCB7xYcXFb-hEaawsPRw=="),
     ]
     delivered = out.records[0].value
-    assert (delivered["intent_id"], delivered["order_id"], delivered["channel"], delivered["event_time"]) == \
-        ("c0a8f6e2-6d0b-5b8f-9e51-3f1c2a7d9e10", "5829381734601", "email", 1_772_611_205_000)
-    assert sorted(s.reason for s in out.skipped) == sorted([
-        "not an engagement signal", "machine open", "blocked, not a hard bounce", "not an engagement signal",
-        "no customer_id custom arg: not sent by our sender"])
+    assert (delivered["intent_id"], delivered["order_id"], delivered["channel"], delivered["event_time"]) == (
+        "c0a8f6e2-6d0b-5b8f-9e51-3f1c2a7d9e10",
+        "5829381734601",
+        "email",
+        1_772_611_205_000,
+    )
+    assert sorted(s.reason for s in out.skipped) == sorted(
+        [
+            "not an engagement signal",
+            "machine open",
+            "blocked, not a hard bounce",
+            "not an engagement signal",
+            "no customer_id custom arg: not sent by our sender",
+        ]
+    )
 
 
 def test_sendgrid_body_must_be_an_array_and_odd_events_are_recorded():
     with pytest.raises(Malformed, match="JSON array"):
         sendgrid.map_webhook({"event": "open"}, Inbound.of())
-    out = sendgrid.map_webhook([1, {"event": "teleported", "customer_id": "c"}, {"event": "open", "customer_id": "c"}],
-                               Inbound.of())
+    out = sendgrid.map_webhook(
+        [1, {"event": "teleported", "customer_id": "c"}, {"event": "open", "customer_id": "c"}], Inbound.of()
+    )
     assert [s.kind for s in out.skipped] == ["unmapped", "unknown", "unmapped"]
 
 
@@ -58,7 +70,9 @@ def test_klaviyo_maps_by_profile_external_id():
     ]
     assert (out.records[2].value["rating"], out.records[2].value["product_id"]) == (2, "8123456789012")
     assert [(s.kind, s.what) for s in out.skipped] == [
-        ("ignored", "event:klaviyo.sent_sms"), ("unmapped", "event:klaviyo.received_email")]
+        ("ignored", "event:klaviyo.sent_sms"),
+        ("unmapped", "event:klaviyo.received_email"),
+    ]
 
 
 def test_klaviyo_rejects_a_body_from_another_webhook():
@@ -67,11 +81,18 @@ def test_klaviyo_rejects_a_body_from_another_webhook():
 
 
 def test_zendesk_ticket_created_comment_and_solved():
-    created, comment, solved = (accepted(zendesk.map_webhook(load(f"zendesk_{n}.json"), Inbound.of())).records[0]
-                                for n in ("ticket_created", "comment_added", "status_changed"))
-    assert (created.key, created.value["type"], created.value["ticket_id"], created.value["status"],
-            created.value["topic"], created.value["from_customer"]) == \
-        (CUSTOMER_ID, "ticket_opened", "35436", "new", "wismo", True)
+    created, comment, solved = (
+        accepted(zendesk.map_webhook(load(f"zendesk_{n}.json"), Inbound.of())).records[0]
+        for n in ("ticket_created", "comment_added", "status_changed")
+    )
+    assert (
+        created.key,
+        created.value["type"],
+        created.value["ticket_id"],
+        created.value["status"],
+        created.value["topic"],
+        created.value["from_customer"],
+    ) == (CUSTOMER_ID, "ticket_opened", "35436", "new", "wismo", True)
     assert created.value["text"].startswith("Hi, my order #1042 is stuck in customs")
     assert created.event_id == "zendesk:cbe4028c-7239-495d-b020-f22348516046"
     assert created.value["event_time"] == 1_772_698_327_123  # nanoseconds in Zendesk's time, cut to ms
@@ -100,8 +121,12 @@ def test_zendesk_internal_notes_other_events_and_missing_customer():
 
 def test_gorgias_created_and_updated():
     (opened,) = accepted(gorgias.map_webhook(load("gorgias_ticket_created.json"), Inbound.of())).records
-    assert (opened.key, opened.value["type"], opened.value["ticket_id"], opened.value["topic"]) == \
-        (CUSTOMER_ID, "ticket_opened", "158392011", "damaged")
+    assert (opened.key, opened.value["type"], opened.value["ticket_id"], opened.value["topic"]) == (
+        CUSTOMER_ID,
+        "ticket_opened",
+        "158392011",
+        "damaged",
+    )
     assert opened.value["text"].startswith("The box was crushed")
     out = accepted(gorgias.map_webhook(load("gorgias_ticket_updated.json"), Inbound.of()))
     got = [(r.value["type"], r.value["from_customer"], r.value["rating"], r.event_id) for r in out.records]
@@ -116,6 +141,9 @@ def test_gorgias_status_event_from_query_and_unknown_event():
     body = load("gorgias_ticket_updated.json")
     del body["event"]
     (closed,) = gorgias.map_webhook(body, Inbound.of(query={"event": "ticket-status-updated"})).records
-    assert (closed.value["type"], closed.value["status"], closed.value["event_time"]) == \
-        ("solved", "closed", 1_773_078_300_000)
+    assert (closed.value["type"], closed.value["status"], closed.value["event_time"]) == (
+        "solved",
+        "closed",
+        1_773_078_300_000,
+    )
     assert [s.kind for s in gorgias.map_webhook(body, Inbound.of()).skipped] == ["unknown"]

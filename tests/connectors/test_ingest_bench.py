@@ -1,4 +1,5 @@
 """The ingest benchmark runs and reports a figure against its same-run baseline."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Fuzzing every endpoint over real HTTP: random, truncated and mutated bodies, with valid, wrong and
 missing signatures. Never a 500 or a crash; a rejected request never produces anything."""
+
 from __future__ import annotations
 
 import time
@@ -20,20 +21,36 @@ from connector_helpers import PROVIDERS, IngestHarness, load, raw, signed
 pytestmark = pytest.mark.integration
 
 FIXTURE = {
-    "shopify": "shopify_orders_create.json", "aftership": "aftership_tracking_update.json",
-    "easypost": "easypost_tracker_updated.json", "sendgrid": "sendgrid_events.json",
-    "klaviyo": "klaviyo_events.json", "zendesk": "zendesk_comment_added.json", "gorgias": "gorgias_ticket_updated.json",
+    "shopify": "shopify_orders_create.json",
+    "aftership": "aftership_tracking_update.json",
+    "easypost": "easypost_tracker_updated.json",
+    "sendgrid": "sendgrid_events.json",
+    "klaviyo": "klaviyo_events.json",
+    "zendesk": "zendesk_comment_added.json",
+    "gorgias": "gorgias_ticket_updated.json",
 }
-SHOPIFY_TOPICS = ["orders/create", "orders/updated", "orders/cancelled", "fulfillments/create",
-                  "fulfillments/update", "refunds/create", "app/uninstalled"]
+SHOPIFY_TOPICS = [
+    "orders/create",
+    "orders/updated",
+    "orders/cancelled",
+    "fulfillments/create",
+    "fulfillments/update",
+    "refunds/create",
+    "app/uninstalled",
+]
 OUR_TOPICS = ["orders", "carrier-scans", "engagement", "support", "connector-unknown"]
 WRONG_SENDGRID_KEY, _ = sendgrid_keypair()
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20) | st.sampled_from(["2026-03-02T09:14:27+01:00", "paid", "Exception_004", "delivered"]),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["2026-03-02T09:14:27+01:00", "paid", "Exception_004", "delivered"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 def paths(value, prefix=(), depth=4):
@@ -98,8 +115,12 @@ def test_fuzzed_requests_never_fail_and_rejected_ones_produce_nothing(fuzz_targe
     _kafka, harness = fuzz_target
 
     @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(body=bodies(provider), mode=st.sampled_from(["valid", "wrong", "missing", "garbage"]),
-           topic=st.one_of(st.sampled_from(SHOPIFY_TOPICS), header_text), garbage=header_text)
+    @given(
+        body=bodies(provider),
+        mode=st.sampled_from(["valid", "wrong", "missing", "garbage"]),
+        topic=st.one_of(st.sampled_from(SHOPIFY_TOPICS), header_text),
+        garbage=header_text,
+    )
     def one_request(body, mode, topic, garbage):
         headers = headers_for(provider, body, mode, garbage)
         if provider == "shopify":

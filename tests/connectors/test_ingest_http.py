@@ -1,4 +1,5 @@
 """The ingest service over real HTTP into a real Kafka broker, read back from our topics."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,12 @@ ORDER_ID, CUSTOMER_ID = "5829381734601", "7382910456"
 
 
 def shopify(topic: str, webhook_id: str) -> dict:
-    return {"X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": webhook_id, "X-Shopify-Shop-Domain": "northpeak.myshopify.com",
-            "X-Shopify-API-Version": "2026-01"}
+    return {
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Shop-Domain": "northpeak.myshopify.com",
+        "X-Shopify-API-Version": "2026-01",
+    }
 
 
 def post_fixture(ingest, provider, name, **headers):
@@ -82,7 +87,10 @@ def test_a_retried_webhook_is_answered_200_without_producing_again(ingest, read_
     headers = shopify("orders/create", "wh-retry")
     first = post_fixture(ingest, "shopify", "shopify_orders_create.json", **headers)
     again = post_fixture(ingest, "shopify", "shopify_orders_create.json", **headers)
-    assert first == (200, {"status": "accepted", "produced": 2, "duplicate": 0, "ignored": 0, "unknown": 0, "unmapped": 0})
+    assert first == (
+        200,
+        {"status": "accepted", "produced": 2, "duplicate": 0, "ignored": 0, "unknown": 0, "unmapped": 0},
+    )
     assert again == (200, {"status": "duplicate", "produced": 0})
     # A SendGrid batch retried with one new event: only the new one is produced.
     events = load("sendgrid_events.json")[:3]
@@ -93,9 +101,15 @@ def test_a_retried_webhook_is_answered_200_without_producing_again(ingest, read_
     status, answer = ingest.post("sendgrid", body, signed("sendgrid", body))
     assert (status, answer["produced"], answer["duplicate"]) == (200, 1, 2)
     out = read_topics(lambda got: len(got) >= 5, quiet=1.0)
-    assert sorted(r["event_id"] for _t, _k, r in out) == sorted([
-        f"shopify:{ORDER_ID}:placed", f"shopify:{ORDER_ID}:paid", "sendgrid:rWVYmVk90MjZJ9iohOBa3w==",
-        "sendgrid:FOTFFO0ecsBE-zxFXfs6WA==", "sendgrid:n3w-cl1ck"])
+    assert sorted(r["event_id"] for _t, _k, r in out) == sorted(
+        [
+            f"shopify:{ORDER_ID}:placed",
+            f"shopify:{ORDER_ID}:paid",
+            "sendgrid:rWVYmVk90MjZJ9iohOBa3w==",
+            "sendgrid:FOTFFO0ecsBE-zxFXfs6WA==",
+            "sendgrid:n3w-cl1ck",
+        ]
+    )
     metrics = ingest.get("/metrics")[1]
     assert 'aftersale_ingest_requests_total{outcome="duplicate",provider="shopify"} 1.0' in metrics
     assert 'aftersale_ingest_events_total{outcome="produced",provider="sendgrid"} 3.0' in metrics
@@ -107,12 +121,29 @@ NO_TIME = b'{"id": 1, "customer": {"id": 2}}'
 def test_rejected_requests_answer_with_a_reason_and_produce_nothing(ingest, read_topics):
     body = raw("shopify_orders_create.json")
     cases = [
-        ("shopify", body, {"X-Shopify-Topic": "orders/create", "X-Shopify-Hmac-Sha256": "bm90IGl0"}, 401, "does not match"),
+        (
+            "shopify",
+            body,
+            {"X-Shopify-Topic": "orders/create", "X-Shopify-Hmac-Sha256": "bm90IGl0"},
+            401,
+            "does not match",
+        ),
         ("shopify", body, shopify("orders/create", "w"), 401, "missing X-Shopify-Hmac-Sha256"),
         ("shopify", body[:200], signed("shopify", body[:200], **shopify("orders/create", "w")), 400, "not JSON"),
-        ("shopify", NO_TIME, signed("shopify", NO_TIME, **shopify("orders/create", "w")), 400, "order.created_at is missing"),
-        ("zendesk", raw("zendesk_ticket_created.json"),
-         signed("zendesk", raw("zendesk_ticket_created.json"), now=1_000_000_000 + 0.0), 401, "tolerance"),
+        (
+            "shopify",
+            NO_TIME,
+            signed("shopify", NO_TIME, **shopify("orders/create", "w")),
+            400,
+            "order.created_at is missing",
+        ),
+        (
+            "zendesk",
+            raw("zendesk_ticket_created.json"),
+            signed("zendesk", raw("zendesk_ticket_created.json"), now=1_000_000_000 + 0.0),
+            401,
+            "tolerance",
+        ),
         ("sendgrid", b'{"event": "open"}', signed("sendgrid", b'{"event": "open"}'), 400, "JSON array"),
         ("gorgias", raw("gorgias_ticket_created.json"), {"X-Aftersale-Token": "guess"}, 401, "wrong"),
     ]
@@ -144,8 +175,12 @@ def test_unknown_topics_are_accepted_and_recorded_with_the_raw_body(ingest, read
     status, answer = ingest.post("shopify", body, signed("shopify", body, **shopify("customers/create", "wh-c")))
     assert (status, answer["unknown"], answer["produced"]) == (200, 1, 0)
     (record,) = [r for _t, _k, r in read_topics(lambda got: len(got) >= 1, topics=["connector-unknown"])]
-    assert (record["topic"], record["reason"], record["value"], record["key"]) == \
-        ("shopify:customers/create", "unknown", body, b"shopify:wh-c")
+    assert (record["topic"], record["reason"], record["value"], record["key"]) == (
+        "shopify:customers/create",
+        "unknown",
+        body,
+        b"shopify:wh-c",
+    )
     assert 'aftersale_ingest_events_total{outcome="unknown",provider="shopify"} 1.0' in ingest.get("/metrics")[1]
 
 
@@ -181,8 +216,9 @@ def test_produce_timeout_answers_503(kafka_settings):
             await asyncio.sleep(timeout + 0.2)
             raise asyncio.TimeoutError()
 
-    harness = IngestHarness(kafka_settings, IngestSettings(secrets=dict(SECRETS), produce_timeout=0.1),
-                            sink=Slow(kafka_settings))
+    harness = IngestHarness(
+        kafka_settings, IngestSettings(secrets=dict(SECRETS), produce_timeout=0.1), sink=Slow(kafka_settings)
+    )
     try:
         status, answer = post_fixture(harness, "aftership", "aftership_tracking_update.json")
         assert (status, answer["error"]) == (503, "broker_unavailable")
@@ -195,8 +231,10 @@ def test_undecodable_header_bytes_are_rejected_not_a_crash(ingest):
 
     async def send(path: bytes, headers: bytes) -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", ingest.port)
-        writer.write(b"POST " + path + b" HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 2\r\nConnection: close\r\n" + headers + b"\r\n{}")
+        writer.write(
+            b"POST " + path + b" HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nConnection: close\r\n" + headers + b"\r\n{}"
+        )
         await writer.drain()
         answer = await reader.read()
         writer.close()
@@ -205,7 +243,10 @@ def test_undecodable_header_bytes_are_rejected_not_a_crash(ingest):
     bad = b"\xff\xfe\xc3"
     for path, headers in [
         (b"/webhooks/gorgias", b"X-Aftersale-Token: " + bad + b"\r\n"),
-        (b"/webhooks/zendesk", b"X-Zendesk-Webhook-Signature: YWJj\r\nX-Zendesk-Webhook-Signature-Timestamp: " + bad + b"\r\n"),
+        (
+            b"/webhooks/zendesk",
+            b"X-Zendesk-Webhook-Signature: YWJj\r\nX-Zendesk-Webhook-Signature-Timestamp: " + bad + b"\r\n",
+        ),
         (b"/webhooks/klaviyo", b"Klaviyo-Signature: abc\r\nKlaviyo-Timestamp: " + bad + b"\r\n"),
         (b"/webhooks/shopify", b"X-Shopify-Topic: " + bad + b"\r\nX-Shopify-Hmac-Sha256: " + bad + b"\r\n"),
     ]:
@@ -213,6 +254,16 @@ def test_undecodable_header_bytes_are_rejected_not_a_crash(ingest):
     # Signed correctly, but with an undecodable topic and webhook id: recorded as an unknown topic.
     body = b"{}"
     signature = signed("shopify", body)["X-Shopify-Hmac-Sha256"].encode()
-    status = ingest.thread.run(send(b"/webhooks/shopify", b"X-Shopify-Hmac-Sha256: " + signature + b"\r\nX-Shopify-Topic: "
-                                    + bad + b"\r\nX-Shopify-Webhook-Id: " + bad + b"\r\n"))
+    status = ingest.thread.run(
+        send(
+            b"/webhooks/shopify",
+            b"X-Shopify-Hmac-Sha256: "
+            + signature
+            + b"\r\nX-Shopify-Topic: "
+            + bad
+            + b"\r\nX-Shopify-Webhook-Id: "
+            + bad
+            + b"\r\n",
+        )
+    )
     assert status == b"HTTP/1.1 200 OK"

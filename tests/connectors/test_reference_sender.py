@@ -1,5 +1,6 @@
 """The reference sender on a real broker, delivering to a real local HTTP server and a real SMTP
 server: retries, signatures, idempotency keys, send_at/expires_at, dead letters, committed offsets."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,17 +34,37 @@ DIRECTORY = {
 }
 
 
-def make_intent(customer_id: str, channel: str, intent_type: str = "shipped", send_in: float = 0.0,
-                expires_in: float = 3600.0, order_id: str = "5829381734601") -> MessageIntent:
+def make_intent(
+    customer_id: str,
+    channel: str,
+    intent_type: str = "shipped",
+    send_in: float = 0.0,
+    expires_in: float = 3600.0,
+    order_id: str = "5829381734601",
+) -> MessageIntent:
     now = int(time.time() * 1000)
     return MessageIntent(
         intent_id=intent_id(customer_id, order_id, intent_type, f"{intent_type}:1Z999", channel),
-        decided_at=now, order_id=order_id, customer_id=customer_id, intent_type=intent_type, kind="transactional",
-        channel=channel, send_at=now + int(send_in * 1000), expires_at=now + int(expires_in * 1000), priority="normal",
-        content=ContentHints(items=[ItemHint("TR2-39-SLATE", "Trail Runner 2", "footwear", 1)], category="footwear",
-                             carrier="ups", tracking_number="1Z999AA10123456784"),
-        reason_codes=["order_fulfilled"], source_event_id="shopify:fulfillment:4890123456789",
-        locale="de-DE", time_zone="Europe/Berlin")
+        decided_at=now,
+        order_id=order_id,
+        customer_id=customer_id,
+        intent_type=intent_type,
+        kind="transactional",
+        channel=channel,
+        send_at=now + int(send_in * 1000),
+        expires_at=now + int(expires_in * 1000),
+        priority="normal",
+        content=ContentHints(
+            items=[ItemHint("TR2-39-SLATE", "Trail Runner 2", "footwear", 1)],
+            category="footwear",
+            carrier="ups",
+            tracking_number="1Z999AA10123456784",
+        ),
+        reason_codes=["order_fulfilled"],
+        source_event_id="shopify:fulfillment:4890123456789",
+        locale="de-DE",
+        time_zone="Europe/Berlin",
+    )
 
 
 class Receiver:
@@ -57,12 +78,18 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         payload = json.loads(body)
-        call = {"key": request.headers.get("Idempotency-Key"), "payload": payload,
-                "signed": verify_body(SECRET, body, request.headers.get("X-Aftersale-Signature"))}
+        call = {
+            "key": request.headers.get("Idempotency-Key"),
+            "payload": payload,
+            "signed": verify_body(SECRET, body, request.headers.get("X-Aftersale-Signature")),
+        }
         call["status"] = self._answer(call, payload["intent"]["customer_id"])
         self.calls.append(call)
-        return web.Response(status=call["status"], text="database on fire" if call["status"] == 500
-                            else "unknown template" if call["status"] == 422 else "", headers={"Retry-After": "0"})
+        return web.Response(
+            status=call["status"],
+            text="database on fire" if call["status"] == 500 else "unknown template" if call["status"] == 422 else "",
+            headers={"Retry-After": "0"},
+        )
 
     def _answer(self, call: dict, customer: str) -> int:
         if not call["signed"] or call["key"] != call["payload"]["intent"]["intent_id"]:
@@ -168,7 +195,9 @@ def committed(settings) -> int:
     """Sum of the sender group's committed offsets over the intents partitions."""
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.app_id}-sender"})
     try:
-        tps = consumer.committed([TopicPartition(settings.topic("intents"), p) for p in range(settings.partitions)], timeout=10)
+        tps = consumer.committed(
+            [TopicPartition(settings.topic("intents"), p) for p in range(settings.partitions)], timeout=10
+        )
         return sum(max(tp.offset, 0) for tp in tps)
     finally:
         consumer.close()
@@ -176,20 +205,28 @@ def committed(settings) -> int:
 
 def metric(sender: Sender, name: str, **labels) -> float:
     """A counter of the sender, summed over the labels not given."""
-    return sum(sample.value for family in sender.metrics.registry.collect() for sample in family.samples
-               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        sample.value
+        for family in sender.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def fast(**overrides) -> SenderSettings:
-    return SenderSettings(**{"http_secret": SECRET, "backoff_base": 0.01, "backoff_cap": 0.05, "max_attempts": 4,
-                             **overrides})
+    return SenderSettings(
+        **{"http_secret": SECRET, "backoff_base": 0.01, "backoff_cap": 0.05, "max_attempts": 4, **overrides}
+    )
 
 
 async def test_http_retries_until_delivered_with_signature_and_idempotency_key(kafka_settings, receiver, directory):
     sms, push = make_intent("flaky-1", "sms", "out_for_delivery"), make_intent("flaky-2", "push", "delivered")
     produce(kafka_settings, [sms, push, sms])  # the second copy of the sms intent is a redelivery
-    sender = await run_sender(kafka_settings, fast(http_url=receiver.url, directory=directory),
-                              lambda s: sum(receiver.failed.values()) >= 4 and len(receiver.calls) >= 6)
+    sender = await run_sender(
+        kafka_settings,
+        fast(http_url=receiver.url, directory=directory),
+        lambda s: sum(receiver.failed.values()) >= 4 and len(receiver.calls) >= 6,
+    )
     assert all(call["signed"] for call in receiver.calls)
     assert Counter(call["key"] for call in receiver.calls) == {sms.intent_id: 3, push.intent_id: 3}  # 2 x 503, then 200
     delivered = {call["key"]: call["payload"] for call in receiver.calls if call["status"] == 200}
@@ -210,16 +247,24 @@ async def test_email_over_smtp_with_directory_send_at_expiry_and_dead_letters(ka
     refused = make_intent("C-gone", "email", "shipped")
     sent = produce(kafka_settings, [now_mail, later, no_address, expired, refused, b"\x00\x00\x00\x00\x05garbage"])
     started = time.time()
-    await run_sender(kafka_settings, fast(smtp_host="127.0.0.1", smtp_port=mailbox.port,
-                                          smtp_from="orders@northpeak.example", directory=directory),
-                     lambda s: len(mailbox.messages) >= 2 and metric(s, "aftersale_sender_dead_letters_total") >= 4)
+    await run_sender(
+        kafka_settings,
+        fast(smtp_host="127.0.0.1", smtp_port=mailbox.port, smtp_from="orders@northpeak.example", directory=directory),
+        lambda s: len(mailbox.messages) >= 2 and metric(s, "aftersale_sender_dead_letters_total") >= 4,
+    )
     assert [rcpt for rcpt, _m, _t in mailbox.messages] == [["mara.lindqvist@example.com"], ["jonas.weber@example.com"]]
     first, second = mailbox.messages[0][1], mailbox.messages[1][1]
-    assert (first["Subject"], first["From"], first["Message-ID"]) == \
-        ("Your order is on its way", "orders@northpeak.example", f"<{now_mail.intent_id}@northpeak.example>")
+    assert (first["Subject"], first["From"], first["Message-ID"]) == (
+        "Your order is on its way",
+        "orders@northpeak.example",
+        f"<{now_mail.intent_id}@northpeak.example>",
+    )
     assert first["X-Aftersale-Intent-Id"] == now_mail.intent_id
     assert json.loads(first["X-SMTPAPI"])["unique_args"] == {
-        "customer_id": "C-mail", "intent_id": now_mail.intent_id, "order_id": "5829381734601"}
+        "customer_id": "C-mail",
+        "intent_id": now_mail.intent_id,
+        "order_id": "5829381734601",
+    }
     assert "Tracking: ups 1Z999AA10123456784" in first.get_payload()
     assert second["Subject"] == "Your parcel arrives today"
     assert mailbox.messages[1][2] >= later.send_at / 1000 >= started  # not before send_at

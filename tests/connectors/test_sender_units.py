@@ -1,5 +1,6 @@
 """The reference sender's parts without a broker: backoff, offsets, retry policy, ordering per
 customer, the customer directory, e-mail rendering and settings."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,18 +23,42 @@ from streams.producer import make_codec
 Record = namedtuple("Record", "topic partition offset key value")
 
 
-def intent(intent_id: str, customer_id: str = "C-1", send_in_ms: int = 0, expires_in_ms: int = 60_000,
-           intent_type: str = "shipped") -> MessageIntent:
+def intent(
+    intent_id: str,
+    customer_id: str = "C-1",
+    send_in_ms: int = 0,
+    expires_in_ms: int = 60_000,
+    intent_type: str = "shipped",
+) -> MessageIntent:
     now = int(time.time() * 1000)
-    return MessageIntent(intent_id=intent_id, decided_at=now, order_id="O-1", customer_id=customer_id,
-                         intent_type=intent_type, kind="transactional", channel="push", send_at=now + send_in_ms,
-                         expires_at=now + expires_in_ms, priority="normal", content=ContentHints(), reason_codes=[],
-                         source_event_id="e-1")
+    return MessageIntent(
+        intent_id=intent_id,
+        decided_at=now,
+        order_id="O-1",
+        customer_id=customer_id,
+        intent_type=intent_type,
+        kind="transactional",
+        channel="push",
+        send_at=now + send_in_ms,
+        expires_at=now + expires_in_ms,
+        priority="normal",
+        content=ContentHints(),
+        reason_codes=[],
+        source_event_id="e-1",
+    )
 
 
 def sender(**overrides) -> Sender:
-    config = SenderSettings(**{"http_url": "http://127.0.0.1:9/", "http_secret": "s", "backoff_base": 0.001,
-                               "backoff_cap": 0.002, "max_attempts": 4, **overrides})
+    config = SenderSettings(
+        **{
+            "http_url": "http://127.0.0.1:9/",
+            "http_secret": "s",
+            "backoff_base": 0.001,
+            "backoff_cap": 0.002,
+            "max_attempts": 4,
+            **overrides,
+        }
+    )
     return Sender(Settings(app_id="unit"), config)
 
 
@@ -59,7 +84,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
     rng = random.Random(4)
     for attempt in range(8):
         delays = [backoff(attempt, 0.5, 30.0, rng) for _ in range(200)]
-        ceiling = min(30.0, 0.5 * 2 ** attempt)
+        ceiling = min(30.0, 0.5 * 2**attempt)
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2  # spread out, not synchronized
 
@@ -77,12 +102,15 @@ def test_offsets_commit_only_below_the_lowest_unfinished_intent():
     assert progress.commit_point() == 8
 
 
-@pytest.mark.parametrize("script, outcome, attempts", [
-    (("ok",), None, 1),
-    (("retry", "retry", "ok"), None, 3),
-    (("retry", "reject"), ("http_400", "bad template"), 2),
-    (("retry",) * 4, ("retries_exhausted", "4 attempts; last: http 503"), 4),
-])
+@pytest.mark.parametrize(
+    "script, outcome, attempts",
+    [
+        (("ok",), None, 1),
+        (("retry", "retry", "ok"), None, 3),
+        (("retry", "reject"), ("http_400", "bad template"), 2),
+        (("retry",) * 4, ("retries_exhausted", "4 attempts; last: http 503"), 4),
+    ],
+)
 async def test_retry_policy(script, outcome, attempts):
     transport = Script(*script)
     got = await sender()._attempts(transport, {"intent_id": "i-1"}, None, expires_at=int(time.time() * 1000) + 60_000)
@@ -92,7 +120,8 @@ async def test_retry_policy(script, outcome, attempts):
 
 async def test_retries_stop_at_expiry_instead_of_sending_late():
     reason, error = await sender(backoff_base=10, backoff_cap=10)._attempts(
-        Script("retry", "retry"), {"intent_id": "i-1"}, None, expires_at=int(time.time() * 1000) + 50)
+        Script("retry", "retry"), {"intent_id": "i-1"}, None, expires_at=int(time.time() * 1000) + 50
+    )
     assert reason == "expired" and "after 1 attempts" in error
 
 
@@ -101,8 +130,12 @@ async def test_a_customers_intents_go_out_in_send_at_order_and_others_are_not_he
     s.http = Script()
     codec = make_codec(s.settings)
     tp = TopicPartition("unit.intents", 0)
-    queue = [intent("late", "C-1", send_in_ms=300), intent("now", "C-1"), intent("later", "C-1", send_in_ms=400),
-             intent("other", "C-2")]
+    queue = [
+        intent("late", "C-1", send_in_ms=300),
+        intent("now", "C-1"),
+        intent("later", "C-1", send_in_ms=400),
+        intent("other", "C-2"),
+    ]
     for offset, item in enumerate(queue):
         s._spawn(tp, Record(tp.topic, 0, offset, item.customer_id.encode(), codec.encode("intents", to_record(item))))
     await asyncio.wait_for(asyncio.gather(*s._tasks[tp]), 5)
@@ -136,7 +169,9 @@ def test_customer_directory_reloads_when_the_file_changes(tmp_path):
 
 
 def test_email_rendering_of_an_unknown_intent_type():
-    message = render_email(to_record(intent("i-9", intent_type="delivery_delayed")), "shop@example.com", "a@example.com")
+    message = render_email(
+        to_record(intent("i-9", intent_type="delivery_delayed")), "shop@example.com", "a@example.com"
+    )
     assert message["Subject"] == "Delivery delayed" and message["Message-ID"] == "<i-9@example.com>"
 
 
@@ -147,6 +182,11 @@ def test_sender_settings_refuse_configurations_that_cannot_work(tmp_path):
         SenderSettings.from_env({"AFTERSALE_SENDER_URL": "http://127.0.0.1:9000/intents"})
     with pytest.raises(SystemExit, match="AFTERSALE_CUSTOMER_DIRECTORY"):
         SenderSettings.from_env({"AFTERSALE_SMTP_HOST": "127.0.0.1"})
-    ok = SenderSettings.from_env({"AFTERSALE_SMTP_HOST": "mail", "AFTERSALE_SMTP_PORT": "2525",
-                                  "AFTERSALE_CUSTOMER_DIRECTORY": str(tmp_path / "c.json")})
+    ok = SenderSettings.from_env(
+        {
+            "AFTERSALE_SMTP_HOST": "mail",
+            "AFTERSALE_SMTP_PORT": "2525",
+            "AFTERSALE_CUSTOMER_DIRECTORY": str(tmp_path / "c.json"),
+        }
+    )
     assert (ok.smtp_host, ok.smtp_port, ok.http_url) == ("mail", 2525, None)

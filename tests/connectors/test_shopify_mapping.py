@@ -1,4 +1,5 @@
 """Shopify webhooks -> OrderEvent / CarrierScan, pure, no broker."""
+
 from __future__ import annotations
 
 from connectors.providers.shopify import map_webhook
@@ -16,8 +17,7 @@ def mapped(name: str, topic: str, webhook_id: str | None = "d6f1c2e0-1", lookups
     headers = {"X-Shopify-Topic": topic, "X-Shopify-Shop-Domain": "northpeak.myshopify.com"}
     if webhook_id:
         headers["X-Shopify-Webhook-Id"] = webhook_id
-    inbound = Inbound.of(headers, 1_772_600_000_000, lookups=lookups or Lookups(),
-                         options=MappingOptions(**options))
+    inbound = Inbound.of(headers, 1_772_600_000_000, lookups=lookups or Lookups(), options=MappingOptions(**options))
     out = map_webhook(load(name), inbound)
     for record in out.records:  # every record must be one the engine accepts
         INPUTS[record.topic][1](dict(record.value))
@@ -35,19 +35,42 @@ def test_orders_create_is_placed_and_paid_with_items_address_and_contact():
     placed, paid = out.records
     assert (placed.topic, placed.key, placed.event_id) == ("orders", ORDER_ID, f"shopify:{ORDER_ID}:placed")
     v = placed.value
-    assert (v["type"], v["customer_id"], v["order_number"], v["currency"], v["total"]) == \
-        ("placed", CUSTOMER_ID, "#1042", "EUR", 134.8)
+    assert (v["type"], v["customer_id"], v["order_number"], v["currency"], v["total"]) == (
+        "placed",
+        CUSTOMER_ID,
+        "#1042",
+        "EUR",
+        134.8,
+    )
     assert v["event_time"] == 1_772_439_267_000  # 2026-03-02T09:14:27+01:00
     assert v["line_items"] == [
-        {"sku": "TR2-39-SLATE", "product_id": "8123456789012", "title": "Trail Runner 2", "category": "footwear",
-         "quantity": 1, "price": 99.9},
+        {
+            "sku": "TR2-39-SLATE",
+            "product_id": "8123456789012",
+            "title": "Trail Runner 2",
+            "category": "footwear",
+            "quantity": 1,
+            "price": 99.9,
+        },
         # No SKU: the variant stands in; product_type wins over the order's category tag.
-        {"sku": "variant:44123456789555", "product_id": "8123456789555", "title": "Merino Running Socks",
-         "category": "apparel-accessories", "quantity": 2, "price": 15.0},
+        {
+            "sku": "variant:44123456789555",
+            "product_id": "8123456789555",
+            "title": "Merino Running Socks",
+            "category": "apparel-accessories",
+            "quantity": 2,
+            "price": 15.0,
+        },
     ]
     assert v["shipping"] == {"country": "DE", "region": "BY", "postal_prefix": "808", "time_zone": "Europe/Berlin"}
-    assert v["contact"] == {"email": True, "sms": True, "push": False, "marketing_email": True,
-                            "marketing_sms": False, "locale": "de-DE"}
+    assert v["contact"] == {
+        "email": True,
+        "sms": True,
+        "push": False,
+        "marketing_email": True,
+        "marketing_sms": False,
+        "locale": "de-DE",
+    }
     assert (paid.value["type"], paid.event_id) == ("paid", f"shopify:{ORDER_ID}:paid")
     assert [(l.kind, l.key, l.value) for l in out.learned] == [("order_customer", ORDER_ID, CUSTOMER_ID)]
 
@@ -56,8 +79,9 @@ def test_category_falls_back_to_general_and_time_zone_to_configured_default():
     order = load("shopify_orders_create.json")
     order["tags"] = "vip"
     order["shipping_address"] = {"country_code": "XK", "zip": "10000"}
-    inbound = Inbound.of({"X-Shopify-Topic": "orders/create"}, 0,
-                         options=MappingOptions(zones=ZoneTable(default="Europe/Belgrade")))
+    inbound = Inbound.of(
+        {"X-Shopify-Topic": "orders/create"}, 0, options=MappingOptions(zones=ZoneTable(default="Europe/Belgrade"))
+    )
     placed = map_webhook(order, inbound).records[0].value
     assert placed["line_items"][0]["category"] == "general"
     assert placed["shipping"]["time_zone"] == "Europe/Belgrade"
@@ -66,10 +90,17 @@ def test_category_falls_back_to_general_and_time_zone_to_configured_default():
 def test_orders_updated_repeats_paid_and_fulfilments_with_the_same_event_ids():
     out = mapped("shopify_orders_updated_fulfilled.json", "orders/updated", webhook_id="other-delivery")
     assert [(r.value["type"], r.event_id) for r in out.records] == [
-        ("paid", f"shopify:{ORDER_ID}:paid"), ("fulfilled", "shopify:fulfillment:4890123456789")]
+        ("paid", f"shopify:{ORDER_ID}:paid"),
+        ("fulfilled", "shopify:fulfillment:4890123456789"),
+    ]
     fulfillment = out.records[1].value["fulfillment"]
-    assert fulfillment == {"shipment_id": "1Z999AA10123456784", "carrier": "ups", "service_level": None,
-                           "tracking_number": "1Z999AA10123456784", "skus": ["TR2-39-SLATE"]}
+    assert fulfillment == {
+        "shipment_id": "1Z999AA10123456784",
+        "carrier": "ups",
+        "service_level": None,
+        "tracking_number": "1Z999AA10123456784",
+        "skus": ["TR2-39-SLATE"],
+    }
     assert ("tracking_order", "1Z999AA10123456784", ORDER_ID) in [(l.kind, l.key, l.value) for l in out.learned]
 
 
@@ -104,28 +135,50 @@ def test_fulfillment_update_shipment_status_is_a_carrier_scan():
     (scan,) = out.records
     assert (scan.topic, scan.key) == ("carrier-scans", ORDER_ID)
     assert {k: scan.value[k] for k in ("status", "raw_status", "shipment_id", "carrier", "event_time")} == {
-        "status": "out_for_delivery", "raw_status": "out_for_delivery", "shipment_id": "1Z999AA10123456784",
-        "carrier": "ups", "event_time": 1_772_691_160_000}
+        "status": "out_for_delivery",
+        "raw_status": "out_for_delivery",
+        "shipment_id": "1Z999AA10123456784",
+        "carrier": "ups",
+        "event_time": 1_772_691_160_000,
+    }
 
 
 def test_fulfillment_update_statuses_map_to_our_vocabulary():
     body = load("shopify_fulfillments_update.json")
     got = {}
-    for status in ("label_printed", "confirmed", "in_transit", "attempted_delivery", "ready_for_pickup",
-                   "delivered", "failure", None):
+    for status in (
+        "label_printed",
+        "confirmed",
+        "in_transit",
+        "attempted_delivery",
+        "ready_for_pickup",
+        "delivered",
+        "failure",
+        None,
+    ):
         body["shipment_status"] = status
         out = map_webhook(body, Inbound.of({"X-Shopify-Topic": "fulfillments/update"}, 0))
         got[status] = out.records[0].value["status"] if out.records else None
-    assert got == {"label_printed": "info_received", "confirmed": "info_received", "in_transit": "in_transit",
-                   "attempted_delivery": "attempt_failed", "ready_for_pickup": "available_for_pickup",
-                   "delivered": "delivered", "failure": "exception", None: None}
+    assert got == {
+        "label_printed": "info_received",
+        "confirmed": "info_received",
+        "in_transit": "in_transit",
+        "attempted_delivery": "attempt_failed",
+        "ready_for_pickup": "available_for_pickup",
+        "delivered": "delivered",
+        "failure": "exception",
+        None: None,
+    }
 
 
 def test_refund_create():
     out = mapped("shopify_refunds_create.json", "refunds/create", lookups=KnownCustomer())
     (refund,) = out.records
-    assert (refund.value["type"], refund.value["amount"], refund.value["reason"]) == \
-        ("refunded", 30.0, "Socks returned: wrong size")
+    assert (refund.value["type"], refund.value["amount"], refund.value["reason"]) == (
+        "refunded",
+        30.0,
+        "Socks returned: wrong size",
+    )
     assert refund.event_id == "shopify:refund:929361464"
 
 

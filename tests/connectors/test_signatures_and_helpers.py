@@ -1,4 +1,5 @@
 """Signature schemes, time parsing, time zones, shipment keys, the LRU. No broker."""
+
 from __future__ import annotations
 
 import base64
@@ -48,8 +49,11 @@ def test_shopify_signature_is_base64_hmac_of_the_raw_body():
 def test_zendesk_signs_timestamp_then_body():
     ts = "2026-03-04T05:06:40Z"
     mac = hmac.new(SECRETS["zendesk"].encode(), ts.encode() + BODY, hashlib.sha256).digest()
-    verify("zendesk", {"X-Zendesk-Webhook-Signature-Timestamp": ts,
-                       "X-Zendesk-Webhook-Signature": base64.b64encode(mac).decode()}, now=to_ms(ts) / 1000)
+    verify(
+        "zendesk",
+        {"X-Zendesk-Webhook-Signature-Timestamp": ts, "X-Zendesk-Webhook-Signature": base64.b64encode(mac).decode()},
+        now=to_ms(ts) / 1000,
+    )
 
 
 @pytest.mark.parametrize("provider", ["zendesk", "klaviyo", "sendgrid"])
@@ -72,25 +76,43 @@ def test_sender_signature_round_trip():
     assert not verify_body("s3cret", BODY + b"x", signature) and not verify_body("s3cret", BODY, None)
 
 
-@pytest.mark.parametrize("value, ms", [
-    ("2026-03-02T09:14:27+01:00", 1_772_439_267_000),
-    ("2026-03-02T08:14:27Z", 1_772_439_267_000),
-    ("2026-03-02T08:14:27.123456789Z", 1_772_439_267_123),
-    ("Mon, 02 Mar 2026 08:14:27 GMT", 1_772_439_267_000),
-    (1_772_439_267, 1_772_439_267_000),
-    ("1772439267", 1_772_439_267_000),
-    (1_772_439_267_000, 1_772_439_267_000),
-    ("2026-03-07", 1_772_927_999_000),  # a date: the end of that day
-    ("yesterday", None), ("", None), (None, None), (True, None), ([1], None), (10**30, None), (-5, None),
-    ("\u00b2", None), (float("nan"), None), (float("inf"), None), ("0001-01-01T00:00:00+05:00", None),
-])
+@pytest.mark.parametrize(
+    "value, ms",
+    [
+        ("2026-03-02T09:14:27+01:00", 1_772_439_267_000),
+        ("2026-03-02T08:14:27Z", 1_772_439_267_000),
+        ("2026-03-02T08:14:27.123456789Z", 1_772_439_267_123),
+        ("Mon, 02 Mar 2026 08:14:27 GMT", 1_772_439_267_000),
+        (1_772_439_267, 1_772_439_267_000),
+        ("1772439267", 1_772_439_267_000),
+        (1_772_439_267_000, 1_772_439_267_000),
+        ("2026-03-07", 1_772_927_999_000),  # a date: the end of that day
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+        (True, None),
+        ([1], None),
+        (10**30, None),
+        (-5, None),
+        ("\u00b2", None),
+        (float("nan"), None),
+        (float("inf"), None),
+        ("0001-01-01T00:00:00+05:00", None),
+    ],
+)
 def test_provider_times_to_epoch_ms(value, ms):
     assert to_ms(value) == ms
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(), st.floats(), st.integers(),
-                 st.from_regex(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)?", fullmatch=True)))
+@given(
+    st.one_of(
+        st.text(),
+        st.floats(),
+        st.integers(),
+        st.from_regex(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)?", fullmatch=True),
+    )
+)
 def test_any_provider_time_parses_or_is_none(value):
     ms = to_ms(value)
     assert ms is None or 946_684_800_000 <= ms <= 4_102_444_800_000
@@ -106,8 +128,11 @@ def test_time_zone_table_and_overrides():
     assert zones.zone_for("ES", "TF") == "Atlantic/Canary"
     assert zones.zone_for("ZZ", None) == "UTC"
     custom = ZoneTable({"US": "America/Chicago", "US-TX": "America/Denver"}, default="Europe/London")
-    assert (custom.zone_for("US", "NY"), custom.zone_for("US", "TX"), custom.zone_for("US", "CA")) == \
-        ("America/Chicago", "America/Denver", "America/Los_Angeles")
+    assert (custom.zone_for("US", "NY"), custom.zone_for("US", "TX"), custom.zone_for("US", "CA")) == (
+        "America/Chicago",
+        "America/Denver",
+        "America/Los_Angeles",
+    )
     assert custom.zone_for(None) == "Europe/London"
     with pytest.raises(ValueError, match="unknown IANA"):
         ZoneTable({"DE": "Europe/Atlantis"})
@@ -131,8 +156,13 @@ def test_lru_forgets_the_least_recently_used():
 
 def test_directory_learns_customers_and_tracking_numbers():
     directory = Directory(10)
-    directory.learn([Learned("order_customer", "O1", "C1"), Learned("tracking_order", "TRK", "O1"),
-                     Learned("order_customer", "O2", "")])
+    directory.learn(
+        [
+            Learned("order_customer", "O1", "C1"),
+            Learned("tracking_order", "TRK", "O1"),
+            Learned("order_customer", "O2", ""),
+        ]
+    )
     assert directory.customer_for_order("O1") == "C1" and directory.order_for_shipment("TRK") == "O1"
     assert directory.customer_for_order("O2") is None
 
@@ -140,10 +170,16 @@ def test_directory_learns_customers_and_tracking_numbers():
 def test_ingest_settings_from_env():
     from connectors.settings import IngestSettings
 
-    settings = IngestSettings.from_env({
-        "AFTERSALE_SHOPIFY_SECRET": "s1", "AFTERSALE_INGEST_PORT": "9090",
-        "AFTERSALE_TIME_ZONES": '{"US": "America/Chicago"}', "AFTERSALE_DEFAULT_TIME_ZONE": "Europe/Paris",
-        "AFTERSALE_EASYPOST_ORDER_ID": "field:result.reference, index", "AFTERSALE_INGEST_RECORD_UNKNOWN": "0"})
+    settings = IngestSettings.from_env(
+        {
+            "AFTERSALE_SHOPIFY_SECRET": "s1",
+            "AFTERSALE_INGEST_PORT": "9090",
+            "AFTERSALE_TIME_ZONES": '{"US": "America/Chicago"}',
+            "AFTERSALE_DEFAULT_TIME_ZONE": "Europe/Paris",
+            "AFTERSALE_EASYPOST_ORDER_ID": "field:result.reference, index",
+            "AFTERSALE_INGEST_RECORD_UNKNOWN": "0",
+        }
+    )
     assert settings.secrets["shopify"] == "s1" and settings.secrets["zendesk"] is None
     assert (settings.port, settings.record_unknown) == (9090, False)
     assert settings.mapping.easypost_order_id == ("field:result.reference", "index")

@@ -1,4 +1,5 @@
 """AfterShip and EasyPost tracking webhooks -> CarrierScan, pure, no broker."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,20 +38,23 @@ def test_aftership_edd_revise_carries_the_carriers_new_estimate():
     assert scan.value["carrier_estimated_delivery_at"] == 1_773_100_799_000  # end of 2026-03-09
 
 
-@pytest.mark.parametrize("tag, subtag, status, sub_status", [
-    ("InfoReceived", "InfoReceived_001", "info_received", None),
-    ("OutForDelivery", "OutForDelivery_001", "out_for_delivery", None),
-    ("AttemptFail", "AttemptFail_002", "attempt_failed", "recipient_unavailable"),
-    ("AvailableForPickup", "AvailableForPickup_001", "available_for_pickup", None),
-    ("Delivered", "Delivered_005", "delivered", "left_with_neighbour"),
-    ("Exception", "Exception_011", "returned_to_sender", None),
-    ("Exception", "Exception_012", "exception", "damaged"),
-    ("Exception", "Exception_013", "exception", "lost"),
-    ("Exception", "Exception_003", "exception", "refused"),
-    ("Exception", "Exception_007", "exception", "address_issue"),
-    ("Exception", "Exception_017", "exception", "weather_delay"),
-    ("Expired", "Expired_001", "expired", None),
-])
+@pytest.mark.parametrize(
+    "tag, subtag, status, sub_status",
+    [
+        ("InfoReceived", "InfoReceived_001", "info_received", None),
+        ("OutForDelivery", "OutForDelivery_001", "out_for_delivery", None),
+        ("AttemptFail", "AttemptFail_002", "attempt_failed", "recipient_unavailable"),
+        ("AvailableForPickup", "AvailableForPickup_001", "available_for_pickup", None),
+        ("Delivered", "Delivered_005", "delivered", "left_with_neighbour"),
+        ("Exception", "Exception_011", "returned_to_sender", None),
+        ("Exception", "Exception_012", "exception", "damaged"),
+        ("Exception", "Exception_013", "exception", "lost"),
+        ("Exception", "Exception_003", "exception", "refused"),
+        ("Exception", "Exception_007", "exception", "address_issue"),
+        ("Exception", "Exception_017", "exception", "weather_delay"),
+        ("Expired", "Expired_001", "expired", None),
+    ],
+)
 def test_aftership_tags_and_subtags(tag, subtag, status, sub_status):
     body = load("aftership_tracking_update.json")
     body["msg"].update(tag=tag, subtag=subtag)
@@ -68,7 +72,9 @@ def test_aftership_pending_unknown_and_orderless_are_accepted_not_errors():
     body["msg"]["order_id"] = None
     out = aftership.map_webhook(body, Inbound.of())
     assert out.records == [] and [s.kind for s in out.skipped] == ["unmapped"]
-    assert [s.kind for s in aftership.map_webhook({"event": "tracking_pending_time"}, Inbound.of()).skipped] == ["ignored"]
+    assert [s.kind for s in aftership.map_webhook({"event": "tracking_pending_time"}, Inbound.of()).skipped] == [
+        "ignored"
+    ]
     with pytest.raises(Malformed, match="msg"):
         aftership.map_webhook({"event": "tracking_update", "event_id": "e1", "msg": "x"}, Inbound.of())
 
@@ -85,8 +91,12 @@ def test_easypost_order_from_header_then_index_else_unmapped():
     (scan,) = accepted(easypost.map_webhook(body, Inbound.of(lookups=IndexedTracking()))).records
     assert (scan.key, scan.event_id) == (ORDER_ID, "easypost:evt_2f1b7a0c9d8e11f0b1a2c3d4e5f60718")
     v = scan.value
-    assert (v["status"], v["raw_status"], v["carrier"], v["shipment_id"]) == \
-        ("out_for_delivery", "out_for_delivery/out_for_delivery", "ups", "1Z999AA10123456784")
+    assert (v["status"], v["raw_status"], v["carrier"], v["shipment_id"]) == (
+        "out_for_delivery",
+        "out_for_delivery/out_for_delivery",
+        "ups",
+        "1Z999AA10123456784",
+    )
     assert v["event_time"] == 1_772_779_680_000 and v["location"] == "MUENCHEN, BY, DE"
     assert v["carrier_estimated_delivery_at"] == 1_772_820_000_000
     unmapped = easypost.map_webhook(body, Inbound.of())
@@ -100,15 +110,18 @@ def test_easypost_order_from_a_configured_payload_field():
     assert easypost.map_webhook(body, Inbound.of(options=options)).records[0].key == ORDER_ID
 
 
-@pytest.mark.parametrize("status, detail, ours, sub", [
-    ("pre_transit", "label_created", "info_received", None),
-    ("in_transit", "weather_delay", "in_transit", "weather_delay"),
-    ("delivered", "arrived_at_destination", "delivered", None),
-    ("available_for_pickup", "arrived_at_pickup_location", "available_for_pickup", "at_pickup_location"),
-    ("return_to_sender", "return", "returned_to_sender", "returning_to_sender"),
-    ("failure", "lost", "exception", "lost"),
-    ("failure", "damaged", "exception", "damaged"),
-])
+@pytest.mark.parametrize(
+    "status, detail, ours, sub",
+    [
+        ("pre_transit", "label_created", "info_received", None),
+        ("in_transit", "weather_delay", "in_transit", "weather_delay"),
+        ("delivered", "arrived_at_destination", "delivered", None),
+        ("available_for_pickup", "arrived_at_pickup_location", "available_for_pickup", "at_pickup_location"),
+        ("return_to_sender", "return", "returned_to_sender", "returning_to_sender"),
+        ("failure", "lost", "exception", "lost"),
+        ("failure", "damaged", "exception", "damaged"),
+    ],
+)
 def test_easypost_statuses(status, detail, ours, sub):
     body = load("easypost_tracker_updated.json")
     body["result"].update(status=status, status_detail=detail)

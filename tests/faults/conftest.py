@@ -4,6 +4,7 @@ Reduced size by default (the whole directory in a few minutes on a 2-core machin
 `pytest tests/faults --full-faults` (the option is known when tests/faults is named on the command
 line) or AFTERSALE_FULL_FAULTS=1 (works from anywhere, e.g. plain `make test`).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,12 @@ import pytest
 
 
 def pytest_addoption(parser):
-    parser.addoption("--full-faults", action="store_true", default=False,
-                     help="run tests/faults at full size (200k events and 10 SIGKILLs, 100k malformed messages)")
+    parser.addoption(
+        "--full-faults",
+        action="store_true",
+        default=False,
+        help="run tests/faults at full size (200k events and 10 SIGKILLs, 100k malformed messages)",
+    )
 
 
 def pytest_configure(config):
@@ -34,10 +39,28 @@ class FaultSize:
     timeout: float  # seconds a worker may take to drain everything at the end
 
 
-REDUCED = FaultSize(full=False, kill_orders=1070, kills=3, wipe_on=(1,), broker_orders=350, bad=5000,
-                    good_orders=220, feed_rate=1500.0, timeout=300.0)
-FULL = FaultSize(full=True, kill_orders=21400, kills=10, wipe_on=(2, 6), broker_orders=5000, bad=100_000,
-                 good_orders=2000, feed_rate=2000.0, timeout=3600.0)
+REDUCED = FaultSize(
+    full=False,
+    kill_orders=1070,
+    kills=3,
+    wipe_on=(1,),
+    broker_orders=350,
+    bad=5000,
+    good_orders=220,
+    feed_rate=1500.0,
+    timeout=300.0,
+)
+FULL = FaultSize(
+    full=True,
+    kill_orders=21400,
+    kills=10,
+    wipe_on=(2, 6),
+    broker_orders=5000,
+    bad=100_000,
+    good_orders=2000,
+    feed_rate=2000.0,
+    timeout=3600.0,
+)
 
 
 @pytest.fixture(scope="session")

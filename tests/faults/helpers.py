@@ -1,5 +1,6 @@
 """What the fault tests share: feeding a stream in the background, reading a run's outputs, and the
 invariants that must hold whatever the interleaving of the input topics was."""
+
 from __future__ import annotations
 
 import threading
@@ -115,8 +116,10 @@ def check_run(events, outputs: RunOutputs, dead_letters_expected: int = 0, kille
         if len(copies) > 1:
             v.stats["duplicate_audit_copies"] += len(copies) - 1
             if any(_without(c, "decided_at") != _without(copies[0], "decided_at") for c in copies[1:]):
-                same_decision = all(_without(c, "decided_at", "reasons") == _without(copies[0], "decided_at", "reasons")
-                                     for c in copies[1:])
+                same_decision = all(
+                    _without(c, "decided_at", "reasons") == _without(copies[0], "decided_at", "reasons")
+                    for c in copies[1:]
+                )
                 if killed and same_decision:
                     # Decided again after a kill from another interleaving: the same decision (e.g.
                     # dropped as stale), explained by a different superseding scan. Counted.
@@ -136,7 +139,9 @@ def check_run(events, outputs: RunOutputs, dead_letters_expected: int = 0, kille
         reason_of[a["audit_id"]] = ",".join(a["reasons"][:1])
 
     placed = {e.record["order_id"] for e in events if e.topic == "orders" and e.record["type"] == "placed"}
-    delivered = {e.record["order_id"] for e in events if e.topic == "carrier-scans" and e.record["status"] == "delivered"}
+    delivered = {
+        e.record["order_id"] for e in events if e.topic == "carrier-scans" and e.record["status"] == "delivered"
+    }
     for intent_type, orders in (("order_confirmation", placed), ("delivered", delivered)):
         for order_id in sorted(orders):
             sent = intents_of.get((order_id, intent_type), set())
@@ -160,8 +165,10 @@ def check_run(events, outputs: RunOutputs, dead_letters_expected: int = 0, kille
                 why = sorted({f"{d}:{reason_of.get(a, '?')}" for a, d in decisions.items()})
                 v.stats[f"{intent_type}:" + "+".join(why)] += 1
     if len(outputs.dead_letters) != dead_letters_expected:
-        v.problem(f"{len(outputs.dead_letters)} dead letters, expected {dead_letters_expected}: "
-                  f"{Counter(d['reason'] for d in outputs.dead_letters)} {outputs.dead_letters[:3]}")
+        v.problem(
+            f"{len(outputs.dead_letters)} dead letters, expected {dead_letters_expected}: "
+            f"{Counter(d['reason'] for d in outputs.dead_letters)} {outputs.dead_letters[:3]}"
+        )
     v.stats["placed_orders"] = len(placed)
     v.stats["delivered_orders"] = len(delivered)
     v.stats["distinct_intents"] = len(by_id)

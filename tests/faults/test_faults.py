@@ -13,6 +13,7 @@ hold regardless (helpers.check_run: nothing missing, never two different intents
 duplicates identical, no dead letters, all input consumed) and report the symmetric difference of the
 two runs' intent ids, and how many inputs a killed worker decided differently the second time.
 """
+
 from __future__ import annotations
 
 import gc
@@ -39,8 +40,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 def new_app(bootstrap: str, tmp_path: Path, name: str) -> Settings:
-    settings = Settings(bootstrap_servers=bootstrap, app_id=f"f{name}{uuid.uuid4().hex[:8]}", partitions=4,
-                        clock="event", data_dir=tmp_path / name)
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        app_id=f"f{name}{uuid.uuid4().hex[:8]}",
+        partitions=4,
+        clock="event",
+        data_dir=tmp_path / name,
+    )
     apply(settings)
     return settings
 
@@ -51,8 +57,15 @@ def started(tmp_path):
     workers: list[WorkerRun] = []
 
     def start(settings: Settings, name: str, env: dict | None = None) -> WorkerRun:
-        w = WorkerRun(settings, settings.data_dir, tmp_path / f"{name}.log", clock="event", loglevel="info",
-                      instance_id=name, env=env)
+        w = WorkerRun(
+            settings,
+            settings.data_dir,
+            tmp_path / f"{name}.log",
+            clock="event",
+            loglevel="info",
+            instance_id=name,
+            env=env,
+        )
         workers.append(w)
         return w.start(wait="health")
 
@@ -77,8 +90,9 @@ def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, faul
     events = simulated(size.kill_orders, seed=17, id_prefix="K")
     killed_app = new_app(kafka_bootstrap, tmp_path, "killed")
     steady_app = new_app(kafka_bootstrap, tmp_path, "steady")
-    feeder = Feeder(killed_app, [encode_events(killed_app, events), encode_events(steady_app, events)],
-                    rate=size.feed_rate)
+    feeder = Feeder(
+        killed_app, [encode_events(killed_app, events), encode_events(steady_app, events)], rate=size.feed_rate
+    )
     steady = started(steady_app, "steady")  # the uninterrupted run, alongside (same events, own app id)
     worker = started(killed_app, "killed", env)
     feeder.start()
@@ -99,8 +113,14 @@ def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, faul
         wiped = k in size.wipe_on
         if wiped:  # a new disk: the tables can only come back from the changelog topics
             shutil.rmtree(killed_app.data_dir, ignore_errors=True)
-        kills.append({"after_s": round(time.monotonic() - worker.started_at, 1), "lag": behind, "wiped": wiped,
-                      "fed": feeder.sent})
+        kills.append(
+            {
+                "after_s": round(time.monotonic() - worker.started_at, 1),
+                "lag": behind,
+                "wiped": wiped,
+                "fed": feeder.sent,
+            }
+        )
         worker.start(wait="health")
     feeder.wait(size.timeout)
     drain(killed_app, worker, size.timeout)
@@ -111,29 +131,37 @@ def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, faul
     verdict = check_run(events, killed, killed=True)
     reference = check_run(events, uninterrupted)
     a, b = killed.intent_ids, uninterrupted.intent_ids
-    report("SIGKILL test", {
-        "events": len(events), "kills": kills, "killed run": dict(verdict.stats),
-        "uninterrupted run": dict(reference.stats),
-        "intent ids only in the killed run": len(a - b), "only in the uninterrupted run": len(b - a),
-        "symmetric difference": f"{len(a ^ b)} of {len(a | b)} distinct intent ids ({'zero' if not a ^ b else 'NOT zero'})",
-        "examples": sorted(a ^ b)[:5],
-        "decided differently after a kill (not failed, see check_run)": len(verdict.redecided),
-        "e.g.": verdict.redecided[:3],
-        "fire limit": fire_limit or "default", "batches made durable early (fire limit reached)": slices,
-    })
+    report(
+        "SIGKILL test",
+        {
+            "events": len(events),
+            "kills": kills,
+            "killed run": dict(verdict.stats),
+            "uninterrupted run": dict(reference.stats),
+            "intent ids only in the killed run": len(a - b),
+            "only in the uninterrupted run": len(b - a),
+            "symmetric difference": f"{len(a ^ b)} of {len(a | b)} distinct intent ids ({'zero' if not a ^ b else 'NOT zero'})",
+            "examples": sorted(a ^ b)[:5],
+            "decided differently after a kill (not failed, see check_run)": len(verdict.redecided),
+            "e.g.": verdict.redecided[:3],
+            "fire limit": fire_limit or "default",
+            "batches made durable early (fire limit reached)": slices,
+        },
+    )
     if fire_limit:  # (the default limit is reached too, when a restarted worker meets a backlog)
         assert slices > 10, "the fire limit was hardly reached: the variant tests nothing new"
     assert sum(1 for k in kills if k["lag"] > 0) >= size.kills - 1, f"kills mostly hit an idle worker: {kills}"
     assert not reference.problems and not reference.missing, "uninterrupted run:\n" + "\n".join(
-        reference.problems + reference.missing)
+        reference.problems + reference.missing
+    )
     assert not verdict.problems, "killed run:\n" + "\n".join(verdict.problems)
     assert verdict.stats["placed_orders"] == size.kill_orders
-    assert not verdict.missing, (f"{len(verdict.missing)} decisions lost after SIGKILL, e.g. {verdict.missing[:5]} "
-                                 f"(see tests/faults/README.md)")
+    assert not verdict.missing, (
+        f"{len(verdict.missing)} decisions lost after SIGKILL, e.g. {verdict.missing[:5]} (see tests/faults/README.md)"
+    )
 
 
-def test_a_second_worker_joining_and_leaving_loses_and_doubles_nothing(kafka_bootstrap, tmp_path, started,
-                                                                      fault_size):
+def test_a_second_worker_joining_and_leaving_loses_and_doubles_nothing(kafka_bootstrap, tmp_path, started, fault_size):
     """A second worker (its own data dir and instance id) joins mid-stream and leaves again (SIGTERM)
     three times: every rebalance moves partitions, their tables and their uncommitted inputs between
     the two. Nothing may be lost, and no decision may go out under two ids."""
@@ -142,8 +170,14 @@ def test_a_second_worker_joining_and_leaving_loses_and_doubles_nothing(kafka_boo
     app = new_app(kafka_bootstrap, tmp_path, "scaled")
     feeder = Feeder(app, [encode_events(app, events)], rate=size.feed_rate / 2)  # long enough for 3 rounds
     first = started(app, "first")
-    second = WorkerRun(replace(app, data_dir=tmp_path / "second"), tmp_path / "second", tmp_path / "second.log",
-                       clock="event", loglevel="info", instance_id="second")
+    second = WorkerRun(
+        replace(app, data_dir=tmp_path / "second"),
+        tmp_path / "second",
+        tmp_path / "second.log",
+        clock="event",
+        loglevel="info",
+        instance_id="second",
+    )
     feeder.start()
     rng = random.Random(9)
     lag = GroupLag(app, app.app_id)
@@ -160,15 +194,23 @@ def test_a_second_worker_joining_and_leaving_loses_and_doubles_nothing(kafka_boo
             behind = sum(lag.lag().values())
             started_stop = time.monotonic()
             second.stop(timeout=60)
-            rounds.append({"lag when it left": behind, "left in s": round(time.monotonic() - started_stop, 1),
-                           "fed": feeder.sent})
+            rounds.append(
+                {"lag when it left": behind, "left in s": round(time.monotonic() - started_stop, 1), "fed": feeder.sent}
+            )
         feeder.wait(size.timeout)
         drain(app, first, size.timeout)
     finally:
         second.stop()
     verdict = check_run(events, collect(app), killed=True)
-    report("second worker joins and leaves", {"events": len(events), "rounds": rounds, "run": dict(verdict.stats),
-                                              "decided differently after a rebalance": len(verdict.redecided)})
+    report(
+        "second worker joins and leaves",
+        {
+            "events": len(events),
+            "rounds": rounds,
+            "run": dict(verdict.stats),
+            "decided differently after a rebalance": len(verdict.redecided),
+        },
+    )
     assert all(r["left in s"] < 30 for r in rounds), f"a worker took 30 s or more to leave: {rounds}"
     assert not verdict.problems, "\n".join(verdict.problems)
     assert not verdict.missing, f"{len(verdict.missing)} decisions lost, e.g. {verdict.missing[:5]}"
@@ -201,9 +243,16 @@ def test_broker_restart_mid_stream(tmp_path, started, fault_size):
         assert worker.alive(), worker.log_tail(80)
         outputs = collect(app)
         verdict = check_run(events, outputs)
-        report("broker restart", {"events": len(events), "fed before the crash": len(events) // 3,
-                                  "worker lag when the broker died": lag_before,
-                                  "broker down (s)": round(outage, 1), "run": dict(verdict.stats)})
+        report(
+            "broker restart",
+            {
+                "events": len(events),
+                "fed before the crash": len(events) // 3,
+                "worker lag when the broker died": lag_before,
+                "broker down (s)": round(outage, 1),
+                "run": dict(verdict.stats),
+            },
+        )
         assert not verdict.problems and not verdict.missing, "\n".join(verdict.problems + verdict.missing)
         assert verdict.stats["placed_orders"] == size.broker_orders
         assert lag_before > 0, "the broker died while the worker had nothing to do"
@@ -221,8 +270,10 @@ def test_malformed_flood_is_dead_lettered(kafka_bootstrap, tmp_path, started, fa
     codec = make_codec(app)
     good_events = simulated(size.good_orders, seed=29, id_prefix="G")
     good = encode_events(app, good_events)
-    bad = [(app.topic(t), k, v if isinstance(v, bytes) else codec.encode(t, v))
-           for t, k, v in malformed(random.Random(3), size.bad)]
+    bad = [
+        (app.topic(t), k, v if isinstance(v, bytes) else codec.encode(t, v))
+        for t, k, v in malformed(random.Random(3), size.bad)
+    ]
     # Mixed: the bad ones at random places in the good stream (whose own order is kept).
     rng = random.Random(5)
     kinds = ["good"] * len(good) + ["bad"] * len(bad)
@@ -242,7 +293,9 @@ def test_malformed_flood_is_dead_lettered(kafka_bootstrap, tmp_path, started, fa
     dead = outputs.dead_letters
     # Every bad message is in the dead-letter topic with a reason, from where it came, bytes untouched.
     got = Counter((d["topic"], d["value"]) for d in dead)
-    assert got == sent_bad, f"dead letters differ from what was sent bad: missing {sent_bad - got}, extra {got - sent_bad}"
+    assert got == sent_bad, (
+        f"dead letters differ from what was sent bad: missing {sent_bad - got}, extra {got - sent_bad}"
+    )
     assert len({(d["topic"], d["partition"], d["offset"]) for d in dead}) == len(bad)  # each exactly once
     assert all(d["reason"] and d["error"] and d["offset"] >= 0 for d in dead)
     # ... and no good one among them.
@@ -250,14 +303,27 @@ def test_malformed_flood_is_dead_lettered(kafka_bootstrap, tmp_path, started, fa
     verdict = check_run(good_events, outputs, dead_letters_expected=len(bad))
     reasons = Counter(d["reason"] for d in dead)
     metrics = worker.metrics()
-    counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                  if line.startswith("aftersale_dead_letters_total{"))
-    report("malformed flood", {"bad": len(bad), "good events": len(good), "reasons": dict(reasons),
-                               "run": dict(verdict.stats)})
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("aftersale_dead_letters_total{")
+    )
+    report(
+        "malformed flood",
+        {"bad": len(bad), "good events": len(good), "reasons": dict(reasons), "run": dict(verdict.stats)},
+    )
     assert not verdict.problems and not verdict.missing, "\n".join(verdict.problems + verdict.missing)
     assert counted == len(bad)
-    assert set(reasons) <= {"undecodable", "unknown_schema", "unknown_type", "schema_mismatch", "wrong_key",
-                            "missing_key", "invalid_field", "missing_field"}
+    assert set(reasons) <= {
+        "undecodable",
+        "unknown_schema",
+        "unknown_type",
+        "schema_mismatch",
+        "wrong_key",
+        "missing_key",
+        "invalid_field",
+        "missing_field",
+    }
     assert all(d["topic"].startswith(app.app_id + ".") for d in dead)
     # Everything good was processed: its orders all got their confirmation decision (check_run).
     assert verdict.stats["placed_orders"] == size.good_orders

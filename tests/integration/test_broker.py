@@ -36,11 +36,13 @@ def _produce(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
 
 def _read_all(bootstrap: str, topic: str, timeout: float = 30) -> list[tuple[bytes, bytes]]:
     """Read partition 0 from the beginning up to the current end (no consumer group needed)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"test-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
         consumer.assign([TopicPartition(topic, 0, 0)])
@@ -105,15 +107,17 @@ def test_scram_users_authenticate(tmp_path: Path) -> None:
         errors: list[KafkaError] = []
 
         def sasl_admin(password: str, mechanism: str) -> AdminClient:
-            return AdminClient({
-                "bootstrap.servers": b.sasl_bootstrap_servers,
-                "security.protocol": "SASL_PLAINTEXT",
-                "sasl.mechanism": mechanism,
-                "sasl.username": "alice",
-                "sasl.password": password,
-                "error_cb": errors.append,
-                "log_level": 0,
-            })
+            return AdminClient(
+                {
+                    "bootstrap.servers": b.sasl_bootstrap_servers,
+                    "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": mechanism,
+                    "sasl.username": "alice",
+                    "sasl.password": password,
+                    "error_cb": errors.append,
+                    "log_level": 0,
+                }
+            )
 
         for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
             assert 1 in sasl_admin("alice-secret", mechanism).list_topics(timeout=20).brokers

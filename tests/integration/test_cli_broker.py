@@ -1,4 +1,5 @@
 """Commands against a broker that is not there, `aftersale broker start`'s address, and `--rate`."""
+
 from __future__ import annotations
 
 import os
@@ -23,21 +24,46 @@ def _closed_port() -> int:
 
 
 def _aftersale(*argv: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *argv], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *argv],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-NO_BROKER = [["topics"], ["simulate", "--orders", "3"], ["worker", "--data-dir", "{tmp}"], ["ingest"], ["sender"],
-             ["demo"], ["replay", "--simulate", "3", "--kafka", "--out", "{tmp}/r"], ["bench", "--only", "e2e"]]
+NO_BROKER = [
+    ["topics"],
+    ["simulate", "--orders", "3"],
+    ["worker", "--data-dir", "{tmp}"],
+    ["ingest"],
+    ["sender"],
+    ["demo"],
+    ["replay", "--simulate", "3", "--kafka", "--out", "{tmp}/r"],
+    ["bench", "--only", "e2e"],
+]
 
 
 def test_every_command_without_a_broker_fails_fast_with_one_line(tmp_path):
     address = f"127.0.0.1:{_closed_port()}"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": address}
     started = time.monotonic()
-    runs = [(argv, subprocess.Popen([sys.executable, "-m", "streams.cli", *[a.format(tmp=tmp_path) for a in argv]],
-                                    cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-            for argv in NO_BROKER]
+    runs = [
+        (
+            argv,
+            subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", *[a.format(tmp=tmp_path) for a in argv]],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for argv in NO_BROKER
+    ]
     for argv, proc in runs:
         out, err = proc.communicate(timeout=60)
         elapsed = time.monotonic() - started
@@ -50,8 +76,9 @@ def test_every_command_without_a_broker_fails_fast_with_one_line(tmp_path):
 
 def test_one_command_without_a_broker_takes_about_the_connect_timeout():
     started = time.monotonic()
-    run = _aftersale("topics", env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}",
-                                    "AFTERSALE_CONNECT_TIMEOUT": "2"})
+    run = _aftersale(
+        "topics", env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}", "AFTERSALE_CONNECT_TIMEOUT": "2"}
+    )
     elapsed = time.monotonic() - started
     assert run.returncode == 1
     assert "within 2 s" in run.stderr
@@ -68,8 +95,10 @@ def test_broker_start_says_how_to_reach_it_and_topics_then_does(tmp_path):
         assert start.stdout.strip() == f"127.0.0.1:{port}"
         assert f"export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}" in start.stderr
         assert f"aftersale broker stop --data-dir {data}" in start.stderr
-        topics = _aftersale("topics", env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-                                           "AFTERSALE_APP_ID": f"cli-{uuid.uuid4().hex[:6]}"})
+        topics = _aftersale(
+            "topics",
+            env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "AFTERSALE_APP_ID": f"cli-{uuid.uuid4().hex[:6]}"},
+        )
         assert topics.returncode == 0, topics.stderr
         assert topics.stdout.count("created") >= 12
     finally:

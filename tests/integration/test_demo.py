@@ -1,6 +1,7 @@
 """`aftersale demo` run as a user runs it (a subprocess, on the session's broker): what it shows is
 the truth. No post-delivery message of an order comes out before that order's delivery, the order's
 story is in time order, library noise stays out of the view, and it leaves no temporary folder."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,11 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 POST_DELIVERY = (*TYPES, "replenishment")
-LINE = re.compile(r"^(?P<at>\d\d-\d\d \d\d:\d\d)  (?P<dir>>>|<<) (?P<kind>\S+)\s+(?P<what>\S+)\s+(?P<order>O\d+)\s+"
-                  r"(?P<customer>C\d+)(?:\s+(?P<channel>[a-z-]+)\s+(?:send (?P<send>\d\d-\d\d \d\d:\d\d))?)?"
-                  r"(?:.*\(arrives (?P<late>\d+) h late\))?")
+LINE = re.compile(
+    r"^(?P<at>\d\d-\d\d \d\d:\d\d)  (?P<dir>>>|<<) (?P<kind>\S+)\s+(?P<what>\S+)\s+(?P<order>O\d+)\s+"
+    r"(?P<customer>C\d+)(?:\s+(?P<channel>[a-z-]+)\s+(?:send (?P<send>\d\d-\d\d \d\d:\d\d))?)?"
+    r"(?:.*\(arrives (?P<late>\d+) h late\))?"
+)
 
 
 def parse(lines: list[str]) -> list[dict]:
@@ -30,23 +33,40 @@ def parse(lines: list[str]) -> list[dict]:
 def demo(kafka_bootstrap, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     (tmp / "tmp").mkdir()
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TMPDIR": str(tmp / "tmp"),
-           "AFTERSALE_CACHE_DIR": str(tmp / "cache")}
-    run = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--orders", "150", "--rate", "100", "--bad", "2"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TMPDIR": str(tmp / "tmp"),
+        "AFTERSALE_CACHE_DIR": str(tmp / "cache"),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "demo", "--orders", "150", "--rate", "100", "--bad", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     lines = run.stdout.splitlines()
     live_from = next(i for i, line in enumerate(lines) if line.startswith("event time"))
     summary = lines.index("summary")
     story_from = next(i for i, line in enumerate(lines) if line.startswith("the life of order"))
-    return {"run": run, "tmp": tmp, "header": lines[:live_from], "live": lines[live_from + 1:summary],
-            "summary": lines[summary:story_from], "story": lines[story_from:]}
+    return {
+        "run": run,
+        "tmp": tmp,
+        "header": lines[:live_from],
+        "live": lines[live_from + 1 : summary],
+        "summary": lines[summary:story_from],
+        "story": lines[story_from:],
+    }
 
 
 def test_no_post_delivery_message_before_its_delivery(demo):
     live = parse(demo["live"])
-    delivered_at = {r["order"]: r["at"] for r in live if r["dir"] == ">>" and r["kind"] == "scan"
-                    and r["what"] == "delivered"}
+    delivered_at = {
+        r["order"]: r["at"] for r in live if r["dir"] == ">>" and r["kind"] == "scan" and r["what"] == "delivered"
+    }
     # A delivery that reaches us a day late (a carrier feed catching up, marked "arrives N h late")
     # finds its post-delivery timers already due; those are checked in event time only.
     late = {r["order"] for r in live if r["dir"] == ">>" and r["what"] == "delivered" and r["late"]}
@@ -81,7 +101,9 @@ def test_inputs_and_decisions_interleave_with_times_customer_and_channel(demo):
 def test_the_header_says_what_is_hidden_and_where_the_ops_page_is(demo):
     header = "\n".join(demo["header"])
     assert re.search(r"http://127\.0\.0\.1:\d+/ops", header)
-    hidden, total = map(lambda s: int(s.replace(",", "")), re.search(r"([\d,]+) of ([\d,]+) inputs hidden", header).groups())
+    hidden, total = map(
+        lambda s: int(s.replace(",", "")), re.search(r"([\d,]+) of ([\d,]+) inputs hidden", header).groups()
+    )
     shown = sum(1 for r in parse(demo["live"]) if r["dir"] == ">>")
     assert shown == total - hidden
     assert f"{shown} shown" in "\n".join(demo["summary"])

@@ -1,5 +1,6 @@
 """The engine end to end on a real Kafka broker: events in, intents out, dead letters, and a
 worker killed with SIGKILL that recovers its tables from the changelog topics."""
+
 from __future__ import annotations
 
 import random
@@ -28,8 +29,13 @@ HOUR = 3_600_000
 
 @pytest.fixture
 def settings(kafka_bootstrap, tmp_path):
-    s = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"t{uuid.uuid4().hex[:10]}", partitions=4,
-                 clock="event", data_dir=tmp_path / "worker")
+    s = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        app_id=f"t{uuid.uuid4().hex[:10]}",
+        partitions=4,
+        clock="event",
+        data_dir=tmp_path / "worker",
+    )
     apply(s)
     return s
 
@@ -57,21 +63,69 @@ def reader(settings):
 
 def one_order(order_id: str, customer_id: str) -> list[tuple[str, str, dict]]:
     base = {"order_id": order_id, "customer_id": customer_id, "source": "test"}
-    scan = {**base, "shipment_id": f"{order_id}-S1", "carrier": "dhl", "service_level": "standard",
-            "tracking_number": "TRK1", "origin_region": "DE-BE", "destination_region": "DE-BY"}
+    scan = {
+        **base,
+        "shipment_id": f"{order_id}-S1",
+        "carrier": "dhl",
+        "service_level": "standard",
+        "tracking_number": "TRK1",
+        "origin_region": "DE-BE",
+        "destination_region": "DE-BY",
+    }
     return [
-        ("orders", order_id, {**base, "event_id": f"{order_id}-e1", "event_time": T0, "type": "placed",
-                              "total": 58.0, "promised_delivery_at": T0 + 72 * HOUR,
-                              "line_items": [{"sku": "TEE", "title": "Tee", "category": "fashion", "quantity": 2}],
-                              "shipping": {"country": "DE", "region": "BY", "time_zone": "Europe/Berlin"},
-                              "contact": {"email": True, "sms": True, "push": False, "marketing_email": True,
-                                          "marketing_sms": False, "locale": "de-DE"}}),
-        ("orders", order_id, {**base, "event_id": f"{order_id}-e2", "event_time": T0 + 5 * HOUR, "type": "fulfilled",
-                              "fulfillment": {"shipment_id": f"{order_id}-S1", "carrier": "dhl", "tracking_number": "TRK1",
-                                              "skus": ["TEE"]}}),
-        ("carrier-scans", order_id, {**scan, "event_id": f"{order_id}-s1", "event_time": T0 + 20 * HOUR, "status": "in_transit"}),
-        ("carrier-scans", order_id, {**scan, "event_id": f"{order_id}-s2", "event_time": T0 + 40 * HOUR, "status": "out_for_delivery"}),
-        ("carrier-scans", order_id, {**scan, "event_id": f"{order_id}-s3", "event_time": T0 + 44 * HOUR, "status": "delivered"}),
+        (
+            "orders",
+            order_id,
+            {
+                **base,
+                "event_id": f"{order_id}-e1",
+                "event_time": T0,
+                "type": "placed",
+                "total": 58.0,
+                "promised_delivery_at": T0 + 72 * HOUR,
+                "line_items": [{"sku": "TEE", "title": "Tee", "category": "fashion", "quantity": 2}],
+                "shipping": {"country": "DE", "region": "BY", "time_zone": "Europe/Berlin"},
+                "contact": {
+                    "email": True,
+                    "sms": True,
+                    "push": False,
+                    "marketing_email": True,
+                    "marketing_sms": False,
+                    "locale": "de-DE",
+                },
+            },
+        ),
+        (
+            "orders",
+            order_id,
+            {
+                **base,
+                "event_id": f"{order_id}-e2",
+                "event_time": T0 + 5 * HOUR,
+                "type": "fulfilled",
+                "fulfillment": {
+                    "shipment_id": f"{order_id}-S1",
+                    "carrier": "dhl",
+                    "tracking_number": "TRK1",
+                    "skus": ["TEE"],
+                },
+            },
+        ),
+        (
+            "carrier-scans",
+            order_id,
+            {**scan, "event_id": f"{order_id}-s1", "event_time": T0 + 20 * HOUR, "status": "in_transit"},
+        ),
+        (
+            "carrier-scans",
+            order_id,
+            {**scan, "event_id": f"{order_id}-s2", "event_time": T0 + 40 * HOUR, "status": "out_for_delivery"},
+        ),
+        (
+            "carrier-scans",
+            order_id,
+            {**scan, "event_id": f"{order_id}-s3", "event_time": T0 + 44 * HOUR, "status": "delivered"},
+        ),
     ]
 
 
@@ -119,7 +173,8 @@ def test_event_in_intent_out(settings, workers, reader):
     producer.flush()
     audit = reader.collect(lambda s: any(t == "decision-audit" for t, _k, _r in s), timeout=60)
     assert [(r["intent_type"], r["decision"], r["reasons"]) for t, _k, r in audit if t == "decision-audit"] == [
-        ("out_for_delivery", "dropped", ["stale:after_delivered"])]
+        ("out_for_delivery", "dropped", ["stale:after_delivered"])
+    ]
     assert not [r for t, _k, r in audit if t == "intents"]
 
 
@@ -134,8 +189,9 @@ def test_malformed_input_is_dead_lettered_and_good_input_still_processed(setting
     for topic, key, record in one_order("O-2", "C-2")[:1]:
         producer.send(topic, key, record)
     producer.flush()
-    out = reader.collect(lambda s: len([x for x in s if x[0] == "dead-letters"]) >= 10
-                         and any(x[0] == "intents" for x in s), timeout=90)
+    out = reader.collect(
+        lambda s: len([x for x in s if x[0] == "dead-letters"]) >= 10 and any(x[0] == "intents" for x in s), timeout=90
+    )
     dead = [r for t, _k, r in out if t == "dead-letters"]
     assert len(dead) == 10
     assert sorted(r["value"] for r in dead) == sorted(sent_bytes)  # the original bytes, untouched
@@ -159,8 +215,13 @@ def test_sigkilled_worker_recovers_tables_from_changelog(settings, workers, read
         producer.send(e.topic, e.key, e.record)
     producer.flush()
     placed_before = {e.record["order_id"] for e in events[:cut] if e.topic == "orders" and e.record["type"] == "placed"}
-    seen = reader.collect(lambda s: len({r["order_id"] for t, _k, r in s if t == "intents"
-                                          and r["intent_type"] == "order_confirmation"}) >= len(placed_before), timeout=120)
+    seen = reader.collect(
+        lambda s: (
+            len({r["order_id"] for t, _k, r in s if t == "intents" and r["intent_type"] == "order_confirmation"})
+            >= len(placed_before)
+        ),
+        timeout=120,
+    )
     first.kill()
     # A new machine: the local RocksDB is gone, so the tables can only come back from the changelogs.
     shutil.rmtree(settings.data_dir)
@@ -170,9 +231,16 @@ def test_sigkilled_worker_recovers_tables_from_changelog(settings, workers, read
         producer.send(e.topic, e.key, e.record)
     producer.flush()
     first.start()
-    delivered = {e.record["order_id"] for e in events if e.topic == "carrier-scans" and e.record["status"] == "delivered"}
-    seen += reader.collect(lambda s: {r["order_id"] for t, _k, r in s + seen if t == "intents"
-                                      and r["intent_type"] == "delivered"} >= delivered, timeout=180, quiet=3)
+    delivered = {
+        e.record["order_id"] for e in events if e.topic == "carrier-scans" and e.record["status"] == "delivered"
+    }
+    seen += reader.collect(
+        lambda s: (
+            {r["order_id"] for t, _k, r in s + seen if t == "intents" and r["intent_type"] == "delivered"} >= delivered
+        ),
+        timeout=180,
+        quiet=3,
+    )
     intents = [r for t, _k, r in seen if t == "intents"]
     by_id = defaultdict(list)
     for r in intents:
@@ -185,17 +253,25 @@ def test_sigkilled_worker_recovers_tables_from_changelog(settings, workers, read
         per_order[r["order_id"]][r["intent_type"]] += 1
     placed = {e.record["order_id"] for e in events if e.topic == "orders" and e.record["type"] == "placed"}
     # A confirmation is sent once, or dropped when the backlog showed the parcel already delivered.
-    superseded = {r["order_id"] for r in only(seen, "decision-audit") if r["intent_type"] == "order_confirmation"
-                  and r["reasons"] == ["stale:superseded_by_delivery"]}
-    assert {o for o, c in per_order.items() if c["order_confirmation"]} | superseded == placed, only(seen, "decision-audit")
+    superseded = {
+        r["order_id"]
+        for r in only(seen, "decision-audit")
+        if r["intent_type"] == "order_confirmation" and r["reasons"] == ["stale:superseded_by_delivery"]
+    }
+    assert {o for o, c in per_order.items() if c["order_confirmation"]} | superseded == placed, only(
+        seen, "decision-audit"
+    )
     assert not {o for o, c in per_order.items() if c["order_confirmation"]} & superseded
     assert all(c["order_confirmation"] == 1 for c in per_order.values())
     # Orders placed before the crash and delivered after it: their delivered message carries the
     # items that only the recovered order table knew.
     assert {o for o in delivered if per_order[o]["delivered"] == 1} == delivered
-    delivered_after = {e.record["order_id"] for e in events[cut:] if e.topic == "carrier-scans"
-                       and e.record["status"] == "delivered"}
-    recovered = [r for r in distinct if r["intent_type"] == "delivered" and r["order_id"] in placed_before & delivered_after]
+    delivered_after = {
+        e.record["order_id"] for e in events[cut:] if e.topic == "carrier-scans" and e.record["status"] == "delivered"
+    }
+    recovered = [
+        r for r in distinct if r["intent_type"] == "delivered" and r["order_id"] in placed_before & delivered_after
+    ]
     assert recovered and all(r["content"]["items"] for r in recovered)
     assert not [r for t, _k, r in seen if t == "dead-letters"]
 
@@ -209,8 +285,13 @@ def test_sigusr1_dumps_the_workers_state_when_enabled(settings, tmp_path):
 
     dump_dir = tmp_path / "dumps"
     dump_dir.mkdir()
-    worker = WorkerRun(settings, settings.data_dir, tmp_path / "dump-worker.log", clock="event",
-                       env={"AFTERSALE_DEBUG_DUMP_DIR": str(dump_dir), "PYTHONTRACEMALLOC": "1"}).start(wait="ready")
+    worker = WorkerRun(
+        settings,
+        settings.data_dir,
+        tmp_path / "dump-worker.log",
+        clock="event",
+        env={"AFTERSALE_DEBUG_DUMP_DIR": str(dump_dir), "PYTHONTRACEMALLOC": "1"},
+    ).start(wait="ready")
     try:
         dump = dump_dir / f"dump-{worker.proc.pid}.txt"
         worker.proc.send_signal(signal.SIGUSR1)
@@ -251,9 +332,13 @@ def test_a_state_too_large_for_kafka_is_dead_lettered_and_the_partition_moves_on
     for topic, key, record in one_order("O-small", "C-big")[:1] + one_order("O-other", "C-other")[:1]:
         producer.send(topic, key, {**record, "event_time": T0 + 3 * HOUR})
     producer.flush()
-    out = reader.collect(lambda s: any(t == "dead-letters" for t, _k, _r in s)
-                         and {r["order_id"] for t, _k, r in s if t == "intents"} >= {"O-small", "O-other"},
-                         timeout=120)
+    out = reader.collect(
+        lambda s: (
+            any(t == "dead-letters" for t, _k, _r in s)
+            and {r["order_id"] for t, _k, r in s if t == "intents"} >= {"O-small", "O-other"}
+        ),
+        timeout=120,
+    )
     dead = only(out, "dead-letters")
     assert [d["reason"] for d in dead] == ["state_too_large"]
     assert dead[0]["topic"].endswith("customer-commands") and "over the 900,000" in dead[0]["error"]

@@ -1,5 +1,6 @@
 """Erasure on request: a customer's state and their orders' state leave the tables, as tombstones
 in the changelogs, so a worker rebuilt from the changelogs does not bring them back."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,13 @@ pytestmark = pytest.mark.integration
 
 def last_values(settings, topic: str, keys: set[bytes], timeout: float = 30.0) -> dict[bytes, bytes | None]:
     """The newest value per key in a (changelog) topic, read from the beginning."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"check-{time.time_ns()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"check-{time.time_ns()}",
+            "enable.auto.commit": False,
+        }
+    )
     parts = [TopicPartition(topic, p, 0) for p in range(settings.partitions)]
     ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
     consumer.assign(parts)
@@ -43,12 +49,24 @@ def test_erasure_tombstones_customer_and_order_state(settings, workers, reader):
         producer.send(topic, key, record)
     producer.flush()
     reader.collect(lambda s: len(only(s, "intents")) >= 2, timeout=60)
-    changelogs = {"customers": f"{settings.app_id}-customers-changelog", "orders": f"{settings.app_id}-orders-changelog"}
+    changelogs = {
+        "customers": f"{settings.app_id}-customers-changelog",
+        "orders": f"{settings.app_id}-orders-changelog",
+    }
     before = {name: last_values(settings, t, {b'"C-E"', b'"O-E"'}) for name, t in changelogs.items()}
     assert before["customers"].get(b'"C-E"') and before["orders"].get(b'"O-E"')  # state was there
 
-    producer.send("erasure-requests", "C-E", {"event_id": "erase-1", "event_time": T0 + 100_000_000,
-                                              "source": "test", "customer_id": "C-E", "order_ids": []})
+    producer.send(
+        "erasure-requests",
+        "C-E",
+        {
+            "event_id": "erase-1",
+            "event_time": T0 + 100_000_000,
+            "source": "test",
+            "customer_id": "C-E",
+            "order_ids": [],
+        },
+    )
     producer.flush()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -1,5 +1,6 @@
 """A simulated stretch of shop traffic through a real worker on a real broker: delay alerts go out
 before the promised dates, and review requests only to orders that had no problem."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,14 +46,21 @@ def test_delay_alerts_before_the_promise_and_reviews_only_without_problems(setti
     for t in range(T0, end + 14 * DAY, HOUR):
         for p in range(settings.partitions):
             tick = {"command_id": f"tick:{p}:{t}", "event_time": t, "kind": "tick", "due": {"now": t}}
-            producer.producer.produce(settings.topic("order-commands"), producer.codec.encode(
-                "order-commands", {**tick, "order_id": None}), partition=p)
-            producer.producer.produce(settings.topic("customer-commands"), producer.codec.encode(
-                "customer-commands", {**tick, "customer_id": "", "order_id": ""}), partition=p)
+            producer.producer.produce(
+                settings.topic("order-commands"),
+                producer.codec.encode("order-commands", {**tick, "order_id": None}),
+                partition=p,
+            )
+            producer.producer.produce(
+                settings.topic("customer-commands"),
+                producer.codec.encode("customer-commands", {**tick, "customer_id": "", "order_id": ""}),
+                partition=p,
+            )
         producer.producer.poll(0)
     producer.flush()
-    seen += reader.collect(lambda s: any(r["intent_type"] == "review_request" for r in only(s, "intents")),
-                           timeout=120, quiet=4)
+    seen += reader.collect(
+        lambda s: any(r["intent_type"] == "review_request" for r in only(s, "intents")), timeout=120, quiet=4
+    )
     intents = only(seen, "intents")
     promised, troubled = ground_truth(events)
 

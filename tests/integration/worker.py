@@ -1,5 +1,6 @@
 """A real `aftersale worker` process for integration tests (streams/tools/worker_process.py, which the
 benchmarks and fault tests use too), with the defaults these tests want."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """Fixtures of the operations tests: a Kafka broker that only lets SCRAM-authenticated clients in
 (besides the plaintext listener its own readiness probe uses), shared by this directory's tests."""
+
 from __future__ import annotations
 
 import shutil
@@ -27,5 +28,9 @@ def scram_broker():
 
 def sasl_env(password: str = PASSWORD) -> dict[str, str]:
     """What an operator sets to reach the broker over SASL/SCRAM (streams/security.py)."""
-    return {"AFTERSALE_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "AFTERSALE_SASL_MECHANISM": "SCRAM-SHA-256",
-            "AFTERSALE_SASL_USERNAME": USER, "AFTERSALE_SASL_PASSWORD": password}
+    return {
+        "AFTERSALE_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "AFTERSALE_SASL_MECHANISM": "SCRAM-SHA-256",
+        "AFTERSALE_SASL_USERNAME": USER,
+        "AFTERSALE_SASL_PASSWORD": password,
+    }

@@ -1,5 +1,6 @@
 """deploy/: the Kubernetes manifests against the Kubernetes API schemas (kubernetes-validate ships
 them, so no cluster and no network), the compose file and the Dockerfile."""
+
 from __future__ import annotations
 
 import re
@@ -67,7 +68,9 @@ def test_workers_keep_name_disk_and_probes():
     assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
     assert worker["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert env["AFTERSALE_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "aftersale-kafka"
-    assert worker["envFrom"] == [{"configMapRef": {"name": by_kind("ConfigMap", "aftersale-config")["metadata"]["name"]}}]
+    assert worker["envFrom"] == [
+        {"configMapRef": {"name": by_kind("ConfigMap", "aftersale-config")["metadata"]["name"]}}
+    ]
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
@@ -117,8 +120,11 @@ def test_compose_runs_kafka_in_kraft_mode_and_every_aftersale_process():
 
 
 def test_dockerfile_is_slim_python_non_root_and_installs_the_project():
-    lines = [l.strip() for l in (REPO / "deploy" / "Dockerfile").read_text().splitlines()
-             if l.strip() and not l.strip().startswith("#")]
+    lines = [
+        l.strip()
+        for l in (REPO / "deploy" / "Dockerfile").read_text().splitlines()
+        if l.strip() and not l.strip().startswith("#")
+    ]
     assert lines[0] == "FROM python:3.11-slim"
     assert any(l.startswith("RUN pip install") and " ." in l for l in lines)
     user = next(l.split()[1] for l in lines if l.startswith("USER "))

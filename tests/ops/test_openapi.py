@@ -1,4 +1,5 @@
 """The OpenAPI description is a valid OpenAPI 3.1 document and describes exactly the worker's routes."""
+
 from __future__ import annotations
 
 from openapi_spec_validator import validate

@@ -1,6 +1,7 @@
 """A real worker on a broker that requires SASL/SCRAM: events in and intents out over SASL, live state
 over HTTP (routed between two workers), metrics, readiness, the ops page in headless Chromium, and a
 clear, fast failure on a wrong password."""
+
 from __future__ import annotations
 
 import json
@@ -58,10 +59,17 @@ def ready(worker: WorkerProcess) -> dict | None:
 
 @pytest.fixture(scope="module")
 def settings(scram_broker, tmp_path_factory):
-    s = Settings(bootstrap_servers=scram_broker.sasl_bootstrap_servers, app_id=f"ops{uuid.uuid4().hex[:8]}",
-                 partitions=4, clock="event", data_dir=tmp_path_factory.mktemp("worker-a"),
-                 security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username=USER,
-                 sasl_password=PASSWORD)
+    s = Settings(
+        bootstrap_servers=scram_broker.sasl_bootstrap_servers,
+        app_id=f"ops{uuid.uuid4().hex[:8]}",
+        partitions=4,
+        clock="event",
+        data_dir=tmp_path_factory.mktemp("worker-a"),
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username=USER,
+        sasl_password=PASSWORD,
+    )
     apply(s)  # the admin client over SASL too
     return s
 
@@ -87,24 +95,75 @@ def start_worker(settings, tmp_path_factory):
 
 def one_order(order_id: str, customer_id: str) -> list[tuple[str, str, dict]]:
     base = {"order_id": order_id, "customer_id": customer_id, "source": "test"}
-    scan = {**base, "shipment_id": f"{order_id}-S1", "carrier": "dhl", "service_level": "standard",
-            "tracking_number": "TRK1", "origin_region": "DE-BE", "destination_region": "DE-BY"}
+    scan = {
+        **base,
+        "shipment_id": f"{order_id}-S1",
+        "carrier": "dhl",
+        "service_level": "standard",
+        "tracking_number": "TRK1",
+        "origin_region": "DE-BE",
+        "destination_region": "DE-BY",
+    }
     return [
-        ("orders", order_id, {**base, "event_id": f"{order_id}-e1", "event_time": T0, "type": "placed", "total": 58.0,
-                              "promised_delivery_at": T0 + 72 * HOUR,
-                              "line_items": [{"sku": "TEE", "title": "Tee", "category": "fashion", "quantity": 2}],
-                              "shipping": {"country": "DE", "region": "BY", "time_zone": "Europe/Berlin"},
-                              "contact": {"email": True, "sms": True, "push": False, "marketing_email": True,
-                                          "marketing_sms": False, "locale": "de-DE"}}),
-        ("orders", order_id, {**base, "event_id": f"{order_id}-e2", "event_time": T0 + 5 * HOUR, "type": "fulfilled",
-                              "fulfillment": {"shipment_id": f"{order_id}-S1", "carrier": "dhl",
-                                              "tracking_number": "TRK1", "skus": ["TEE"]}}),
-        ("carrier-scans", order_id, {**scan, "event_id": f"{order_id}-s1", "event_time": T0 + 20 * HOUR,
-                                     "status": "in_transit"}),
-        ("carrier-scans", order_id, {**scan, "event_id": f"{order_id}-s2", "event_time": T0 + 30 * HOUR,
-                                     "status": "exception", "sub_status": "customs_delay"}),
-        ("carrier-scans", order_id, {**scan, "event_id": f"{order_id}-s3", "event_time": T0 + 60 * HOUR,
-                                     "status": "delivered"}),
+        (
+            "orders",
+            order_id,
+            {
+                **base,
+                "event_id": f"{order_id}-e1",
+                "event_time": T0,
+                "type": "placed",
+                "total": 58.0,
+                "promised_delivery_at": T0 + 72 * HOUR,
+                "line_items": [{"sku": "TEE", "title": "Tee", "category": "fashion", "quantity": 2}],
+                "shipping": {"country": "DE", "region": "BY", "time_zone": "Europe/Berlin"},
+                "contact": {
+                    "email": True,
+                    "sms": True,
+                    "push": False,
+                    "marketing_email": True,
+                    "marketing_sms": False,
+                    "locale": "de-DE",
+                },
+            },
+        ),
+        (
+            "orders",
+            order_id,
+            {
+                **base,
+                "event_id": f"{order_id}-e2",
+                "event_time": T0 + 5 * HOUR,
+                "type": "fulfilled",
+                "fulfillment": {
+                    "shipment_id": f"{order_id}-S1",
+                    "carrier": "dhl",
+                    "tracking_number": "TRK1",
+                    "skus": ["TEE"],
+                },
+            },
+        ),
+        (
+            "carrier-scans",
+            order_id,
+            {**scan, "event_id": f"{order_id}-s1", "event_time": T0 + 20 * HOUR, "status": "in_transit"},
+        ),
+        (
+            "carrier-scans",
+            order_id,
+            {
+                **scan,
+                "event_id": f"{order_id}-s2",
+                "event_time": T0 + 30 * HOUR,
+                "status": "exception",
+                "sub_status": "customs_delay",
+            },
+        ),
+        (
+            "carrier-scans",
+            order_id,
+            {**scan, "event_id": f"{order_id}-s3", "event_time": T0 + 60 * HOUR, "status": "delivered"},
+        ),
     ]
 
 
@@ -130,8 +189,11 @@ def fed(settings, worker_a):
         for topic, key, record in events:
             producer.send(topic, key, record)
         producer.flush()
-        out = reader.collect(lambda s: any(r["order_id"] == "O-1" and r["intent_type"] == last_intent_type
-                                           for _t, _k, r in s), timeout=60, quiet=quiet)
+        out = reader.collect(
+            lambda s: any(r["order_id"] == "O-1" and r["intent_type"] == last_intent_type for _t, _k, r in s),
+            timeout=60,
+            quiet=quiet,
+        )
         return [r for _t, _k, r in out]
 
     try:
@@ -141,8 +203,11 @@ def fed(settings, worker_a):
         intents += send_and_read(events[2:], "delivered", quiet=2)
     finally:
         reader.close()
-    return {"intents": intents, "orders": {e.key for e in sim if e.topic == "orders"} | {"O-1"},
-            "customers": {e.record["customer_id"] for e in sim if e.topic == "orders"} | {"C-1"}}
+    return {
+        "intents": intents,
+        "orders": {e.key for e in sim if e.topic == "orders"} | {"O-1"},
+        "customers": {e.record["customer_id"] for e in sim if e.topic == "orders"} | {"C-1"},
+    }
 
 
 def test_worker_on_a_sasl_broker_turns_events_into_intents(fed):
@@ -170,8 +235,11 @@ def test_customer_state_over_http(worker_a, fed):
     status, customer = get(f"http://127.0.0.1:{worker_a.port}/customers/C-1")
     assert status == 200, customer
     derived = customer["derived"]
-    assert derived["channels"]["email"] == {"consent": "marketing_and_transactional", "reachable": True,
-                                            "bounced": False}
+    assert derived["channels"]["email"] == {
+        "consent": "marketing_and_transactional",
+        "reachable": True,
+        "bounced": False,
+    }
     assert derived["orders_count"] == 1 and derived["open_tickets"] == []
     assert "email" in derived["reachable_channels"]
     sent = {i["intent_id"] for i in fed["intents"] if i["customer_id"] == "C-1"}
@@ -206,9 +274,19 @@ def test_ops_page_renders_live_data_in_headless_chromium(worker_a, fed, tmp_path
     status, snapshot = get(f"http://127.0.0.1:{worker_a.port}/api/ops")
     assert status == 200 and snapshot["alerts"] and snapshot["recent_intents"]
     page = f"http://127.0.0.1:{worker_a.port}/ops"
-    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-               "--window-size=1280,900", "--virtual-time-budget=5000"]
+    browser = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,900",
+        "--virtual-time-budget=5000",
+    ]
     dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=60).stdout
     assert 'id="status">ready<' in dom  # the first poll came back and was rendered
     for intent in snapshot["recent_intents"][:25] + snapshot["alerts"][:15]:
@@ -224,16 +302,24 @@ def test_ops_page_renders_live_data_in_headless_chromium(worker_a, fed, tmp_path
     colors = image.getcolors(maxcolors=1 << 20)
     assert len(colors) > 200, "the page looks blank"
     counts = {rgb: n for n, rgb in colors}
-    assert counts.get((0xd9, 0x82, 0x2b), 0) > 50  # the orange of the delay/exception alerts
-    assert counts.get((0x1d, 0x23, 0x30), 0) > 20_000  # the header bar
+    assert counts.get((0xD9, 0x82, 0x2B), 0) > 50  # the orange of the delay/exception alerts
+    assert counts.get((0x1D, 0x23, 0x30), 0) > 20_000  # the header bar
     print(f"ops page screenshot: {shot}")
 
 
 def test_requests_for_keys_of_another_worker_are_routed_to_it(start_worker, worker_a, fed):
     before = ready(worker_a)["input_partitions"]
     worker_b = start_worker("w1")
-    split = wait_for(lambda: (a := ready(worker_a)) and (b := ready(worker_b)) and
-                     a["input_partitions"] < before and b["input_partitions"] > 0, 60, "partitions split")
+    split = wait_for(
+        lambda: (
+            (a := ready(worker_a))
+            and (b := ready(worker_b))
+            and a["input_partitions"] < before
+            and b["input_partitions"] > 0
+        ),
+        60,
+        "partitions split",
+    )
     assert split
     urls = {f"http://127.0.0.1:{w.port}" for w in (worker_a, worker_b)}
     served_by = set()
@@ -249,12 +335,30 @@ def test_requests_for_keys_of_another_worker_are_routed_to_it(start_worker, work
 
 
 def test_wrong_password_fails_fast_naming_authentication(settings, tmp_path):
-    env = {**sasl_env(password="wrong"), "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "AFTERSALE_APP_ID": settings.app_id, "AFTERSALE_PARTITIONS": str(settings.partitions)}
+    env = {
+        **sasl_env(password="wrong"),
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "AFTERSALE_APP_ID": settings.app_id,
+        "AFTERSALE_PARTITIONS": str(settings.partitions),
+    }
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--data-dir", str(tmp_path / "w"),
-                             "--web-port", str(free_port())], cwd=REPO, env={**os.environ, **env},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "worker",
+            "--data-dir",
+            str(tmp_path / "w"),
+            "--web-port",
+            str(free_port()),
+        ],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert time.monotonic() - started < 30
     assert "SaslAuthenticationFailed: Authentication failed" in result.stdout + result.stderr

@@ -9,6 +9,7 @@ not join (an order without items, items and reviews of orders that are not in th
 product, a customer missing from the customers file, a review never answered). The sellers file is
 missing on purpose.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,15 +20,42 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "fixtures" / "olist"
 STATES = ["SP", "SP", "SP", "RJ", "RJ", "MG", "MG", "RS", "PR", "BA", "PE", "AM", "CE", "DF", "SC"]
-CITIES = {"SP": "sao paulo", "RJ": "rio de janeiro", "MG": "belo horizonte", "RS": "porto alegre", "PR": "curitiba",
-          "BA": "salvador", "PE": "recife", "AM": "manaus", "CE": "fortaleza", "DF": "brasilia", "SC": "florianopolis"}
-CATEGORIES = ["cama_mesa_banho", "beleza_saude", "esporte_lazer", "informatica_acessorios", "moveis_decoracao",
-              "utilidades_domesticas", "relogios_presentes", "telefonia", "brinquedos", "perfumaria"]
-GOOD = [("", ""), ("", "Produto ótimo, chegou antes do prazo."), ("Recomendo", "Tudo certo, recomendo a loja!"),
-        ("", "")]
-BAD = [("Não recebi", "Até agora não recebi o produto.\nJá entrei em contato, sem resposta."),
-       ("Atrasou", "Entrega atrasou muito, produto ok, mas \"prazo\" não foi cumprido, péssimo."),
-       ("", "Veio errado e com defeito;\r\nquero devolver.")]
+CITIES = {
+    "SP": "sao paulo",
+    "RJ": "rio de janeiro",
+    "MG": "belo horizonte",
+    "RS": "porto alegre",
+    "PR": "curitiba",
+    "BA": "salvador",
+    "PE": "recife",
+    "AM": "manaus",
+    "CE": "fortaleza",
+    "DF": "brasilia",
+    "SC": "florianopolis",
+}
+CATEGORIES = [
+    "cama_mesa_banho",
+    "beleza_saude",
+    "esporte_lazer",
+    "informatica_acessorios",
+    "moveis_decoracao",
+    "utilidades_domesticas",
+    "relogios_presentes",
+    "telefonia",
+    "brinquedos",
+    "perfumaria",
+]
+GOOD = [
+    ("", ""),
+    ("", "Produto ótimo, chegou antes do prazo."),
+    ("Recomendo", "Tudo certo, recomendo a loja!"),
+    ("", ""),
+]
+BAD = [
+    ("Não recebi", "Até agora não recebi o produto.\nJá entrei em contato, sem resposta."),
+    ("Atrasou", 'Entrega atrasou muito, produto ok, mas "prazo" não foi cumprido, péssimo.'),
+    ("", "Veio errado e com defeito;\r\nquero devolver."),
+]
 
 
 def hid(*parts) -> str:
@@ -91,8 +119,17 @@ def main() -> None:
                 product = products[(n + (i if n % 3 else 0)) % len(products)][0]
                 if n == 19:
                     product = hid("p", "unknown")  # not in the products file
-                items.append([oid, i, product, hid("s", n % 6), ts(approved + timedelta(days=3)),
-                              f"{rng.uniform(19, 450):.2f}", f"{rng.uniform(7, 60):.2f}"])
+                items.append(
+                    [
+                        oid,
+                        i,
+                        product,
+                        hid("s", n % 6),
+                        ts(approved + timedelta(days=3)),
+                        f"{rng.uniform(19, 450):.2f}",
+                        f"{rng.uniform(7, 60):.2f}",
+                    ]
+                )
         if d_customer is not None or kind in ("shipped", "canceled_in_transit"):
             late = kind in ("late", "shipped", "canceled_in_transit")
             if late:
@@ -110,8 +147,17 @@ def main() -> None:
     lost = hid("o", "missing-from-orders")
     items.append([lost, 1, products[0][0], hid("s", 1), "2018-01-10 10:00:00", "59.90", "15.10"])
     items.append([lost, 2, products[0][0], hid("s", 1), "2018-01-10 10:00:00", "59.90", "15.10"])
-    reviews.append([hid("r", "orphan1"), hid("o", "orphan1"), 1, "", "Pedido nunca chegou", "2018-02-01 00:00:00",
-                    "2018-02-02 12:13:14"])
+    reviews.append(
+        [
+            hid("r", "orphan1"),
+            hid("o", "orphan1"),
+            1,
+            "",
+            "Pedido nunca chegou",
+            "2018-02-01 00:00:00",
+            "2018-02-02 12:13:14",
+        ]
+    )
     reviews.append([hid("r", "orphan2"), hid("o", "orphan2"), 5, "", "", "2018-02-03 00:00:00", "2018-02-05 09:00:00"])
     del customers[16]  # order 16's customer is missing from the customers file
     rng.shuffle(customers)
@@ -122,21 +168,74 @@ def main() -> None:
             w.writerow(header)
             w.writerows(rows)
 
-    write("olist_orders_dataset.csv", ["order_id", "customer_id", "order_status", "order_purchase_timestamp",
-                                       "order_approved_at", "order_delivered_carrier_date",
-                                       "order_delivered_customer_date", "order_estimated_delivery_date"], orders)
-    write("olist_order_items_dataset.csv", ["order_id", "order_item_id", "product_id", "seller_id",
-                                            "shipping_limit_date", "price", "freight_value"], items, quote_all=False)
-    write("olist_customers_dataset.csv", ["customer_id", "customer_unique_id", "customer_zip_code_prefix",
-                                          "customer_city", "customer_state"], customers)
-    write("olist_order_reviews_dataset.csv", ["review_id", "order_id", "review_score", "review_comment_title",
-                                              "review_comment_message", "review_creation_date",
-                                              "review_answer_timestamp"], reviews, quote_all=False)
-    write("olist_products_dataset.csv", ["product_id", "product_category_name", "product_name_lenght",
-                                         "product_description_lenght", "product_photos_qty", "product_weight_g",
-                                         "product_length_cm", "product_height_cm", "product_width_cm"],
-          [[p, c, rng.randint(20, 60), rng.randint(100, 2000), rng.randint(1, 5), rng.randint(100, 9000),
-            rng.randint(10, 60), rng.randint(2, 40), rng.randint(10, 50)] for p, c in products], quote_all=False)
+    write(
+        "olist_orders_dataset.csv",
+        [
+            "order_id",
+            "customer_id",
+            "order_status",
+            "order_purchase_timestamp",
+            "order_approved_at",
+            "order_delivered_carrier_date",
+            "order_delivered_customer_date",
+            "order_estimated_delivery_date",
+        ],
+        orders,
+    )
+    write(
+        "olist_order_items_dataset.csv",
+        ["order_id", "order_item_id", "product_id", "seller_id", "shipping_limit_date", "price", "freight_value"],
+        items,
+        quote_all=False,
+    )
+    write(
+        "olist_customers_dataset.csv",
+        ["customer_id", "customer_unique_id", "customer_zip_code_prefix", "customer_city", "customer_state"],
+        customers,
+    )
+    write(
+        "olist_order_reviews_dataset.csv",
+        [
+            "review_id",
+            "order_id",
+            "review_score",
+            "review_comment_title",
+            "review_comment_message",
+            "review_creation_date",
+            "review_answer_timestamp",
+        ],
+        reviews,
+        quote_all=False,
+    )
+    write(
+        "olist_products_dataset.csv",
+        [
+            "product_id",
+            "product_category_name",
+            "product_name_lenght",
+            "product_description_lenght",
+            "product_photos_qty",
+            "product_weight_g",
+            "product_length_cm",
+            "product_height_cm",
+            "product_width_cm",
+        ],
+        [
+            [
+                p,
+                c,
+                rng.randint(20, 60),
+                rng.randint(100, 2000),
+                rng.randint(1, 5),
+                rng.randint(100, 9000),
+                rng.randint(10, 60),
+                rng.randint(2, 40),
+                rng.randint(10, 50),
+            ]
+            for p, c in products
+        ],
+        quote_all=False,
+    )
     # olist_sellers_dataset.csv: missing on purpose (a partial copy).
 
 

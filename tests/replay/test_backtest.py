@@ -1,4 +1,5 @@
 """The backtest report: its figures on a hand-checked case, and the report files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,48 +13,125 @@ from streams.tools.replay import InputReport, prepare
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "olist"
 T = 1_767_225_600_000
 DAY = 86_400_000
-PNGS = ("lead_time.png", "delay_curves.png", "calibration.png", "review_requests.png", "intents_by_type.png", "suppressions.png", "messages_per_order.png")
+PNGS = (
+    "lead_time.png",
+    "delay_curves.png",
+    "calibration.png",
+    "review_requests.png",
+    "intents_by_type.png",
+    "suppressions.png",
+    "messages_per_order.png",
+)
 
 
 def order(oid: str, at: int, promised: int | None, kind: str = "placed", **extra) -> tuple[str, str, dict]:
-    return ("orders", oid, {"event_id": f"{oid}-{kind}", "event_time": at, "source": "t", "type": kind, "order_id": oid,
-                            "customer_id": f"C-{oid}", "promised_delivery_at": promised, **extra})
+    return (
+        "orders",
+        oid,
+        {
+            "event_id": f"{oid}-{kind}",
+            "event_time": at,
+            "source": "t",
+            "type": kind,
+            "order_id": oid,
+            "customer_id": f"C-{oid}",
+            "promised_delivery_at": promised,
+            **extra,
+        },
+    )
 
 
 def scan(oid: str, at: int, status: str) -> tuple[str, str, dict]:
-    return ("carrier-scans", oid, {"event_id": f"{oid}-{status}", "event_time": at, "source": "t", "order_id": oid,
-                                   "shipment_id": f"{oid}-S", "carrier": "c", "status": status})
+    return (
+        "carrier-scans",
+        oid,
+        {
+            "event_id": f"{oid}-{status}",
+            "event_time": at,
+            "source": "t",
+            "order_id": oid,
+            "shipment_id": f"{oid}-S",
+            "carrier": "c",
+            "status": status,
+        },
+    )
 
 
 def review(oid: str, at: int, rating: int) -> tuple[str, str, dict]:
-    return ("engagement", f"C-{oid}", {"event_id": f"{oid}-review", "event_time": at, "source": "t",
-                                       "type": "review_submitted", "customer_id": f"C-{oid}", "order_id": oid,
-                                       "channel": "web", "rating": rating})
+    return (
+        "engagement",
+        f"C-{oid}",
+        {
+            "event_id": f"{oid}-review",
+            "event_time": at,
+            "source": "t",
+            "type": "review_submitted",
+            "customer_id": f"C-{oid}",
+            "order_id": oid,
+            "channel": "web",
+            "rating": rating,
+        },
+    )
 
 
 def intent(oid: str, kind: str, at: int, channel: str = "email") -> dict:
-    return {"intent_id": f"{oid}-{kind}", "intent_type": kind, "order_id": oid, "customer_id": f"C-{oid}",
-            "channel": channel, "send_at": at, "decided_at": at}
+    return {
+        "intent_id": f"{oid}-{kind}",
+        "intent_type": kind,
+        "order_id": oid,
+        "customer_id": f"C-{oid}",
+        "channel": channel,
+        "send_at": at,
+        "decided_at": at,
+    }
 
 
 @pytest.fixture
 def case():
     raw = [
-        order("O1", T, T + 5 * DAY), scan("O1", T + 7 * DAY, "delivered"), review("O1", T + 9 * DAY, 1),
-        order("O2", T, T + 5 * DAY), scan("O2", T + 4 * DAY, "delivered"), review("O2", T + 6 * DAY, 5),
+        order("O1", T, T + 5 * DAY),
+        scan("O1", T + 7 * DAY, "delivered"),
+        review("O1", T + 9 * DAY, 1),
+        order("O2", T, T + 5 * DAY),
+        scan("O2", T + 4 * DAY, "delivered"),
+        review("O2", T + 6 * DAY, 5),
         order("O3", T, T + 5 * DAY),  # never delivered, the data goes on past its promise: late
-        order("O4", T, T + 5 * DAY), scan("O4", T + 3 * DAY, "delivered"), review("O4", T + 12 * DAY, 2),
-        order("O5", T, T + 5 * DAY), order("O5", T + DAY, None, kind="cancelled"),
+        order("O4", T, T + 5 * DAY),
+        scan("O4", T + 3 * DAY, "delivered"),
+        review("O4", T + 12 * DAY, 2),
+        order("O5", T, T + 5 * DAY),
+        order("O5", T + DAY, None, kind="cancelled"),
         order("O6", T + 20 * DAY, T + 40 * DAY),  # in transit before its promise when the data ends
     ]
     events = prepare(raw, InputReport("t", "events"))
-    intents = [intent("O1", "delay_warning", T + 3 * DAY), intent("O1", "delay_update", T + 4 * DAY),
-               intent("O2", "delay_warning", T + 2 * DAY, "sms"), intent("O2", "review_request", T + 8 * DAY),
-               intent("O1", "order_confirmation", T), intent("O2", "order_confirmation", T)]
-    audit = [{"audit_id": "a1", "decided_at": T, "intent_type": "review_request", "order_id": "O1", "customer_id": "C-O1",
-              "decision": "suppressed", "reasons": ["guard:late_delivery"]},
-             {"audit_id": "a2", "decided_at": T, "intent_type": "care_tips", "order_id": "O4", "customer_id": "C-O4",
-              "decision": "held", "reasons": ["quiet_hours"]}]
+    intents = [
+        intent("O1", "delay_warning", T + 3 * DAY),
+        intent("O1", "delay_update", T + 4 * DAY),
+        intent("O2", "delay_warning", T + 2 * DAY, "sms"),
+        intent("O2", "review_request", T + 8 * DAY),
+        intent("O1", "order_confirmation", T),
+        intent("O2", "order_confirmation", T),
+    ]
+    audit = [
+        {
+            "audit_id": "a1",
+            "decided_at": T,
+            "intent_type": "review_request",
+            "order_id": "O1",
+            "customer_id": "C-O1",
+            "decision": "suppressed",
+            "reasons": ["guard:late_delivery"],
+        },
+        {
+            "audit_id": "a2",
+            "decided_at": T,
+            "intent_type": "care_tips",
+            "order_id": "O4",
+            "customer_id": "C-O4",
+            "decision": "held",
+            "reasons": ["quiet_hours"],
+        },
+    ]
     return events, intents, audit
 
 
@@ -86,10 +164,12 @@ def test_late_is_by_calendar_day_in_the_shops_zone():
 
 def test_curve_and_calibration_come_from_the_models_scores(case):
     events, intents, audit = case
-    scores = [{"order_id": "O1", "phase": "in_transit", "at": T + DAY, "p_late": 0.3, "basis": "x"},
-              {"order_id": "O1", "phase": "in_transit", "at": T + 2 * DAY, "p_late": 0.8, "basis": "x"},
-              {"order_id": "O2", "phase": "in_transit", "at": T + DAY, "p_late": 0.4, "basis": "x"},
-              {"order_id": "O4", "phase": "in_transit", "at": T + DAY, "p_late": 0.1, "basis": "x"}]
+    scores = [
+        {"order_id": "O1", "phase": "in_transit", "at": T + DAY, "p_late": 0.3, "basis": "x"},
+        {"order_id": "O1", "phase": "in_transit", "at": T + 2 * DAY, "p_late": 0.8, "basis": "x"},
+        {"order_id": "O2", "phase": "in_transit", "at": T + DAY, "p_late": 0.4, "basis": "x"},
+        {"order_id": "O4", "phase": "in_transit", "at": T + DAY, "p_late": 0.1, "basis": "x"},
+    ]
     d = build(events, intents, audit, input_report={}, scores=scores)["delay"]
     at = {c["threshold"]: c for c in d["curve"]}
     assert (at[0.25]["alerts"], at[0.25]["precision"], at[0.25]["lead_days_median_tp"]) == (2, 0.5, 4.0)
@@ -104,8 +184,18 @@ def test_curve_and_calibration_come_from_the_models_scores(case):
 def test_every_candidate_needs_an_intent_or_an_audit_record(case):
     events, intents, audit = case
     candidates = [{"intent_id": "O1-delay_warning"}, {"intent_id": "lost-one"}]
-    audit = audit + [{"audit_id": "a3", "decided_at": T, "intent_type": "review_request", "order_id": "O4",
-                      "customer_id": "C-O4", "decision": "skipped", "reasons": ["x"], "intent_id": "i4"}]
+    audit = audit + [
+        {
+            "audit_id": "a3",
+            "decided_at": T,
+            "intent_type": "review_request",
+            "order_id": "O4",
+            "customer_id": "C-O4",
+            "decision": "skipped",
+            "reasons": ["x"],
+            "intent_id": "i4",
+        }
+    ]
     s = build(events, intents, audit, input_report={}, candidates=candidates)["silent"]
     assert s["candidates_without_decision"] == 1 and s["examples"] == ["lost-one"]
     assert s["delivered_orders"] == 3 and s["delivered_without_review_decision"] == 0  # O1 audit, O2 intent, O4 audit
@@ -133,8 +223,13 @@ def test_report_files(case, tmp_path):
     fig = build(*case, input_report={"source": "t", "kind": "events"})
     path = write_report(fig, tmp_path)
     text = path.read_text()
-    for heading in ("## Delay alerts", "## Review requests", "## Intents per type and channel",
-                    "## Not sent", "## Messages per order"):
+    for heading in (
+        "## Delay alerts",
+        "## Review requests",
+        "## Intents per type and channel",
+        "## Not sent",
+        "## Messages per order",
+    ):
         assert heading in text
     for png in PNGS:
         data = (tmp_path / png).read_bytes()
@@ -154,7 +249,22 @@ def test_backtest_cli_on_the_olist_fixture_is_byte_identical_between_runs(tmp_pa
 
 def test_backtest_of_an_earlier_replay(tmp_path):
     assert main(["replay", "--simulate", "60", "--seed", "3", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
-    assert main(["backtest", "--simulate", "60", "--seed", "3", "--from-replay", str(tmp_path / "r"),
-                 "--out", str(tmp_path / "bt"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--simulate",
+                "60",
+                "--seed",
+                "3",
+                "--from-replay",
+                str(tmp_path / "r"),
+                "--out",
+                str(tmp_path / "bt"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["backtest", "--simulate", "60", "--seed", "3", "--out", str(tmp_path / "bt2"), "--no-progress"]) == 0
     assert (tmp_path / "bt" / "figures.json").read_bytes() == (tmp_path / "bt2" / "figures.json").read_bytes()

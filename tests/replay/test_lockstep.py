@@ -1,5 +1,6 @@
 """The Kafka path (a real broker and `aftersale worker --clock event`, fed in lockstep) decides what
 the in-process replay decides, for the same input and partition count."""
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,13 @@ def test_kafka_lockstep_replay_decides_what_the_in_process_replay_decides(kafka_
     started = time.monotonic()
     events, report = load_simulated(40, seed=3, id_prefix="L")
     assert report.events == len(events) and not report.rejected
-    settings = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"rp{uuid.uuid4().hex[:10]}", partitions=4,
-                        clock="event", data_dir=tmp_path / "worker")
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        app_id=f"rp{uuid.uuid4().hex[:10]}",
+        partitions=4,
+        clock="event",
+        data_dir=tmp_path / "worker",
+    )
     apply(settings)
     env = {"AFTERSALE_FIRE_LIMIT": str(fire_limit)} if fire_limit else {}
     worker = Worker(settings, log_path=tmp_path / "worker.log", env=env).start()

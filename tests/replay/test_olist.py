@@ -1,5 +1,6 @@
 """The Olist dataset layout mapped to our events (fixture: tests/replay/fixtures/olist, see
 make_olist_fixture.py): joins, what does not join, time zones, and a replay of it."""
+
 from __future__ import annotations
 
 import csv
@@ -49,18 +50,30 @@ def test_the_fixture_maps_to_events_and_reports_what_did_not_join(loaded):
     events, report = loaded
     assert report.missing_files == [FILES["sellers"]]
     assert dict(report.unjoined) == {
-        "item_without_order": 2, "item_without_product": 1, "order_without_customer": 1, "order_without_items": 1,
-        "review_without_order": 2, "review_without_answer_time": 1, "delivered_without_carrier_date": 1,
+        "item_without_order": 2,
+        "item_without_product": 1,
+        "order_without_customer": 1,
+        "order_without_items": 1,
+        "review_without_order": 2,
+        "review_without_answer_time": 1,
+        "delivered_without_carrier_date": 1,
     }
     assert not report.rejected and report.events == len(events)
     kinds = Counter((e.topic, e.record.get("type") or e.record.get("status")) for e in events)
     orders = rows("orders")
     assert kinds[("orders", "placed")] == len(orders) == 40
     assert kinds[("orders", "paid")] == sum(1 for r in orders if r["order_approved_at"])
-    assert kinds[("orders", "fulfilled")] == kinds[("carrier-scans", "in_transit")] == sum(
-        1 for r in orders if r["order_delivered_carrier_date"])
+    assert (
+        kinds[("orders", "fulfilled")]
+        == kinds[("carrier-scans", "in_transit")]
+        == sum(1 for r in orders if r["order_delivered_carrier_date"])
+    )
     assert kinds[("carrier-scans", "delivered")] == sum(1 for r in orders if r["order_delivered_customer_date"])
-    assert kinds[("orders", "cancelled")] == sum(1 for r in orders if r["order_status"] in ("canceled", "unavailable")) == 3
+    assert (
+        kinds[("orders", "cancelled")]
+        == sum(1 for r in orders if r["order_status"] in ("canceled", "unavailable"))
+        == 3
+    )
     # Reviews: every row the csv module reads (texts with newlines inside quotes included), less
     # the ones without an order or an answer.
     assert kinds[("engagement", "review_submitted")] == len(rows("reviews")) - 3
@@ -104,9 +117,19 @@ def test_repeat_customers_are_one_customer_and_missing_ones_keep_their_order_id(
 def test_cancellations_come_right_after_the_last_recorded_step(loaded):
     events, _ = loaded
     for row in (r for r in rows("orders") if r["order_status"] in ("canceled", "unavailable")):
-        steps = [to_utc_ms(row[c]) for c in ("order_purchase_timestamp", "order_approved_at",
-                                              "order_delivered_carrier_date", "order_delivered_customer_date") if row[c]]
-        cancel = next(e for e in events if e.record.get("order_id") == row["order_id"] and e.record.get("type") == "cancelled")
+        steps = [
+            to_utc_ms(row[c])
+            for c in (
+                "order_purchase_timestamp",
+                "order_approved_at",
+                "order_delivered_carrier_date",
+                "order_delivered_customer_date",
+            )
+            if row[c]
+        ]
+        cancel = next(
+            e for e in events if e.record.get("order_id") == row["order_id"] and e.record.get("type") == "cancelled"
+        )
         assert cancel.event_time == max(steps) + 1 and cancel.record["reason"] == row["order_status"]
 
 

@@ -3,6 +3,7 @@
 Decisions beat the simple rules on real orders: delay alerts against "not delivered N days before the
 promised date", service alarms followed by the lateness they announce, review requests that reach the
 satisfied and spare (some of) the unhappy, no silent decisions, byte-identical reports."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,10 @@ pytestmark = pytest.mark.skipif(not (SAMPLE / "olist_orders_dataset.csv").exists
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("olist-sample")
     for name in ("a", "b"):
-        assert main(["backtest", "--input", str(SAMPLE), "--out", str(out / name), "--no-progress",
-                     "--assume-consent"]) == 0
+        assert (
+            main(["backtest", "--input", str(SAMPLE), "--out", str(out / name), "--no-progress", "--assume-consent"])
+            == 0
+        )
     return out
 
 
@@ -65,8 +68,17 @@ def test_no_candidate_ends_without_an_intent_or_an_audit_record(report):
 
 
 def test_same_input_same_figures_and_plots(report):
-    for f in ("report.md", "figures.json", "delay_curves.png", "calibration.png", "lead_time.png",
-              "replay/intents.jsonl", "replay/audit.jsonl", "replay/scores.jsonl", "replay/learned.json"):
+    for f in (
+        "report.md",
+        "figures.json",
+        "delay_curves.png",
+        "calibration.png",
+        "lead_time.png",
+        "replay/intents.jsonl",
+        "replay/audit.jsonl",
+        "replay/scores.jsonl",
+        "replay/learned.json",
+    ):
         assert (report / "a" / f).read_bytes() == (report / "b" / f).read_bytes(), f
 
 
@@ -75,8 +87,21 @@ def test_a_warm_start_from_the_learned_statistics_is_not_cold(report, tmp_path):
     stats = orjson.loads(learned.read_bytes())["stats"]
     assert any(k.startswith("ratio:") for k in stats) and any(k.startswith("handoff:") for k in stats)
     # A replay of the same shop warm-started: no cold-start assessments any more.
-    assert main(["replay", "--input", str(SAMPLE), "--out", str(tmp_path / "w"), "--no-progress",
-                 "--warm-start", str(learned)]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "--input",
+                str(SAMPLE),
+                "--out",
+                str(tmp_path / "w"),
+                "--no-progress",
+                "--warm-start",
+                str(learned),
+            ]
+        )
+        == 0
+    )
     scores = (tmp_path / "w" / "scores.jsonl").read_text()
     cold = (report / "a" / "replay" / "scores.jsonl").read_text()
     assert "cold_start" in cold and "cold_start" not in scores

@@ -1,4 +1,5 @@
 """In-process replay: inputs, determinism, the fast state path against the worker's dict path."""
+
 from __future__ import annotations
 
 import orjson
@@ -92,8 +93,14 @@ def test_bad_lines_are_counted_by_reason_and_never_fatal(tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     events, report = load(path)
-    assert dict(report.rejected) == {"undecodable": 1, "not_an_event": 1, "unknown_topic": 1, "wrong_key": 1,
-                                     "unknown_type": 1, "invalid_field": 1}
+    assert dict(report.rejected) == {
+        "undecodable": 1,
+        "not_an_event": 1,
+        "unknown_topic": 1,
+        "wrong_key": 1,
+        "unknown_type": 1,
+        "invalid_field": 1,
+    }
     assert report.events == len(good) + 2 == len(events)
     result = run_events(events)
     assert not result.rejected and result.events == len(events)
@@ -124,7 +131,9 @@ def test_replay_cli_output_is_byte_identical_between_runs(sim_jsonl, tmp_path, c
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     intents = [orjson.loads(line) for line in (tmp_path / "a" / "intents.jsonl").read_bytes().splitlines()]
     assert intents and list(intents[0]) == sorted(intents[0])  # sorted keys
-    assert [(i["decided_at"], i["intent_id"]) for i in intents] == sorted((i["decided_at"], i["intent_id"]) for i in intents)
+    assert [(i["decided_at"], i["intent_id"]) for i in intents] == sorted(
+        (i["decided_at"], i["intent_id"]) for i in intents
+    )
     summary = orjson.loads((tmp_path / "a" / "summary.json").read_bytes())
     assert summary["intents"] == len(intents) and summary["input"]["events"] > 2000
 
@@ -143,7 +152,8 @@ def test_time_ticks_between_events_and_runs_on_after_them():
     assert [item for kind, item in steps if kind == "event"] == events
     ticks = [item for kind, item in steps if kind == "tick"]
     assert ticks == list(range((first // HOUR + 1) * HOUR, last + DAY + 1, HOUR)) + (
-        [] if (last + DAY) % HOUR == 0 else [last + DAY])
+        [] if (last + DAY) % HOUR == 0 else [last + DAY]
+    )
     # Each tick comes before the first event after it.
     for n, (kind, item) in enumerate(steps):
         if kind == "tick" and n + 1 < len(steps) and steps[n + 1][0] == "event":

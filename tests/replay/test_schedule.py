@@ -1,4 +1,5 @@
 """The replay's SparseScheduler behaves exactly as the worker's Scheduler."""
+
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
@@ -9,13 +10,22 @@ from streams.runtime.scheduling import BUCKET_MS, Scheduler
 
 T0 = 1_767_225_600_000
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("add"), st.integers(0, 2),
-              st.lists(st.tuples(st.sampled_from(["k1", "k2", "k3"]), st.sampled_from(["a", "b"]),
-                                 st.integers(-30, 3000)), max_size=4), st.integers(-30, 3000)),
-    st.tuples(st.just("due"), st.integers(0, 2), st.integers(-10, 3000)),
-    st.tuples(st.just("watermark"), st.integers(0, 2), st.integers(-10, 3000)),
-), max_size=60)
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.integers(0, 2),
+            st.lists(
+                st.tuples(st.sampled_from(["k1", "k2", "k3"]), st.sampled_from(["a", "b"]), st.integers(-30, 3000)),
+                max_size=4,
+            ),
+            st.integers(-30, 3000),
+        ),
+        st.tuples(st.just("due"), st.integers(0, 2), st.integers(-10, 3000)),
+        st.tuples(st.just("watermark"), st.integers(0, 2), st.integers(-10, 3000)),
+    ),
+    max_size=60,
+)
 
 
 @settings(max_examples=300, deadline=None)

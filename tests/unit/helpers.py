@@ -3,6 +3,7 @@
 Event ids default to a value derived from the event's content, so building the same event twice
 gives the same id (a redelivery); pass `event_id=` to make a distinct event with the same content.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,8 +13,23 @@ import orjson
 from streams.core import ids
 from streams.core.customers import decide_customer
 from streams.core.model import (
-    CarrierScan, ContactChannels, ContentHints, CustomerCommand, DecisionAudit, Due, DueTick, EngagementEvent,
-    Fulfillment, ItemHint, LineItem, MessageIntent, OrderEvent, OrderFact, Schedule, ShippingAddress, SupportEvent,
+    CarrierScan,
+    ContactChannels,
+    ContentHints,
+    CustomerCommand,
+    DecisionAudit,
+    Due,
+    DueTick,
+    EngagementEvent,
+    Fulfillment,
+    ItemHint,
+    LineItem,
+    MessageIntent,
+    OrderEvent,
+    OrderFact,
+    Schedule,
+    ShippingAddress,
+    SupportEvent,
 )
 from streams.core.orders import decide_order
 from streams.core.state import CustomerState, OrderState
@@ -35,52 +51,127 @@ ITEMS = (
 
 # --- order stage inputs ----------------------------------------------------------------------
 
-def contact(email: bool = True, sms: bool = False, push: bool = False, marketing_email: bool = False,
-            marketing_sms: bool = False, locale: str | None = "de-DE") -> ContactChannels:
-    return ContactChannels(email=email, sms=sms, push=push, marketing_email=marketing_email,
-                           marketing_sms=marketing_sms, locale=locale)
+
+def contact(
+    email: bool = True,
+    sms: bool = False,
+    push: bool = False,
+    marketing_email: bool = False,
+    marketing_sms: bool = False,
+    locale: str | None = "de-DE",
+) -> ContactChannels:
+    return ContactChannels(
+        email=email, sms=sms, push=push, marketing_email=marketing_email, marketing_sms=marketing_sms, locale=locale
+    )
 
 
-def order_event(type_: str, at: int = T0, order_id: str = ORDER, customer_id: str = CUSTOMER,
-                event_id: str | None = None, **extra) -> OrderEvent:
-    return OrderEvent(event_id=event_id or f"ord-{order_id}-{type_}-{at}", event_time=at, source="test",
-                      type=type_, order_id=order_id, customer_id=customer_id, **extra)
+def order_event(
+    type_: str, at: int = T0, order_id: str = ORDER, customer_id: str = CUSTOMER, event_id: str | None = None, **extra
+) -> OrderEvent:
+    return OrderEvent(
+        event_id=event_id or f"ord-{order_id}-{type_}-{at}",
+        event_time=at,
+        source="test",
+        type=type_,
+        order_id=order_id,
+        customer_id=customer_id,
+        **extra,
+    )
 
 
-def placed(at: int = T0, order_id: str = ORDER, customer_id: str = CUSTOMER, event_id: str | None = None,
-           items=ITEMS, promised: int | None = T0 + 3 * DAY, channels: ContactChannels | None = None,
-           total: float = 147.0, time_zone: str = "Europe/Berlin") -> OrderEvent:
+def placed(
+    at: int = T0,
+    order_id: str = ORDER,
+    customer_id: str = CUSTOMER,
+    event_id: str | None = None,
+    items=ITEMS,
+    promised: int | None = T0 + 3 * DAY,
+    channels: ContactChannels | None = None,
+    total: float = 147.0,
+    time_zone: str = "Europe/Berlin",
+) -> OrderEvent:
     return order_event(
-        "placed", at, order_id, customer_id, event_id, order_number="#1", currency="EUR", total=total,
-        line_items=list(items), promised_delivery_at=promised,
+        "placed",
+        at,
+        order_id,
+        customer_id,
+        event_id,
+        order_number="#1",
+        currency="EUR",
+        total=total,
+        line_items=list(items),
+        promised_delivery_at=promised,
         shipping=ShippingAddress(country="DE", time_zone=time_zone, region="BY"),
         contact=channels if channels is not None else contact(),
     )
 
 
-def fulfilled(at: int = T0 + 5 * HOUR, shipment_id: str = SHIPMENT, skus=("TEE",), carrier: str = "dhl",
-              tracking: str | None = "TRK1", order_id: str = ORDER, customer_id: str = CUSTOMER,
-              event_id: str | None = None) -> OrderEvent:
-    return order_event("fulfilled", at, order_id, customer_id, event_id or f"ord-{order_id}-fulfilled-{shipment_id}-{at}",
-                       fulfillment=Fulfillment(shipment_id=shipment_id, carrier=carrier, service_level="standard",
-                                               tracking_number=tracking, skus=list(skus)))
+def fulfilled(
+    at: int = T0 + 5 * HOUR,
+    shipment_id: str = SHIPMENT,
+    skus=("TEE",),
+    carrier: str = "dhl",
+    tracking: str | None = "TRK1",
+    order_id: str = ORDER,
+    customer_id: str = CUSTOMER,
+    event_id: str | None = None,
+) -> OrderEvent:
+    return order_event(
+        "fulfilled",
+        at,
+        order_id,
+        customer_id,
+        event_id or f"ord-{order_id}-fulfilled-{shipment_id}-{at}",
+        fulfillment=Fulfillment(
+            shipment_id=shipment_id,
+            carrier=carrier,
+            service_level="standard",
+            tracking_number=tracking,
+            skus=list(skus),
+        ),
+    )
 
 
-def cancelled(at: int = T0 + HOUR, order_id: str = ORDER, customer_id: str = CUSTOMER, reason: str = "customer",
-              event_id: str | None = None) -> OrderEvent:
+def cancelled(
+    at: int = T0 + HOUR,
+    order_id: str = ORDER,
+    customer_id: str = CUSTOMER,
+    reason: str = "customer",
+    event_id: str | None = None,
+) -> OrderEvent:
     return order_event("cancelled", at, order_id, customer_id, event_id, reason=reason)
 
 
-def scan(status: str, at: int, shipment_id: str = SHIPMENT, order_id: str = ORDER, event_id: str | None = None,
-         customer_id: str | None = None, sub_status: str | None = None, carrier: str = "dhl",
-         tracking: str | None = "TRK1", eta: int | None = None) -> CarrierScan:
-    return CarrierScan(event_id=event_id or f"scan-{order_id}-{shipment_id}-{status}-{at}", event_time=at,
-                       source="test", order_id=order_id, shipment_id=shipment_id, carrier=carrier, status=status,
-                       customer_id=customer_id, tracking_number=tracking, service_level="standard",
-                       sub_status=sub_status, carrier_estimated_delivery_at=eta)
+def scan(
+    status: str,
+    at: int,
+    shipment_id: str = SHIPMENT,
+    order_id: str = ORDER,
+    event_id: str | None = None,
+    customer_id: str | None = None,
+    sub_status: str | None = None,
+    carrier: str = "dhl",
+    tracking: str | None = "TRK1",
+    eta: int | None = None,
+) -> CarrierScan:
+    return CarrierScan(
+        event_id=event_id or f"scan-{order_id}-{shipment_id}-{status}-{at}",
+        event_time=at,
+        source="test",
+        order_id=order_id,
+        shipment_id=shipment_id,
+        carrier=carrier,
+        status=status,
+        customer_id=customer_id,
+        tracking_number=tracking,
+        service_level="standard",
+        sub_status=sub_status,
+        carrier_estimated_delivery_at=eta,
+    )
 
 
 # --- order stage runner ----------------------------------------------------------------------
+
 
 @dataclass
 class OrderRun:
@@ -127,21 +218,43 @@ def json_roundtrip(data: dict) -> dict:
 
 # --- customer stage inputs -------------------------------------------------------------------
 
-def fact_command(fact_type: str = "placed", at: int = T0, customer_id: str = CUSTOMER, order_id: str = ORDER,
-                 channels: ContactChannels | None = None, total: float | None = None, categories=(),
-                 detail: str | None = None, command_id: str | None = None,
-                 time_zone: str | None = "Europe/Berlin", items=(), had_problem: bool = False,
-                 promised: int | None = None) -> CustomerCommand:
+
+def fact_command(
+    fact_type: str = "placed",
+    at: int = T0,
+    customer_id: str = CUSTOMER,
+    order_id: str = ORDER,
+    channels: ContactChannels | None = None,
+    total: float | None = None,
+    categories=(),
+    detail: str | None = None,
+    command_id: str | None = None,
+    time_zone: str | None = "Europe/Berlin",
+    items=(),
+    had_problem: bool = False,
+    promised: int | None = None,
+) -> CustomerCommand:
     if fact_type == "placed" and channels is None:
         channels = contact()
     if fact_type == "placed" and items and not categories:
         categories = sorted({i.category for i in items})
     return CustomerCommand(
         command_id=command_id or ids.stable_id("fact", f"{order_id}-{fact_type}-{at}", fact_type),
-        event_time=at, customer_id=customer_id, order_id=order_id, kind="order_fact",
-        fact=OrderFact(type=fact_type, total=total, categories=list(categories), time_zone=time_zone,
-                       contact=channels, detail=detail, items=list(items), had_problem=had_problem,
-                       promised_delivery_at=promised),
+        event_time=at,
+        customer_id=customer_id,
+        order_id=order_id,
+        kind="order_fact",
+        fact=OrderFact(
+            type=fact_type,
+            total=total,
+            categories=list(categories),
+            time_zone=time_zone,
+            contact=channels,
+            detail=detail,
+            items=list(items),
+            had_problem=had_problem,
+            promised_delivery_at=promised,
+        ),
     )
 
 
@@ -151,49 +264,112 @@ def item(sku: str, category: str, quantity: int = 1, title: str | None = None) -
 
 def tick(at: int, customer_id: str = CUSTOMER) -> CustomerCommand:
     """Wall-clock time advanced (the app sends these to every partition it owns)."""
-    return CustomerCommand(command_id=f"tick:{at}", event_time=at, customer_id=customer_id, order_id="",
-                           kind="tick", due=DueTick(now=at))
+    return CustomerCommand(
+        command_id=f"tick:{at}", event_time=at, customer_id=customer_id, order_id="", kind="tick", due=DueTick(now=at)
+    )
 
 
-def intent(intent_type: str = "order_confirmation", channel: str = "email", kind: str = "transactional",
-           at: int = T0, customer_id: str = CUSTOMER, order_id: str | None = ORDER, occasion: str | None = None,
-           reason_codes=("order_placed",), source_event_id: str = "ev-1", priority: str = "high",
-           ttl: int = DAY, tracking: str | None = None) -> MessageIntent:
+def intent(
+    intent_type: str = "order_confirmation",
+    channel: str = "email",
+    kind: str = "transactional",
+    at: int = T0,
+    customer_id: str = CUSTOMER,
+    order_id: str | None = ORDER,
+    occasion: str | None = None,
+    reason_codes=("order_placed",),
+    source_event_id: str = "ev-1",
+    priority: str = "high",
+    ttl: int = DAY,
+    tracking: str | None = None,
+) -> MessageIntent:
     return MessageIntent(
         intent_id=ids.intent_id(customer_id, order_id, intent_type, occasion or intent_type, channel),
-        decided_at=at, order_id=order_id, customer_id=customer_id, intent_type=intent_type, kind=kind,
-        channel=channel, send_at=at, expires_at=at + ttl, priority=priority,
-        content=ContentHints(items=[ItemHint("TEE", "Tee", "fashion", 2)], category="fashion",
-                             tracking_number=tracking),
-        reason_codes=list(reason_codes), source_event_id=source_event_id,
+        decided_at=at,
+        order_id=order_id,
+        customer_id=customer_id,
+        intent_type=intent_type,
+        kind=kind,
+        channel=channel,
+        send_at=at,
+        expires_at=at + ttl,
+        priority=priority,
+        content=ContentHints(
+            items=[ItemHint("TEE", "Tee", "fashion", 2)], category="fashion", tracking_number=tracking
+        ),
+        reason_codes=list(reason_codes),
+        source_event_id=source_event_id,
     )
 
 
-def candidate_command(message: MessageIntent | None = None, command_id: str | None = None, **intent_args) -> CustomerCommand:
+def candidate_command(
+    message: MessageIntent | None = None, command_id: str | None = None, **intent_args
+) -> CustomerCommand:
     message = message or intent(**intent_args)
     return CustomerCommand(
-        command_id=command_id or ids.stable_id("candidate", message.intent_id), event_time=message.decided_at,
-        customer_id=message.customer_id, order_id=message.order_id or "", kind="candidate_intent", intent=message,
+        command_id=command_id or ids.stable_id("candidate", message.intent_id),
+        event_time=message.decided_at,
+        customer_id=message.customer_id,
+        order_id=message.order_id or "",
+        kind="candidate_intent",
+        intent=message,
     )
 
 
-def engagement(type_: str, channel: str = "email", at: int = T0 + HOUR, customer_id: str = CUSTOMER,
-               scope: str | None = None, rating: int | None = None, event_id: str | None = None,
-               order_id: str | None = ORDER) -> EngagementEvent:
-    return EngagementEvent(event_id=event_id or f"eng-{customer_id}-{type_}-{channel}-{at}", event_time=at,
-                           source="test", type=type_, customer_id=customer_id, channel=channel, order_id=order_id,
-                           scope=scope, rating=rating, product_id="TEE" if rating is not None else None)
+def engagement(
+    type_: str,
+    channel: str = "email",
+    at: int = T0 + HOUR,
+    customer_id: str = CUSTOMER,
+    scope: str | None = None,
+    rating: int | None = None,
+    event_id: str | None = None,
+    order_id: str | None = ORDER,
+) -> EngagementEvent:
+    return EngagementEvent(
+        event_id=event_id or f"eng-{customer_id}-{type_}-{channel}-{at}",
+        event_time=at,
+        source="test",
+        type=type_,
+        customer_id=customer_id,
+        channel=channel,
+        order_id=order_id,
+        scope=scope,
+        rating=rating,
+        product_id="TEE" if rating is not None else None,
+    )
 
 
-def support(type_: str, ticket_id: str = "T1", at: int = T0 + HOUR, customer_id: str = CUSTOMER,
-            status: str | None = None, from_customer: bool = True, rating: int | None = None,
-            event_id: str | None = None, text: str | None = None, order_id: str | None = ORDER) -> SupportEvent:
-    return SupportEvent(event_id=event_id or f"sup-{customer_id}-{ticket_id}-{type_}-{at}", event_time=at,
-                        source="test", type=type_, customer_id=customer_id, ticket_id=ticket_id, order_id=order_id,
-                        status=status, from_customer=from_customer, text=text, rating=rating, topic="wismo")
+def support(
+    type_: str,
+    ticket_id: str = "T1",
+    at: int = T0 + HOUR,
+    customer_id: str = CUSTOMER,
+    status: str | None = None,
+    from_customer: bool = True,
+    rating: int | None = None,
+    event_id: str | None = None,
+    text: str | None = None,
+    order_id: str | None = ORDER,
+) -> SupportEvent:
+    return SupportEvent(
+        event_id=event_id or f"sup-{customer_id}-{ticket_id}-{type_}-{at}",
+        event_time=at,
+        source="test",
+        type=type_,
+        customer_id=customer_id,
+        ticket_id=ticket_id,
+        order_id=order_id,
+        status=status,
+        from_customer=from_customer,
+        text=text,
+        rating=rating,
+        topic="wismo",
+    )
 
 
 # --- customer stage runner -------------------------------------------------------------------
+
 
 @dataclass
 class CustomerRun:

@@ -1,4 +1,5 @@
 """Business-time arithmetic (closed form) against its day-by-day definition."""
+
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
@@ -6,11 +7,14 @@ from hypothesis import given, settings, strategies as st
 from streams.core.calendar import DAY, _weekday, add_business_ms, business_ms_between
 
 T0 = 1_767_225_600_000  # 2026-01-01 (a Thursday)
-instants = st.one_of(st.integers(T0 - 30 * DAY, T0 + 60 * DAY),
-                     st.integers(-20, 60).map(lambda d: T0 + d * DAY),  # day boundaries
-                     st.integers(-10 * DAY, 10 * DAY))  # around the epoch
-amounts = st.one_of(st.integers(-3 * DAY, 25 * DAY), st.integers(-2, 20).map(lambda d: d * DAY),
-                    st.sampled_from([0, 1, -1]))
+instants = st.one_of(
+    st.integers(T0 - 30 * DAY, T0 + 60 * DAY),
+    st.integers(-20, 60).map(lambda d: T0 + d * DAY),  # day boundaries
+    st.integers(-10 * DAY, 10 * DAY),
+)  # around the epoch
+amounts = st.one_of(
+    st.integers(-3 * DAY, 25 * DAY), st.integers(-2, 20).map(lambda d: d * DAY), st.sampled_from([0, 1, -1])
+)
 
 
 def walk_between(start: int, end: int) -> int:

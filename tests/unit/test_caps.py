@@ -1,12 +1,21 @@
 """Frequency caps per channel per local calendar day, smart sending, the 30-day e-mail limit, and
 channel choice by engagement. Transactional messages count but are never blocked."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from helpers import (
-    DAY, CustomerRun, audits, candidate_command, contact, engagement, fact_command, intent, send,
+    DAY,
+    CustomerRun,
+    audits,
+    candidate_command,
+    contact,
+    engagement,
+    fact_command,
+    intent,
+    send,
 )
 from streams.core import ids
 
@@ -24,13 +33,33 @@ def customer(tz=LA, **channels) -> CustomerRun:
 
 
 def promo(at, channel="email", n=1):
-    return candidate_command(intent("promotion", channel, kind="marketing", at=at, order_id=None, occasion=f"p{n}",
-                                    reason_codes=["campaign"], source_event_id=f"promo-{n}", priority="low"))
+    return candidate_command(
+        intent(
+            "promotion",
+            channel,
+            kind="marketing",
+            at=at,
+            order_id=None,
+            occasion=f"p{n}",
+            reason_codes=["campaign"],
+            source_event_id=f"promo-{n}",
+            priority="low",
+        )
+    )
 
 
 def news(at, channel="email", n=1, intent_type="shipped"):
-    return candidate_command(intent(intent_type, channel, at=at, order_id=f"O{n}", occasion=f"t{n}",
-                                    source_event_id=f"ship-{n}", reason_codes=["order_fulfilled"]))
+    return candidate_command(
+        intent(
+            intent_type,
+            channel,
+            at=at,
+            order_id=f"O{n}",
+            occasion=f"t{n}",
+            source_event_id=f"ship-{n}",
+            reason_codes=["order_fulfilled"],
+        )
+    )
 
 
 def test_marketing_is_skipped_once_the_days_email_cap_is_reached_transactional_never():
@@ -120,7 +149,10 @@ def test_without_enough_engagement_data_marketing_stays_on_its_channel():
 
 def test_caps_count_per_channel():
     run = customer(sms=True, marketing_email=True)
-    send(run, news(ms(2026, 1, 2, 10), channel="sms", n=1, intent_type="out_for_delivery"),
-         news(ms(2026, 1, 2, 11), channel="sms", n=2, intent_type="out_for_delivery"))
+    send(
+        run,
+        news(ms(2026, 1, 2, 10), channel="sms", n=1, intent_type="out_for_delivery"),
+        news(ms(2026, 1, 2, 11), channel="sms", n=2, intent_type="out_for_delivery"),
+    )
     intents, _ = send(run, promo(ms(2026, 1, 2, 15)))
     assert [i.channel for i in intents] == ["email"]

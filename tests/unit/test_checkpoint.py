@@ -7,6 +7,7 @@ on a wiped disk). The worker is the real batch loop (streams/runtime/batch.py) o
 stage, so the decisions are the worker's own. After each crash a new worker takes over and reads the
 uncommitted inputs in another interleaving of its input topics, as Faust may.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -155,10 +156,12 @@ class CrashingCheckpoint(Checkpoint):
 
 
 def encode(out) -> list[Output]:
-    records = [Output("intents", i.customer_id.encode(), orjson.dumps(to_record(i)), i.customer_id)
-               for i in out.intents]
-    records += [Output("decision-audit", a.customer_id.encode(), orjson.dumps(to_record(a)), a.customer_id)
-                for a in out.audit]
+    records = [
+        Output("intents", i.customer_id.encode(), orjson.dumps(to_record(i)), i.customer_id) for i in out.intents
+    ]
+    records += [
+        Output("decision-audit", a.customer_id.encode(), orjson.dumps(to_record(a)), a.customer_id) for a in out.audit
+    ]
     return check_size(records)
 
 
@@ -171,31 +174,47 @@ def decide(stage, message, record):
 class Worker:
     """One worker process: the customer stage over its stores, batches of `batch` inputs."""
 
-    def __init__(self, broker: Broker, stores: list[Store], batch: int = 3, crash_after: str | None = None,
-                 crash_at: int = 1):
+    def __init__(
+        self, broker: Broker, stores: list[Store], batch: int = 3, crash_after: str | None = None, crash_at: int = 1
+    ):
         self.broker = broker
         current = {"p": 0}
-        views = [WriteBack(Reader(stores[0], current), snapshot=encode_value,
-                           restore=lambda data: CustomerState.from_dict(orjson.loads(data))),
-                 WriteBack(Reader(stores[1], current))]
+        views = [
+            WriteBack(
+                Reader(stores[0], current),
+                snapshot=encode_value,
+                restore=lambda data: CustomerState.from_dict(orjson.loads(data)),
+            ),
+            WriteBack(Reader(stores[1], current)),
+        ]
         self.checkpoint = CrashingCheckpoint(broker.send, stores, "customer")
         self.checkpoint.crash_after, self.checkpoint.crash_at = crash_after, crash_at
         self.runner = BatchRunner(
-            CustomerStage(*views, objects=True, event_clock=True), views, self.checkpoint,
-            decode=lambda m: m.value, decide=decide, encode=encode,
+            CustomerStage(*views, objects=True, event_clock=True),
+            views,
+            self.checkpoint,
+            decode=lambda m: m.value,
+            decide=decide,
+            encode=encode,
             dead_letter=lambda m, reason, error: Output("dead-letters", m.key, reason.encode()),
-            fire_limit=1000, enter=lambda event: current.update(p=event.message.partition))
+            fire_limit=1000,
+            enter=lambda event: current.update(p=event.message.partition),
+        )
         self.batch = batch
 
     def pending(self, inputs: dict, order: list[str]) -> list[Event]:
         """The uncommitted inputs, a topic's after another's in `order`."""
-        return [Event(Message(t, 0, o, CUSTOMER.encode(), v)) for t in order for o, v in enumerate(inputs[t])
-                if o >= self.broker.committed.get((t, 0), 0)]
+        return [
+            Event(Message(t, 0, o, CUSTOMER.encode(), v))
+            for t in order
+            for o, v in enumerate(inputs[t])
+            if o >= self.broker.committed.get((t, 0), 0)
+        ]
 
     async def run(self, inputs: dict, order: list[str]) -> None:
         events = self.pending(inputs, order)
         for i in range(0, len(events), self.batch):
-            batch = events[i:i + self.batch]
+            batch = events[i : i + self.batch]
 
             async def commit_inputs(batch=batch):
                 for e in batch:
@@ -211,8 +230,10 @@ def inputs_of_a_repeat_customer() -> dict:
     goes by e-mail; after it, by SMS. Either is right; both is the defect."""
     channels, noon = contact(email=True, sms=True), T0 + 12 * HOUR  # SMS outside quiet hours
     return {
-        COMMANDS: [fact_command("placed", at=noon, channels=channels),
-                   candidate_command(at=noon + 1000, channel="email")],
+        COMMANDS: [
+            fact_command("placed", at=noon, channels=channels),
+            candidate_command(at=noon + 1000, channel="email"),
+        ],
         ENGAGEMENT: [engagement("bounced", channel="email", at=noon + 500, order_id="O0")],
     }
 
@@ -220,8 +241,9 @@ def inputs_of_a_repeat_customer() -> dict:
 def new_world(batch: int = 3) -> tuple[Broker, list[Store], dict]:
     """The order's placement already decided and committed; the confirmation and the bounce not yet."""
     broker, stores, inputs = Broker(), [Store("customers"), Store("schedule")], inputs_of_a_repeat_customer()
-    asyncio.run(Worker(broker, stores, batch).run({COMMANDS: inputs[COMMANDS][:1], ENGAGEMENT: []},
-                                                  [COMMANDS, ENGAGEMENT]))
+    asyncio.run(
+        Worker(broker, stores, batch).run({COMMANDS: inputs[COMMANDS][:1], ENGAGEMENT: []}, [COMMANDS, ENGAGEMENT])
+    )
     return broker, stores, inputs
 
 
@@ -236,6 +258,7 @@ def confirmations(broker: Broker) -> set:
 
 def test_the_interleaving_decides_the_channel():
     """What made two ids possible: the same inputs in two interleavings give two different decisions."""
+
     def once(order):
         broker, stores, inputs = new_world()
         asyncio.run(Worker(broker, stores).run(inputs, order))
@@ -285,7 +308,8 @@ def test_a_crash_after_any_step_loses_nothing_and_never_gives_two_ids(step, cras
         broker, stores, inputs = world
         with pytest.raises(Crash):
             await Worker(broker, stores, batch=1, crash_after=step, crash_at=crash_at).run(
-                inputs, [COMMANDS, ENGAGEMENT])
+                inputs, [COMMANDS, ENGAGEMENT]
+            )
         for s in stores:
             s.recover(broker, wiped)
         await Worker(broker, stores, batch=2).run(inputs, [ENGAGEMENT, COMMANDS])
@@ -343,13 +367,21 @@ def test_an_outbox_whose_inputs_were_committed_is_not_sent_again():
 def test_a_state_too_large_for_a_record_dead_letters_its_input_and_the_batch_goes_on():
     """An input whose state would not fit one Kafka record is rolled back and dead-lettered; the
     inputs after it in the batch are decided and committed."""
+
     async def scenario():
         broker = Broker()
         stores = [Store("customers"), Store("schedule")]
-        huge = fact_command("placed", at=T0, order_id="O-huge", command_id="huge",
-                            items=[item("BIG", "home", title="x" * (MAX_RECORD_BYTES + 10))])
-        inputs = {COMMANDS: [huge, fact_command("placed", at=T0 + 1, channels=contact()),
-                             candidate_command(at=T0 + 1000)], ENGAGEMENT: []}
+        huge = fact_command(
+            "placed",
+            at=T0,
+            order_id="O-huge",
+            command_id="huge",
+            items=[item("BIG", "home", title="x" * (MAX_RECORD_BYTES + 10))],
+        )
+        inputs = {
+            COMMANDS: [huge, fact_command("placed", at=T0 + 1, channels=contact()), candidate_command(at=T0 + 1000)],
+            ENGAGEMENT: [],
+        }
         await Worker(broker, stores, batch=3).run(inputs, [COMMANDS, ENGAGEMENT])
         return broker, stores
 

@@ -1,26 +1,44 @@
 """The `aftersale` command's arguments: bad values are one line and a non-zero exit, help shows
 every command, the defaults and the benchmarks."""
+
 from __future__ import annotations
 
 import pytest
 
 from streams.cli import build_parser, main
 
-COMMANDS = ["demo", "worker", "topics", "simulate", "schemas", "bench", "ingest", "sender", "replay", "backtest",
-            "broker"]
+COMMANDS = [
+    "demo",
+    "worker",
+    "topics",
+    "simulate",
+    "schemas",
+    "bench",
+    "ingest",
+    "sender",
+    "replay",
+    "backtest",
+    "broker",
+]
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["simulate", "--orders", "-5"], "--orders: must be at least 1, got -5"),
-    (["simulate", "--orders", "many"], "'many' is not a whole number"),
-    (["simulate", "--rate", "0"], "--rate: must be above 0"),
-    (["demo", "--bad", "-1"], "--bad: must be at least 0"),
-    (["replay", "--input", "/nonexistent.jsonl", "--out", "x"], "/nonexistent.jsonl does not exist"),
-    (["replay", "--out", "x"], "one of the arguments --input --simulate is required"),
-    (["replay", "--input", ".", "--simulate", "3", "--out", "x"], "not allowed with argument"),
-    (["backtest", "--simulate", "10", "--out", "x", "--from-replay", "/nonexistent"], "/nonexistent does not exist"),
-    (["nonsense"], "invalid choice: 'nonsense'"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["simulate", "--orders", "-5"], "--orders: must be at least 1, got -5"),
+        (["simulate", "--orders", "many"], "'many' is not a whole number"),
+        (["simulate", "--rate", "0"], "--rate: must be above 0"),
+        (["demo", "--bad", "-1"], "--bad: must be at least 0"),
+        (["replay", "--input", "/nonexistent.jsonl", "--out", "x"], "/nonexistent.jsonl does not exist"),
+        (["replay", "--out", "x"], "one of the arguments --input --simulate is required"),
+        (["replay", "--input", ".", "--simulate", "3", "--out", "x"], "not allowed with argument"),
+        (
+            ["backtest", "--simulate", "10", "--out", "x", "--from-replay", "/nonexistent"],
+            "/nonexistent does not exist",
+        ),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+    ],
+)
 def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, says):
     with pytest.raises(SystemExit) as exit_:
         main(argv)

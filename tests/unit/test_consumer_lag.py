@@ -1,5 +1,6 @@
 """Consumer lag is measured against committed offsets, not the fetch position (streams/ops.py): an
 agent stuck on a batch whose fetcher had read to the end once showed lag 0 with 169 inputs behind."""
+
 from __future__ import annotations
 
 import asyncio

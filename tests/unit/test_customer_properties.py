@@ -24,6 +24,7 @@ order). Those exceptions are order-dependent by design: the newest consent state
 cancellation stops what comes after it, caps go to whoever comes first, and in a split order the
 first parcel's announcement stands.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -34,30 +35,60 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers import (
-    DAY, HOUR, MINUTE, CustomerRun, candidate_command, contact, engagement, fact_command, intent, item,
-    support, tick,
+    DAY,
+    HOUR,
+    MINUTE,
+    CustomerRun,
+    candidate_command,
+    contact,
+    engagement,
+    fact_command,
+    intent,
+    item,
+    support,
+    tick,
 )
 from streams.core.model import CustomerCommand, EngagementEvent, MessageIntent, SupportEvent
 
-PROPERTY = settings(max_examples=120, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=120,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Tokyo", "America/Los_Angeles"]
 # Starts just before daylight-saving changes in one hemisphere or the other.
-STARTS = [int(datetime(2026, m, d, tzinfo=ZoneInfo("UTC")).timestamp() * 1000) for m, d in
-          [(1, 5), (3, 1), (3, 25), (10, 10)]]
+STARTS = [
+    int(datetime(2026, m, d, tzinfo=ZoneInfo("UTC")).timestamp() * 1000) for m, d in [(1, 5), (3, 1), (3, 25), (10, 10)]
+]
 ORDERS = ["O1", "O2", "O3"]
-CATALOG = [item("TEE", "fashion", 2), item("HDP", "electronics"), item("COF", "consumables", 2),
-           item("LMP", "home"), item("SRM", "beauty"), item("ESP", "appliances")]
-NEGATIVE_TEXTS = ["My parcel is late again, this is really frustrating. I want a refund.",
-                  "The box arrived damaged and nobody answers my emails. Terrible service."]
+CATALOG = [
+    item("TEE", "fashion", 2),
+    item("HDP", "electronics"),
+    item("COF", "consumables", 2),
+    item("LMP", "home"),
+    item("SRM", "beauty"),
+    item("ESP", "appliances"),
+]
+NEGATIVE_TEXTS = [
+    "My parcel is late again, this is really frustrating. I want a refund.",
+    "The box arrived damaged and nobody answers my emails. Terrible service.",
+]
 OTHER_TEXTS = ["Hi, could you tell me when my order will arrive? Thanks!", "Can I change the delivery address?", None]
-TRANSACTIONAL = [("shipped", "transactional", "normal"), ("out_for_delivery", "transactional", "high"),
-                 ("delivered", "transactional", "normal"), ("delay_warning", "service", "high"),
-                 ("address_problem", "service", "urgent"), ("order_confirmation", "transactional", "high")]
+TRANSACTIONAL = [
+    ("shipped", "transactional", "normal"),
+    ("out_for_delivery", "transactional", "high"),
+    ("delivered", "transactional", "normal"),
+    ("delay_warning", "service", "high"),
+    ("address_problem", "service", "urgent"),
+    ("order_confirmation", "transactional", "high"),
+]
 
 
 # --- timelines -------------------------------------------------------------------------------
+
 
 @st.composite
 def timelines(draw, max_items: int = 40):
@@ -78,8 +109,19 @@ def timelines(draw, max_items: int = 40):
     placed_first = draw(st.booleans())
     # A calm customer (no problems, no complaints) lets marketing through to the caps.
     calm = draw(st.booleans())
-    kinds = ["placed", "delivered", "candidate", "candidate", "candidate", "marketing", "marketing", "engagement",
-             "engagement", "consent", "tick"]
+    kinds = [
+        "placed",
+        "delivered",
+        "candidate",
+        "candidate",
+        "candidate",
+        "marketing",
+        "marketing",
+        "engagement",
+        "engagement",
+        "consent",
+        "tick",
+    ]
     if calm:
         kinds += ["marketing", "marketing", "placed"]
     else:
@@ -90,61 +132,143 @@ def timelines(draw, max_items: int = 40):
         order_id = draw(st.sampled_from(ORDERS))
         if choice == "placed":
             goods = draw(st.lists(st.sampled_from(CATALOG), min_size=1, max_size=3, unique_by=lambda x: x.sku))
-            items.append(fact_command(
-                "placed", at, order_id=order_id, time_zone=tz, items=goods,
-                total=float(draw(st.sampled_from([20, 80, 300]))), command_id=uid("placed"),
-                channels=contact(email=True, sms=draw(st.booleans()), push=draw(st.booleans()),
-                                 marketing_email=draw(st.booleans()), marketing_sms=draw(st.booleans()))))
+            items.append(
+                fact_command(
+                    "placed",
+                    at,
+                    order_id=order_id,
+                    time_zone=tz,
+                    items=goods,
+                    total=float(draw(st.sampled_from([20, 80, 300]))),
+                    command_id=uid("placed"),
+                    channels=contact(
+                        email=True,
+                        sms=draw(st.booleans()),
+                        push=draw(st.booleans()),
+                        marketing_email=draw(st.booleans()),
+                        marketing_sms=draw(st.booleans()),
+                    ),
+                )
+            )
         elif choice == "delivered":
             late = not calm and draw(st.booleans())
             goods = draw(st.lists(st.sampled_from(CATALOG), min_size=0, max_size=2, unique_by=lambda x: x.sku))
-            items.append(fact_command("delivered", at, order_id=order_id, time_zone=tz, items=goods,
-                                      detail="late" if late else "on_time",
-                                      had_problem=late or (not calm and draw(st.booleans())),
-                                      command_id=uid("delivered")))
+            items.append(
+                fact_command(
+                    "delivered",
+                    at,
+                    order_id=order_id,
+                    time_zone=tz,
+                    items=goods,
+                    detail="late" if late else "on_time",
+                    had_problem=late or (not calm and draw(st.booleans())),
+                    command_id=uid("delivered"),
+                )
+            )
         elif choice == "problem":
-            detail = draw(st.sampled_from(["exception:customs_delay", "delay:predicted", "stall:in_transit",
-                                           "returned_to_sender:return", "attempt_failed:recipient_unavailable"]))
-            items.append(fact_command("delivery_problem", at, order_id=order_id, time_zone=tz, detail=detail,
-                                      command_id=uid("problem")))
+            detail = draw(
+                st.sampled_from(
+                    [
+                        "exception:customs_delay",
+                        "delay:predicted",
+                        "stall:in_transit",
+                        "returned_to_sender:return",
+                        "attempt_failed:recipient_unavailable",
+                    ]
+                )
+            )
+            items.append(
+                fact_command(
+                    "delivery_problem", at, order_id=order_id, time_zone=tz, detail=detail, command_id=uid("problem")
+                )
+            )
         elif choice in ("cancelled", "refunded"):
-            items.append(fact_command(choice, at, order_id=order_id, time_zone=tz,
-                                      detail=draw(st.sampled_from(["customer", "return", "damaged"])),
-                                      command_id=uid(choice)))
+            items.append(
+                fact_command(
+                    choice,
+                    at,
+                    order_id=order_id,
+                    time_zone=tz,
+                    detail=draw(st.sampled_from(["customer", "return", "damaged"])),
+                    command_id=uid(choice),
+                )
+            )
         elif choice == "candidate":
             intent_type, kind, priority = draw(st.sampled_from(TRANSACTIONAL))
-            message = intent(intent_type, draw(st.sampled_from(["email", "sms", "push"])), kind=kind, at=at,
-                             order_id=order_id, occasion=uid("occ"), source_event_id=uid("ev"), priority=priority,
-                             ttl=draw(st.sampled_from([2 * HOUR, 12 * HOUR, 2 * DAY])),
-                             tracking=draw(st.sampled_from(["TRK1", "TRK2", None])))
+            message = intent(
+                intent_type,
+                draw(st.sampled_from(["email", "sms", "push"])),
+                kind=kind,
+                at=at,
+                order_id=order_id,
+                occasion=uid("occ"),
+                source_event_id=uid("ev"),
+                priority=priority,
+                ttl=draw(st.sampled_from([2 * HOUR, 12 * HOUR, 2 * DAY])),
+                tracking=draw(st.sampled_from(["TRK1", "TRK2", None])),
+            )
             items.append(candidate_command(message))
         elif choice == "marketing":
-            message = intent("promotion", draw(st.sampled_from(["email", "sms", "push"])), kind="marketing", at=at,
-                             order_id=None, occasion=uid("promo"), source_event_id=uid("campaign"), priority="low",
-                             ttl=draw(st.sampled_from([6 * HOUR, 3 * DAY, 20 * DAY])), reason_codes=["campaign"])
+            message = intent(
+                "promotion",
+                draw(st.sampled_from(["email", "sms", "push"])),
+                kind="marketing",
+                at=at,
+                order_id=None,
+                occasion=uid("promo"),
+                source_event_id=uid("campaign"),
+                priority="low",
+                ttl=draw(st.sampled_from([6 * HOUR, 3 * DAY, 20 * DAY])),
+                reason_codes=["campaign"],
+            )
             items.append(candidate_command(message))
         elif choice == "engagement":
             kind = draw(st.sampled_from(["opened", "clicked", "review_submitted"]))
             channel = "web" if kind == "review_submitted" else draw(st.sampled_from(["email", "sms", "push"]))
-            items.append(engagement(kind, channel, at=at, order_id=order_id, event_id=uid("eng"),
-                                    rating=draw(st.integers(1, 5)) if kind == "review_submitted" else None))
+            items.append(
+                engagement(
+                    kind,
+                    channel,
+                    at=at,
+                    order_id=order_id,
+                    event_id=uid("eng"),
+                    rating=draw(st.integers(1, 5)) if kind == "review_submitted" else None,
+                )
+            )
         elif choice == "consent":
             kind = draw(st.sampled_from(["unsubscribed", "resubscribed", "spam_report", "bounced"]))
-            items.append(engagement(kind, draw(st.sampled_from(["email", "sms", "push"])), at=at, event_id=uid("c"),
-                                    scope=draw(st.sampled_from(["marketing", "all"])), order_id=None))
+            items.append(
+                engagement(
+                    kind,
+                    draw(st.sampled_from(["email", "sms", "push"])),
+                    at=at,
+                    event_id=uid("c"),
+                    scope=draw(st.sampled_from(["marketing", "all"])),
+                    order_id=None,
+                )
+            )
         elif choice == "support":
             kind = draw(st.sampled_from(["ticket_opened", "message", "solved", "satisfaction_rating"]))
-            items.append(support(kind, draw(st.sampled_from(["T1", "T2"])), at=at, event_id=uid("sup"),
-                                 order_id=order_id, status="solved" if kind == "solved" else None,
-                                 from_customer=kind != "solved" and draw(st.booleans()),
-                                 text=draw(st.sampled_from(NEGATIVE_TEXTS + OTHER_TEXTS)),
-                                 rating=draw(st.integers(1, 5)) if kind == "satisfaction_rating" else None))
+            items.append(
+                support(
+                    kind,
+                    draw(st.sampled_from(["T1", "T2"])),
+                    at=at,
+                    event_id=uid("sup"),
+                    order_id=order_id,
+                    status="solved" if kind == "solved" else None,
+                    from_customer=kind != "solved" and draw(st.booleans()),
+                    text=draw(st.sampled_from(NEGATIVE_TEXTS + OTHER_TEXTS)),
+                    rating=draw(st.integers(1, 5)) if kind == "satisfaction_rating" else None,
+                )
+            )
         else:
             items.append(tick(at))
     return tz, items
 
 
 # --- an independent model of what the inputs say ---------------------------------------------
+
 
 @dataclass
 class Channel:
@@ -230,7 +354,8 @@ class Model:
         elif event.type == "ticket_opened" or (event.type == "message" and event.from_customer):
             self.open_tickets.add(event.ticket_id)
         if (event.type == "satisfaction_rating" and event.rating <= 2) or (
-                event.from_customer and event.text in NEGATIVE_TEXTS):
+            event.from_customer and event.text in NEGATIVE_TEXTS
+        ):
             self._negative(event.event_time, event.order_id)
 
     def _negative(self, at, order_id) -> None:
@@ -267,16 +392,25 @@ class Model:
         out = []
         zone = ZoneInfo(i.time_zone)
         day = datetime.fromtimestamp(moment / 1000, zone).date()
-        same_day = [s for s in self.sent if s.channel == i.channel
-                    and datetime.fromtimestamp(max(s.decided_at, s.send_at) / 1000, zone).date() == day]
+        same_day = [
+            s
+            for s in self.sent
+            if s.channel == i.channel
+            and datetime.fromtimestamp(max(s.decided_at, s.send_at) / 1000, zone).date() == day
+        ]
         if len(same_day) >= {"email": 2, "sms": 1, "push": 2}[i.channel]:
             out.append("daily_cap")
         window = {"email": 16 * HOUR, "sms": 24 * HOUR, "push": 24 * HOUR}[i.channel]
         marketing = [s for s in self.sent if s.kind == "marketing"]
         if any(s.channel == i.channel and abs(max(s.decided_at, s.send_at) - moment) < window for s in marketing):
             out.append("smart_sending")
-        if i.channel == "email" and len([s for s in marketing if s.channel == "email"
-                                         and abs(max(s.decided_at, s.send_at) - moment) < 30 * DAY]) >= 5:
+        if (
+            i.channel == "email"
+            and len(
+                [s for s in marketing if s.channel == "email" and abs(max(s.decided_at, s.send_at) - moment) < 30 * DAY]
+            )
+            >= 5
+        ):
             out.append("30_days")
         if self.open_tickets:
             out.append("guard:open_ticket")
@@ -331,6 +465,7 @@ def run_timeline(items, duplicate: bool = False, check: bool = True) -> tuple[Cu
 
 # --- the properties --------------------------------------------------------------------------
 
+
 @PROPERTY
 @given(timeline=timelines())
 def test_no_intent_ever_breaks_consent_quiet_hours_caps_or_the_guard(timeline):
@@ -366,16 +501,21 @@ def test_the_same_timeline_gives_the_same_ids_and_a_replay_adds_nothing(timeline
 def _independent(batch) -> bool:
     news = set()
     for it in batch:
-        if isinstance(it, CustomerCommand) and it.kind == "order_fact" and it.fact.type in ("placed", "cancelled",
-                                                                                           "refunded"):
+        if (
+            isinstance(it, CustomerCommand)
+            and it.kind == "order_fact"
+            and it.fact.type in ("placed", "cancelled", "refunded")
+        ):
             return False
         if isinstance(it, EngagementEvent) and it.type in ("unsubscribed", "resubscribed", "spam_report", "bounced"):
             return False
         if isinstance(it, CustomerCommand) and it.kind == "candidate_intent":
             if it.intent.kind == "marketing":
                 return False
-            key = (it.intent.order_id, "parcel" if it.intent.intent_type in ("shipped", "delivered")
-                   else it.intent.intent_type)
+            key = (
+                it.intent.order_id,
+                "parcel" if it.intent.intent_type in ("shipped", "delivered") else it.intent.intent_type,
+            )
             if key in news:
                 return False
             news.add(key)

@@ -1,10 +1,23 @@
 """The scheduling contract of the customer stage (model.Schedule): timers in the state, a Schedule
 entry per timer set, Dues acted on only when they match, ticks and later items advancing time."""
+
 from __future__ import annotations
 
 from helpers import (
-    CUSTOMER, DAY, HOUR, ORDER, T0, candidate_command, contact, fact_command, intent, item, run_customer, send,
-    support, tick,
+    CUSTOMER,
+    DAY,
+    HOUR,
+    ORDER,
+    T0,
+    candidate_command,
+    contact,
+    fact_command,
+    intent,
+    item,
+    run_customer,
+    send,
+    support,
+    tick,
 )
 from streams.core.customers import decide_customer
 from streams.core.model import Due, Schedule
@@ -15,19 +28,24 @@ CARE = T0 + 3 * DAY + 9 * HOUR  # the next day, 10:00 in Berlin
 
 def delivered_customer():
     return run_customer(
-        fact_command("placed", T0 + 10 * HOUR, channels=contact(marketing_email=True), total=30.0,
-                     items=[item("TEE", "fashion")]),
+        fact_command(
+            "placed", T0 + 10 * HOUR, channels=contact(marketing_email=True), total=30.0, items=[item("TEE", "fashion")]
+        ),
         fact_command("delivered", DELIVERED, detail="on_time", items=[item("TEE", "fashion")]),
     )
 
 
 def test_every_timer_set_is_scheduled_and_in_the_future():
     run = delivered_customer()
-    first = decide_customer(None, fact_command("placed", T0 + 10 * HOUR, channels=contact(), total=30.0),
-                            T0 + 10 * HOUR)
+    first = decide_customer(
+        None, fact_command("placed", T0 + 10 * HOUR, channels=contact(), total=30.0), T0 + 10 * HOUR
+    )
     assert first.schedule == [Schedule(CUSTOMER, "winback", first.state.timers["winback"])]
-    decision = decide_customer(run.state, fact_command("delivered", DELIVERED + HOUR, detail="on_time",
-                                                       order_id="O2", items=[item("CAP", "fashion")]), DELIVERED + HOUR)
+    decision = decide_customer(
+        run.state,
+        fact_command("delivered", DELIVERED + HOUR, detail="on_time", order_id="O2", items=[item("CAP", "fashion")]),
+        DELIVERED + HOUR,
+    )
     assert decision.schedule and all(s.due_at > DELIVERED + HOUR for s in decision.schedule)
     assert all(decision.state.timers[s.kind] == s.due_at for s in decision.schedule)
     assert {s.kind for s in decision.schedule} == {"care_tips:O2", "review_request:O2", "cross_sell:O2"}
@@ -82,7 +100,8 @@ def test_an_item_processed_late_does_not_fire_inside_its_own_decision():
     run = delivered_customer()
     night = T0 + 5 * DAY + 22 * HOUR  # 23:00 in Berlin
     run.feed(fact_command("placed", night - HOUR, order_id="O2", channels=contact(sms=True), total=30.0))
-    decision = decide_customer(run.state, candidate_command(intent("shipped", "sms", at=night, order_id="O2",
-                                                                   source_event_id="f2")), night)
+    decision = decide_customer(
+        run.state, candidate_command(intent("shipped", "sms", at=night, order_id="O2", source_event_id="f2")), night
+    )
     assert decision.intents == [] and [a.decision for a in decision.audit] == ["held"]
     assert all(s.due_at > night for s in decision.schedule)

@@ -1,4 +1,5 @@
 """Customer stage scenarios: facts, engagement and support in, intents or audit out."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,8 +8,23 @@ import orjson
 import pytest
 
 from helpers import (
-    CUSTOMER, DAY, HOUR, MINUTE, ORDER, T0, candidate_command, contact, engagement, fact_command, intent,
-    json_roundtrip, placed, run_customer, run_orders, send, support,
+    CUSTOMER,
+    DAY,
+    HOUR,
+    MINUTE,
+    ORDER,
+    T0,
+    candidate_command,
+    contact,
+    engagement,
+    fact_command,
+    intent,
+    json_roundtrip,
+    placed,
+    run_customer,
+    run_orders,
+    send,
+    support,
 )
 from streams.core import ids
 from streams.core.customers import decide_customer
@@ -22,6 +38,7 @@ def reachable_by_email(**channels):
 
 # --- pass-through and de-duplication ---------------------------------------------------------
 
+
 def test_candidate_for_a_reachable_customer_passes_through():
     run = reachable_by_email()
     message = intent("order_confirmation", "email", at=T0)
@@ -34,8 +51,11 @@ def test_candidate_for_a_reachable_customer_passes_through():
     assert run.state.channels["email"].sent == 1
     (recent,) = run.state.recent_intents
     assert {k: recent[k] for k in ("intent_id", "intent_type", "channel", "order_id", "at")} == {
-        "intent_id": message.intent_id, "intent_type": "order_confirmation", "channel": "email",
-        "order_id": ORDER, "at": now,  # when it goes out (decided after its send_at): what caps count
+        "intent_id": message.intent_id,
+        "intent_type": "order_confirmation",
+        "channel": "email",
+        "order_id": ORDER,
+        "at": now,  # when it goes out (decided after its send_at): what caps count
     }
 
 
@@ -74,6 +94,7 @@ def test_candidate_from_the_order_stage_passes_end_to_end():
 
 
 # --- channel choice --------------------------------------------------------------------------
+
 
 def test_unreachable_preferred_channel_falls_back_to_email():
     run = reachable_by_email()  # sms not reachable
@@ -143,6 +164,7 @@ def test_candidate_for_an_unknown_customer_is_skipped():
 
 # --- bounces ---------------------------------------------------------------------------------
 
+
 def test_hard_bounce_blocks_email_until_a_new_order_brings_an_address():
     run = reachable_by_email()
     send(run, engagement("bounced", "email", at=T0 + HOUR))
@@ -150,7 +172,9 @@ def test_hard_bounce_blocks_email_until_a_new_order_brings_an_address():
 
     intents, audit = send(run, candidate_command(intent("shipped", "email", at=T0 + 2 * HOUR)))
     assert intents == []
-    assert [a.reasons for a in audit] == [["no_allowed_channel", "bounced:email", "unreachable:sms", "unreachable:push"]]
+    assert [a.reasons for a in audit] == [
+        ["no_allowed_channel", "bounced:email", "unreachable:sms", "unreachable:push"]
+    ]
 
     send(run, fact_command("placed", T0 + DAY, order_id="O2", channels=contact(email=True)))
     assert run.state.channels["email"].bounced is False
@@ -180,8 +204,9 @@ DAYTIME = 10 * HOUR
 
 
 def marketing(channel: str = "email", at: int = T0 + 2 * DAY + DAYTIME, occasion: str = "m1"):
-    return candidate_command(intent("cross_sell", channel, kind="marketing", at=at, order_id=None, occasion=occasion,
-                                    reason_codes=["test"]))
+    return candidate_command(
+        intent("cross_sell", channel, kind="marketing", at=at, order_id=None, occasion=occasion, reason_codes=["test"])
+    )
 
 
 def transactional(channel: str = "email", at: int = T0 + 2 * DAY + DAYTIME, occasion: str = "t1"):
@@ -192,7 +217,12 @@ def test_marketing_needs_checkout_consent():
     without = reachable_by_email(marketing_email=False)
     intents, audit = send(without, marketing())
     assert intents == []
-    assert audit[0].reasons == ["no_allowed_channel", "no_marketing_consent:email", "unreachable:sms", "unreachable:push"]
+    assert audit[0].reasons == [
+        "no_allowed_channel",
+        "no_marketing_consent:email",
+        "unreachable:sms",
+        "unreachable:push",
+    ]
 
     with_consent = reachable_by_email(marketing_email=True)
     intents, audit = send(with_consent, marketing())
@@ -204,7 +234,10 @@ def test_marketing_never_falls_back_to_a_channel_without_consent():
     intents, audit = send(run, marketing("email"))
     assert intents == []
     assert audit[0].reasons == [
-        "no_allowed_channel", "no_marketing_consent:email", "no_marketing_consent:sms", "unreachable:push",
+        "no_allowed_channel",
+        "no_marketing_consent:email",
+        "no_marketing_consent:sms",
+        "unreachable:push",
     ]
     opted_in_sms = reachable_by_email(sms=True, marketing_email=False, marketing_sms=True)
     intents, _ = send(opted_in_sms, marketing("email"))
@@ -261,8 +294,11 @@ def test_an_unsubscribe_older_than_the_consent_still_takes_effect():
 
 def test_resubscribe_newer_than_the_unsubscribe_restores_marketing():
     run = reachable_by_email(marketing_email=True)
-    send(run, engagement("unsubscribed", "email", at=T0 + DAY, scope="all"),
-         engagement("resubscribed", "email", at=T0 + DAY + HOUR))
+    send(
+        run,
+        engagement("unsubscribed", "email", at=T0 + DAY, scope="all"),
+        engagement("resubscribed", "email", at=T0 + DAY + HOUR),
+    )
     ch = run.state.channels["email"]
     assert (ch.marketing_consent, ch.unsubscribed_all, ch.consent_at) == (True, False, T0 + DAY + HOUR)
     intents, _ = send(run, marketing())
@@ -271,8 +307,11 @@ def test_resubscribe_newer_than_the_unsubscribe_restores_marketing():
 
 def test_resubscribe_older_than_the_unsubscribe_does_not_restore_marketing():
     run = reachable_by_email(marketing_email=True)
-    send(run, engagement("unsubscribed", "email", at=T0 + DAY, scope="marketing"),
-         engagement("resubscribed", "email", at=T0 + DAY - HOUR))
+    send(
+        run,
+        engagement("unsubscribed", "email", at=T0 + DAY, scope="marketing"),
+        engagement("resubscribed", "email", at=T0 + DAY - HOUR),
+    )
     assert run.state.channels["email"].marketing_consent is False
     intents, _ = send(run, marketing())
     assert intents == []
@@ -289,8 +328,13 @@ def test_checkout_after_an_unsubscribe_can_opt_in_again_but_an_old_replayed_one_
 
 def test_engagement_counters():
     run = reachable_by_email()
-    send(run, engagement("delivered", "email", at=T0 + 1), engagement("opened", "email", at=T0 + 2),
-         engagement("opened", "email", at=T0 + 3), engagement("clicked", "email", at=T0 + 4))
+    send(
+        run,
+        engagement("delivered", "email", at=T0 + 1),
+        engagement("opened", "email", at=T0 + 2),
+        engagement("opened", "email", at=T0 + 3),
+        engagement("clicked", "email", at=T0 + 4),
+    )
     ch = run.state.channels["email"]
     assert (ch.opened, ch.clicked) == (2, 1)
 
@@ -304,6 +348,7 @@ def test_a_redelivered_engagement_event_counts_once():
 
 
 # --- support ---------------------------------------------------------------------------------
+
 
 def test_tickets_open_close_and_reopen():
     run = run_customer(support("ticket_opened", "T1", at=T0, status="new"))
@@ -337,12 +382,15 @@ def test_low_review_is_a_negative_contact(channel, rating, negative):
 
 
 def test_negative_contact_keeps_the_newest_time():
-    run = run_customer(support("satisfaction_rating", at=T0 + 2 * DAY, rating=1),
-                       engagement("review_submitted", "web", at=T0 + DAY, rating=1))
+    run = run_customer(
+        support("satisfaction_rating", at=T0 + 2 * DAY, rating=1),
+        engagement("review_submitted", "web", at=T0 + DAY, rating=1),
+    )
     assert run.state.last_negative_contact_at == T0 + 2 * DAY
 
 
 # --- facts -----------------------------------------------------------------------------------
+
 
 def test_placed_facts_count_orders_and_spend():
     run = run_customer(
@@ -366,34 +414,43 @@ def test_a_redelivered_placed_fact_counts_once():
     assert run.state.total_spent == 10.0
 
 
-@pytest.mark.parametrize("fact_type, detail, problem", [
-    ("delivery_problem", "exception:customs_delay", True),
-    ("delivered", "late", True),
-    ("delivered", "on_time", False),
-])
+@pytest.mark.parametrize(
+    "fact_type, detail, problem",
+    [
+        ("delivery_problem", "exception:customs_delay", True),
+        ("delivered", "late", True),
+        ("delivered", "on_time", False),
+    ],
+)
 def test_problem_facts_set_last_problem_at(fact_type, detail, problem):
     run = run_customer(fact_command(fact_type, T0 + DAY, detail=detail))
     assert run.state.last_problem_at == (T0 + DAY if problem else None)
 
 
 def test_cancel_and_refund_facts():
-    run = run_customer(fact_command("cancelled", T0 + HOUR, detail="customer"),
-                       fact_command("refunded", T0 + 2 * HOUR, detail="return"))
+    run = run_customer(
+        fact_command("cancelled", T0 + HOUR, detail="customer"),
+        fact_command("refunded", T0 + 2 * HOUR, detail="return"),
+    )
     assert (run.state.last_cancel_at, run.state.last_refund_at) == (T0 + HOUR, T0 + 2 * HOUR)
 
 
 # --- state -----------------------------------------------------------------------------------
 
+
 def test_customer_state_round_trip():
     run = reachable_by_email(sms=True, marketing_email=True)
-    send(run,
-         engagement("bounced", "push"), engagement("opened", "email", at=T0 + 2),
-         engagement("unsubscribed", "sms", at=T0 + 3, scope="all"),
-         engagement("review_submitted", "web", at=T0 + 4, rating=1),
-         support("ticket_opened", "T9", at=T0 + 5),
-         fact_command("delivery_problem", T0 + 6, detail="exception:lost"),
-         candidate_command(intent("delivered", "sms", occasion="x")),
-         candidate_command(intent("cross_sell", "email", kind="marketing", occasion="y")))
+    send(
+        run,
+        engagement("bounced", "push"),
+        engagement("opened", "email", at=T0 + 2),
+        engagement("unsubscribed", "sms", at=T0 + 3, scope="all"),
+        engagement("review_submitted", "web", at=T0 + 4, rating=1),
+        support("ticket_opened", "T9", at=T0 + 5),
+        fact_command("delivery_problem", T0 + 6, detail="exception:lost"),
+        candidate_command(intent("delivered", "sms", occasion="x")),
+        candidate_command(intent("cross_sell", "email", kind="marketing", occasion="y")),
+    )
     state = run.state
     assert state.channels and state.recent_intents and state.reviews and state.open_tickets and state.seen
     data = state.to_dict()

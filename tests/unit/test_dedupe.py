@@ -1,5 +1,6 @@
 """Never the same news twice (on any channel), one announcement for split orders, stale news dropped,
 and the customer state: JSON round trip and bounded size."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,8 +8,26 @@ from dataclasses import replace
 import orjson
 
 from helpers import (
-    DAY, HOUR, MINUTE, T0, CustomerRun, advance, audits, candidate_command, contact, engagement,
-    fact_command, intent, item, json_roundtrip, placed, run_orders, scan, send, support, fulfilled,
+    DAY,
+    HOUR,
+    MINUTE,
+    T0,
+    CustomerRun,
+    advance,
+    audits,
+    candidate_command,
+    contact,
+    engagement,
+    fact_command,
+    intent,
+    item,
+    json_roundtrip,
+    placed,
+    run_orders,
+    scan,
+    send,
+    support,
+    fulfilled,
 )
 from streams.core import ids
 from streams.core.state import CustomerState
@@ -37,8 +56,9 @@ def test_the_same_news_proposed_for_another_channel_is_not_sent_again():
 def test_a_second_parcel_shipped_within_hours_is_consolidated_into_the_first_announcement():
     run = customer()
     s1 = intent("shipped", "email", at=DAYTIME, source_event_id="ful-S1", tracking="TRK1")
-    s2 = intent("shipped", "email", at=DAYTIME + 2 * HOUR, occasion="shipped:S2", source_event_id="ful-S2",
-                tracking="TRK2")
+    s2 = intent(
+        "shipped", "email", at=DAYTIME + 2 * HOUR, occasion="shipped:S2", source_event_id="ful-S2", tracking="TRK2"
+    )
     intents, _ = send(run, candidate_command(s1))
     assert [i.intent_id for i in intents] == [s1.intent_id]
     intents, audit = send(run, candidate_command(s2))
@@ -56,14 +76,18 @@ def test_a_second_parcel_days_later_is_news_again():
 
 def test_split_order_consolidation_end_to_end():
     orders = run_orders(
-        placed(T0 + 9 * HOUR), fulfilled(T0 + 10 * HOUR, shipment_id="S1", skus=("TEE",), tracking="TRK1"),
+        placed(T0 + 9 * HOUR),
+        fulfilled(T0 + 10 * HOUR, shipment_id="S1", skus=("TEE",), tracking="TRK1"),
         fulfilled(T0 + 12 * HOUR, shipment_id="S2", skus=("LAMP",), tracking="TRK2"),
         scan("delivered", T0 + 2 * DAY + 9 * HOUR, shipment_id="S1", tracking="TRK1"),
         scan("delivered", T0 + 2 * DAY + 10 * HOUR, shipment_id="S2", tracking="TRK2"),
     )
     run = CustomerRun(fire_dues=True).feed(*orders.commands)
     assert [(i.intent_type, i.content.tracking_number) for i in run.intents] == [
-        ("order_confirmation", None), ("shipped", "TRK1"), ("delivered", "TRK1")]
+        ("order_confirmation", None),
+        ("shipped", "TRK1"),
+        ("delivered", "TRK1"),
+    ]
     assert audits(run.audit) == [("shipped", "skipped", ["consolidated"]), ("delivered", "skipped", ["consolidated"])]
 
 
@@ -87,14 +111,20 @@ def test_the_order_stage_and_the_customer_stage_together_on_a_full_life():
     orders = run_orders(
         placed(T0 + 9 * HOUR, channels=contact(sms=True, marketing_email=True)),
         fulfilled(T0 + 14 * HOUR, shipment_id="S1", skus=("TEE", "LAMP")),
-        scan("in_transit", T0 + DAY + 9 * HOUR), scan("out_for_delivery", T0 + 2 * DAY + 7 * HOUR),
+        scan("in_transit", T0 + DAY + 9 * HOUR),
+        scan("out_for_delivery", T0 + 2 * DAY + 7 * HOUR),
         scan("delivered", T0 + 2 * DAY + 12 * HOUR),
     )
     run = CustomerRun(fire_dues=True).feed(*orders.commands)
     advance(run, T0 + 30 * DAY)
     assert [(i.intent_type, i.channel) for i in run.intents] == [
-        ("order_confirmation", "email"), ("shipped", "email"), ("out_for_delivery", "sms"), ("delivered", "email"),
-        ("care_tips", "email"), ("cross_sell", "email"), ("review_request", "email"),
+        ("order_confirmation", "email"),
+        ("shipped", "email"),
+        ("out_for_delivery", "sms"),
+        ("delivered", "email"),
+        ("care_tips", "email"),
+        ("cross_sell", "email"),
+        ("review_request", "email"),
     ]
     assert run.intents[2].send_at == T0 + 2 * DAY + 7 * HOUR  # 08:00 in Berlin: not quiet any more
     assert run.intents[6].reason_codes == ["post_delivery", "time_to_value_days:14"]  # the lamp: home goods
@@ -103,19 +133,32 @@ def test_the_order_stage_and_the_customer_stage_together_on_a_full_life():
 
 # --- state -----------------------------------------------------------------------------------
 
+
 def busy_customer() -> CustomerRun:
     run = CustomerRun(fire_dues=True)
     for n in range(40):
         at = T0 + n * 3 * DAY + 10 * HOUR
         oid = f"O{n}"
         run.feed(
-            fact_command("placed", at, order_id=oid, channels=contact(sms=True, marketing_email=True), total=80.0,
-                         items=[item(f"SKU{n}", "consumables", 2), item("TEE", "fashion")]),
+            fact_command(
+                "placed",
+                at,
+                order_id=oid,
+                channels=contact(sms=True, marketing_email=True),
+                total=80.0,
+                items=[item(f"SKU{n}", "consumables", 2), item("TEE", "fashion")],
+            ),
             candidate_command(intent("shipped", "sms", at=at + 13 * HOUR, order_id=oid, source_event_id=f"f{n}")),
             fact_command("delivery_problem", at + DAY, order_id=oid, detail="exception:weather_delay"),
             support("ticket_opened", f"T{n}", at=at + DAY + HOUR, text="Where is it? This is terrible."),
-            fact_command("delivered", at + 2 * DAY, order_id=oid, detail="late", had_problem=True,
-                         items=[item(f"SKU{n}", "consumables", 2), item("TEE", "fashion")]),
+            fact_command(
+                "delivered",
+                at + 2 * DAY,
+                order_id=oid,
+                detail="late",
+                had_problem=True,
+                items=[item(f"SKU{n}", "consumables", 2), item("TEE", "fashion")],
+            ),
             engagement("opened", "email", at=at + 2 * DAY + HOUR, order_id=oid),
             engagement("review_submitted", "web", at=at + 2 * DAY + 2 * HOUR, rating=4, order_id=oid),
         )

@@ -1,4 +1,5 @@
 """Predicted delays, carrier exceptions and stalls in the order stage."""
+
 from dataclasses import replace
 
 from helpers import T0, fulfilled, placed, run_orders, types
@@ -14,6 +15,7 @@ from streams.core.orders import decide_order
 
 def scan(status, at, origin="DE-BE", destination="DE-BY", **kw):
     return replace(plain_scan(status, at, **kw), origin_region=origin, destination_region=destination)
+
 
 MONDAY = 1_767_571_200_000  # 2026-01-05 00:00 UTC
 
@@ -39,14 +41,23 @@ def test_lane_quantiles_and_conditional_survival():
 
 
 def test_delivered_shipments_teach_every_lane_level():
-    _, decisions = feed([placed(T0), fulfilled(T0 + HOUR), scan("in_transit", T0 + 2 * HOUR),
-                         scan("delivered", T0 + 2 * HOUR + 2 * DAY)], {})
+    _, decisions = feed(
+        [
+            placed(T0),
+            fulfilled(T0 + HOUR),
+            scan("in_transit", T0 + 2 * HOUR),
+            scan("delivered", T0 + 2 * HOUR + 2 * DAY),
+        ],
+        {},
+    )
     learned = decisions[-1].lanes
     keys = lane_keys("dhl", "standard", "DE-BE", "DE-BY")
     # Transit in business days, and relative to the promise window (2 of 3 days: 0.667 x RATIO_SCALE).
     assert set(learned) == set(keys) | {RATIO + k for k in keys}
     assert all(v["total"] == 1 for v in learned.values())
-    assert LaneStats.from_dict(learned[RATIO + keys[0]]).quantile_after(0, 0.5) / RATIO_SCALE == pytest.approx(0.667, abs=0.03)
+    assert LaneStats.from_dict(learned[RATIO + keys[0]]).quantile_after(0, 0.5) / RATIO_SCALE == pytest.approx(
+        0.667, abs=0.03
+    )
     # The hand-off (the first carrier scan) taught the shop's hand-off delay, per region and shop-wide.
     assert set(decisions[2].lanes) == {HANDOFF + "DE-BY", HANDOFF + "*", HANDOFF_FRAC + "DE-BY", HANDOFF_FRAC + "*"}
 
@@ -68,9 +79,12 @@ def feed(events, lanes, now=None):
 def test_a_slow_lane_warns_before_the_promised_date_once():
     lanes = learned_lanes(6.0)  # this lane takes six business days; the promise is three days
     start = MONDAY
-    events = [placed(start, promised=start + 3 * DAY), fulfilled(start + HOUR),
-              scan("in_transit", start + 2 * HOUR, origin="DE-BE", destination="DE-BY"),
-              scan("in_transit", start + 20 * HOUR, origin="DE-BE", destination="DE-BY")]
+    events = [
+        placed(start, promised=start + 3 * DAY),
+        fulfilled(start + HOUR),
+        scan("in_transit", start + 2 * HOUR, origin="DE-BE", destination="DE-BY"),
+        scan("in_transit", start + 20 * HOUR, origin="DE-BE", destination="DE-BY"),
+    ]
     state, decisions = feed(events, lanes)
     warnings = [c.intent for d in decisions for c in d.commands if c.intent and c.intent.intent_type == "delay_warning"]
     assert len(warnings) == 1
@@ -84,16 +98,28 @@ def test_a_slow_lane_warns_before_the_promised_date_once():
 def test_a_fast_lane_does_not_warn():
     lanes = learned_lanes(1.0)
     start = MONDAY
-    _, decisions = feed([placed(start, promised=start + 3 * DAY), fulfilled(start + HOUR),
-                         scan("in_transit", start + 2 * HOUR, origin="DE-BE", destination="DE-BY")], lanes)
+    _, decisions = feed(
+        [
+            placed(start, promised=start + 3 * DAY),
+            fulfilled(start + HOUR),
+            scan("in_transit", start + 2 * HOUR, origin="DE-BE", destination="DE-BY"),
+        ],
+        lanes,
+    )
     assert not [c for d in decisions for c in d.commands if c.intent and "delay" in c.intent.intent_type]
 
 
 def test_time_passing_without_scans_escalates_once_then_never_again():
     lanes = learned_lanes(2.0)
     start = MONDAY
-    state, _ = feed([placed(start, promised=start + 3 * DAY), fulfilled(start + HOUR),
-                     scan("in_transit", start + 2 * HOUR, origin="DE-BE", destination="DE-BY")], lanes)
+    state, _ = feed(
+        [
+            placed(start, promised=start + 3 * DAY),
+            fulfilled(start + HOUR),
+            scan("in_transit", start + 2 * HOUR, origin="DE-BE", destination="DE-BY"),
+        ],
+        lanes,
+    )
     intents = []
     t = start + 2 * HOUR
     for _ in range(40):  # twenty days of 12-hourly checks, no scan at all
@@ -111,21 +137,30 @@ def test_time_passing_without_scans_escalates_once_then_never_again():
 
 
 def test_carrier_exceptions_each_get_their_own_message_and_mark_a_problem():
-    run = run_orders(placed(T0), fulfilled(T0 + HOUR), scan("in_transit", T0 + 2 * HOUR),
-                     scan("exception", T0 + 10 * HOUR, sub_status="customs_delay"),
-                     scan("exception", T0 + 20 * HOUR, sub_status="address_issue"))
+    run = run_orders(
+        placed(T0),
+        fulfilled(T0 + HOUR),
+        scan("in_transit", T0 + 2 * HOUR),
+        scan("exception", T0 + 10 * HOUR, sub_status="customs_delay"),
+        scan("exception", T0 + 20 * HOUR, sub_status="address_issue"),
+    )
     assert [t for t in types(run.intents) if t not in ("order_confirmation", "shipped", "delay_warning")] == [
-        "customs_delay", "address_problem"]
+        "customs_delay",
+        "address_problem",
+    ]
     assert [f.detail for f in run.facts if f.type == "delivery_problem"][:2] == [
-        "exception:customs_delay", "exception:address_issue"]
+        "exception:customs_delay",
+        "exception:address_issue",
+    ]
     address = [i for i in run.intents if i.intent_type == "address_problem"][0]
     assert address.priority == "urgent"
 
 
 def test_stall_in_transit_fires_after_three_business_days_without_a_scan():
     start = MONDAY  # no history: a silent parcel is a stall when the promise (Saturday) is then close
-    state, _ = feed([placed(start, promised=start + 5 * DAY), fulfilled(start + HOUR),
-                     scan("in_transit", start + 2 * HOUR)], {})
+    state, _ = feed(
+        [placed(start, promised=start + 5 * DAY), fulfilled(start + HOUR), scan("in_transit", start + 2 * HOUR)], {}
+    )
     due_at = state.timers["stall_in_transit:S1"]
     assert due_at == add_business_days(start + 2 * HOUR, 3)
     d = decide_order(state, Due("O1", "stall_in_transit:S1", due_at, due_at), due_at)
@@ -168,8 +203,9 @@ def test_not_fulfilled_by_the_dispatch_promise():
 def test_a_feed_that_only_scans_the_handoff_stalls_only_past_the_lanes_95th_percentile():
     lanes = learned_lanes(6.0)  # deliveries on this lane take six business days
     start = MONDAY
-    state, _ = feed([placed(start, promised=start + 10 * DAY), fulfilled(start + HOUR),
-                     scan("in_transit", start + 2 * HOUR)], lanes)
+    state, _ = feed(
+        [placed(start, promised=start + 10 * DAY), fulfilled(start + HOUR), scan("in_transit", start + 2 * HOUR)], lanes
+    )
     assert state.timers["stall_in_transit:S1"] >= add_business_days(start + 2 * HOUR, 6)
     # Once the carrier has scanned en route, three silent business days are a stall again.
     d = decide_order(state, scan("in_transit", start + 26 * HOUR, event_id="s2"), start + 26 * HOUR, lanes)
@@ -179,15 +215,24 @@ def test_a_feed_that_only_scans_the_handoff_stalls_only_past_the_lanes_95th_perc
 def test_a_stall_is_said_once_a_delay_warning_covers_it_and_a_safe_promise_is_no_alarm():
     start = MONDAY
     # The promise passed already: the delay warning went out at the scan; the stall is audited, not sent.
-    state, _ = feed([placed(start, promised=start - DAY), fulfilled(start + HOUR), scan("in_transit", start + 2 * HOUR)], {})
+    state, _ = feed(
+        [placed(start, promised=start - DAY), fulfilled(start + HOUR), scan("in_transit", start + 2 * HOUR)], {}
+    )
     due_at = state.timers["stall_in_transit:S1"]
     d = decide_order(state, Due("O1", "stall_in_transit:S1", due_at, due_at), due_at)
     assert [c for c in d.commands if c.intent] == []
     assert [(a.intent_type, a.decision, a.reasons[0]) for a in d.audit] == [
-        ("stalled_in_transit", "skipped", "covered_by:delay_warning")]
+        ("stalled_in_transit", "skipped", "covered_by:delay_warning")
+    ]
     # A promise weeks away, no history: silence alone is no alarm (audited as such).
-    state, _ = feed([placed(start, promised=start + 30 * DAY, event_id="p2"), fulfilled(start + HOUR),
-                     scan("in_transit", start + 2 * HOUR)], {})
+    state, _ = feed(
+        [
+            placed(start, promised=start + 30 * DAY, event_id="p2"),
+            fulfilled(start + HOUR),
+            scan("in_transit", start + 2 * HOUR),
+        ],
+        {},
+    )
     due_at = state.timers["stall_in_transit:S1"]
     d = decide_order(state, Due("O1", "stall_in_transit:S1", due_at, due_at), due_at)
     assert [c for c in d.commands if c.intent] == []
@@ -209,8 +254,9 @@ def test_dispatch_alarm_follows_the_shops_hand_off_and_the_chance_of_missing_the
     lanes = ratio_history(0.5, 0.1)  # hand-off after a tenth of the window, transit half of it
     state, _ = feed([placed(start, promised=start + 20 * DAY)], lanes)
     # The first check is at the shop's usual hand-off time (9 in 10 within a business day), not a constant.
-    assert state.timers["dispatch"] == add_business_days(start, lanes[HANDOFF + "*"] and
-                                                         LaneStats.from_dict(lanes[HANDOFF + "*"]).quantile_after(0, 0.9))
+    assert state.timers["dispatch"] == add_business_days(
+        start, lanes[HANDOFF + "*"] and LaneStats.from_dict(lanes[HANDOFF + "*"]).quantile_after(0, 0.9)
+    )
     due_at = state.timers["dispatch"]
     d = decide_order(state, Due("O1", "dispatch", due_at, due_at), due_at, lanes)
     assert [c for c in d.commands if c.intent] == []  # late for this shop, but the promise is safe: look again
@@ -231,8 +277,9 @@ def test_dispatch_alarm_follows_the_shops_hand_off_and_the_chance_of_missing_the
 def test_a_late_check_schedules_the_next_from_the_fire_time_not_its_own_due_time():
     lanes = learned_lanes(2.0)
     start = MONDAY
-    state, _ = feed([placed(start, promised=start + 10 * DAY), fulfilled(start + HOUR),
-                     scan("in_transit", start + 2 * HOUR)], lanes)
+    state, _ = feed(
+        [placed(start, promised=start + 10 * DAY), fulfilled(start + HOUR), scan("in_transit", start + 2 * HOUR)], lanes
+    )
     due_at = state.timers["delay_check:S1"]
     late_fire = due_at + 5 * DAY  # the partition's clock jumped: decided at its due time, fired much later
     d = decide_order(state, Due("O1", "delay_check:S1", due_at, late_fire), due_at, lanes)

@@ -1,4 +1,5 @@
 """The README and docs/ cover what the code offers: every command, topic and environment variable."""
+
 from __future__ import annotations
 
 import re

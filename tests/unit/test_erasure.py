@@ -1,4 +1,5 @@
 """Erasure through the engine: the customer and every order we know of them leave the tables."""
+
 from helpers import HOUR, T0, placed, scan
 from streams.core.model import ErasureRequest
 from streams.engine import CustomerStage, OrderStage

@@ -1,13 +1,27 @@
 """The reputation guard: no promotions or review requests while the customer is having a bad time.
 Held = re-checked when the guard should lift (if the message lives that long); suppressed = never.
 Transactional and service messages always go out."""
+
 from __future__ import annotations
 
 import pytest
 
 from helpers import (
-    DAY, HOUR, ORDER, T0, CustomerRun, advance, audits, candidate_command, contact, engagement, fact_command,
-    intent, item, send, support,
+    DAY,
+    HOUR,
+    ORDER,
+    T0,
+    CustomerRun,
+    advance,
+    audits,
+    candidate_command,
+    contact,
+    engagement,
+    fact_command,
+    intent,
+    item,
+    send,
+    support,
 )
 from streams.core import ids
 from streams.core.sentiment import compound
@@ -17,14 +31,27 @@ D = lambda n: T0 + n * DAY + 10 * HOUR  # noqa: E731  11:00 in Berlin on day n
 
 def customer() -> CustomerRun:
     run = CustomerRun(fire_dues=True)
-    run.feed(fact_command("placed", D(0), channels=contact(marketing_email=True), total=40.0,
-                          items=[item("TEE", "fashion")]))
+    run.feed(
+        fact_command("placed", D(0), channels=contact(marketing_email=True), total=40.0, items=[item("TEE", "fashion")])
+    )
     return run
 
 
 def promo(at, ttl=5 * DAY, n=1):
-    return candidate_command(intent("promotion", "email", kind="marketing", at=at, order_id=None, occasion=f"p{n}",
-                                    reason_codes=["campaign"], source_event_id=f"promo-{n}", priority="low", ttl=ttl))
+    return candidate_command(
+        intent(
+            "promotion",
+            "email",
+            kind="marketing",
+            at=at,
+            order_id=None,
+            occasion=f"p{n}",
+            reason_codes=["campaign"],
+            source_event_id=f"promo-{n}",
+            priority="low",
+            ttl=ttl,
+        )
+    )
 
 
 # --- sentiment -------------------------------------------------------------------------------
@@ -67,6 +94,7 @@ def test_an_agents_text_is_not_the_customers_sentiment():
 
 # --- held and released -----------------------------------------------------------------------
 
+
 def test_an_open_ticket_holds_marketing_and_it_goes_once_the_ticket_is_solved():
     run = customer()
     send(run, support("ticket_opened", at=D(1), status="new"))
@@ -95,8 +123,11 @@ def test_a_negative_contact_suppresses_marketing_that_would_expire_before_the_co
 
 def test_a_negative_contact_holds_longer_lived_marketing_until_the_cool_down_ends():
     run = customer()
-    send(run, support("ticket_opened", at=D(1), text=NEGATIVE[0]),
-         support("solved", at=D(1) + HOUR, status="solved", from_customer=False))
+    send(
+        run,
+        support("ticket_opened", at=D(1), text=NEGATIVE[0]),
+        support("solved", at=D(1) + HOUR, status="solved", from_customer=False),
+    )
     message = promo(D(2), ttl=20 * DAY).intent
     intents, audit = send(run, candidate_command(message))
     assert audits(audit) == [("promotion", "held", ["guard:negative_contact"])]
@@ -106,11 +137,14 @@ def test_a_negative_contact_holds_longer_lived_marketing_until_the_cool_down_end
     assert [i.intent_id for i in intents] == [message.intent_id] and audit == []
 
 
-@pytest.mark.parametrize("fact, detail, reasons", [
-    ("refunded", "damaged", ["guard:refund"]),
-    ("refunded", "return", ["guard:refund", "guard:return"]),
-    ("cancelled", "customer", ["guard:cancellation"]),
-])
+@pytest.mark.parametrize(
+    "fact, detail, reasons",
+    [
+        ("refunded", "damaged", ["guard:refund"]),
+        ("refunded", "return", ["guard:refund", "guard:return"]),
+        ("cancelled", "customer", ["guard:cancellation"]),
+    ],
+)
 def test_refunds_returns_and_cancellations_cool_down_marketing(fact, detail, reasons):
     run = customer()
     send(run, fact_command(fact, D(1), detail=detail))
@@ -143,18 +177,24 @@ def test_a_late_delivery_cools_marketing_down_for_a_week():
 
 def test_every_reason_is_given():
     run = customer()
-    send(run, support("ticket_opened", at=D(1), text=NEGATIVE[1]),
-         fact_command("delivery_problem", D(1) + HOUR, detail="stall:in_transit"),
-         fact_command("refunded", D(1) + 2 * HOUR, detail="late"))
+    send(
+        run,
+        support("ticket_opened", at=D(1), text=NEGATIVE[1]),
+        fact_command("delivery_problem", D(1) + HOUR, detail="stall:in_transit"),
+        fact_command("refunded", D(1) + 2 * HOUR, detail="late"),
+    )
     _, audit = send(run, promo(D(2), ttl=30 * DAY))
     assert audits(audit) == [("promotion", "held", ["guard:open_ticket", "guard:negative_contact", "guard:refund"])]
 
 
 def test_transactional_and_service_messages_always_go_out():
     run = customer()
-    send(run, support("ticket_opened", at=D(1), text=NEGATIVE[1]),
-         fact_command("delivery_problem", D(1), detail="exception:customs_delay", command_id="p"),
-         fact_command("refunded", D(1) + HOUR, detail="return"))
+    send(
+        run,
+        support("ticket_opened", at=D(1), text=NEGATIVE[1]),
+        fact_command("delivery_problem", D(1), detail="exception:customs_delay", command_id="p"),
+        fact_command("refunded", D(1) + HOUR, detail="return"),
+    )
     intents, audit = send(
         run,
         candidate_command(intent("customs_delay", "email", kind="service", at=D(2), source_event_id="s1")),
@@ -165,24 +205,33 @@ def test_transactional_and_service_messages_always_go_out():
 
 # --- review requests -------------------------------------------------------------------------
 
+
 def test_no_review_request_for_a_late_order():
     run = customer()
-    _, audit = send(run, fact_command("delivered", D(3), detail="late", had_problem=True,
-                                      items=[item("TEE", "fashion")]))
+    _, audit = send(
+        run, fact_command("delivered", D(3), detail="late", had_problem=True, items=[item("TEE", "fashion")])
+    )
     review_id = ids.intent_id("C1", ORDER, "review_request", f"review_request:{ORDER}", "email")
     assert [(a.intent_type, a.decision, a.reasons, a.intent_id) for a in audit] == [
-        ("review_request", "suppressed", ["guard:order_had_problem", "delivered_late"], review_id)]
+        ("review_request", "suppressed", ["guard:order_had_problem", "delivered_late"], review_id)
+    ]
     assert f"review_request:{ORDER}" not in run.state.timers
 
 
-@pytest.mark.parametrize("then, reasons", [
-    (lambda: fact_command("refunded", D(4), detail="return"),
-     ["guard:order_had_problem", "order_refunded", "order_returned"]),
-    (lambda: support("satisfaction_rating", at=D(4), rating=2),
-     ["guard:order_had_problem", "negative_contact"]),
-    (lambda: fact_command("delivery_problem", D(4), detail="exception:damaged"),
-     ["guard:order_had_problem", "delivery_problem:exception:damaged"]),
-])
+@pytest.mark.parametrize(
+    "then, reasons",
+    [
+        (
+            lambda: fact_command("refunded", D(4), detail="return"),
+            ["guard:order_had_problem", "order_refunded", "order_returned"],
+        ),
+        (lambda: support("satisfaction_rating", at=D(4), rating=2), ["guard:order_had_problem", "negative_contact"]),
+        (
+            lambda: fact_command("delivery_problem", D(4), detail="exception:damaged"),
+            ["guard:order_had_problem", "delivery_problem:exception:damaged"],
+        ),
+    ],
+)
 def test_a_problem_after_delivery_suppresses_the_review_request_at_once(then, reasons):
     run = customer()
     send(run, fact_command("delivered", D(3), detail="on_time", items=[item("TEE", "fashion")]))
@@ -201,7 +250,8 @@ def test_a_review_request_is_held_while_another_orders_ticket_is_open():
     intents, audit = advance(run, D(5))  # fashion: due 4 days after delivery, 10:00 local
     assert "review_request" not in [i.intent_type for i in intents]
     assert [(a.decision, a.reasons) for a in audit if a.intent_type == "review_request"] == [
-        ("held", ["guard:open_ticket"])]
+        ("held", ["guard:open_ticket"])
+    ]
     send(run, support("solved", "T2", at=D(5) + HOUR, status="solved", from_customer=False, order_id="O2"))
     intents, _ = advance(run, D(7))
     assert [i.intent_type for i in intents if i.kind == "marketing"] == ["review_request"]

@@ -1,4 +1,5 @@
 """Deterministic ids are uuid5 of the joined parts, whatever shortcut computes them."""
+
 from __future__ import annotations
 
 import uuid

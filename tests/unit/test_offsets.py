@@ -1,6 +1,7 @@
 """Strict input offsets (streams/runtime/offsets.py): a partition's records reach the agents in
 offset order with none skipped; a skip is counted and the partition read again from the offset it
 wants, never committed over."""
+
 from __future__ import annotations
 
 from collections import namedtuple

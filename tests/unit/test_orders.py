@@ -1,12 +1,28 @@
 """Order stage scenarios: a timeline of order events and carrier scans in, candidates/facts/audit out."""
+
 from __future__ import annotations
 
 import orjson
 import pytest
 
 from helpers import (
-    CUSTOMER, DAY, HOUR, MINUTE, ORDER, SHIPMENT, T0, OrderRun, cancelled, contact, fulfilled, json_roundtrip,
-    order_event, placed, run_orders, scan, types,
+    CUSTOMER,
+    DAY,
+    HOUR,
+    MINUTE,
+    ORDER,
+    SHIPMENT,
+    T0,
+    OrderRun,
+    cancelled,
+    contact,
+    fulfilled,
+    json_roundtrip,
+    order_event,
+    placed,
+    run_orders,
+    scan,
+    types,
 )
 from streams.core import ids
 from streams.core.model import ContactChannels, ItemHint
@@ -33,6 +49,7 @@ def full_lifecycle(channels: ContactChannels | None = None) -> list:
 
 
 # --- placed ----------------------------------------------------------------------------------
+
 
 def test_placed_gives_placed_fact_then_order_confirmation():
     event = placed(T0)
@@ -90,6 +107,7 @@ def test_confirmation_without_email_uses_sms():
 
 # --- fulfilled -------------------------------------------------------------------------------
 
+
 def test_fulfilled_proposes_shipped_with_the_shipments_items_carrier_and_tracking():
     event = fulfilled(T0 + 5 * HOUR, skus=("LAMP",), carrier="ups", tracking="1Z999")
     run = run_orders(placed(T0), event)
@@ -122,7 +140,8 @@ def test_each_shipment_gets_its_own_shipped_message():
     )
     shipped = [i for i in run.intents if i.intent_type == "shipped"]
     assert [(i.content.tracking_number, [x.sku for x in i.content.items]) for i in shipped] == [
-        ("TRK-A", ["TEE"]), ("TRK-B", ["LAMP"]),
+        ("TRK-A", ["TEE"]),
+        ("TRK-B", ["LAMP"]),
     ]
     assert len({i.intent_id for i in shipped}) == 2
 
@@ -145,11 +164,15 @@ def test_in_transit_scan_after_fulfilled_is_not_a_second_shipped():
 
 # --- out for delivery ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("channels, expected", [
-    (contact(email=True, sms=True, push=True), "sms"),
-    (contact(email=True, sms=False, push=True), "push"),
-    (contact(email=True, sms=False, push=False), "email"),
-])
+
+@pytest.mark.parametrize(
+    "channels, expected",
+    [
+        (contact(email=True, sms=True, push=True), "sms"),
+        (contact(email=True, sms=False, push=True), "push"),
+        (contact(email=True, sms=False, push=False), "email"),
+    ],
+)
 def test_out_for_delivery_prefers_sms_then_push_then_email(channels, expected):
     event = scan("out_for_delivery", T0 + 40 * HOUR)
     run = run_orders(placed(T0, channels=channels), fulfilled(), event)
@@ -159,13 +182,15 @@ def test_out_for_delivery_prefers_sms_then_push_then_email(channels, expected):
     assert ofd[0].priority == "high"
     assert ofd[0].reason_codes == ["scan:out_for_delivery"]
     assert ofd[0].expires_at == T0 + 40 * HOUR + 12 * HOUR
-    assert ofd[0].intent_id == ids.intent_id(CUSTOMER, ORDER, "out_for_delivery", f"out_for_delivery:{SHIPMENT}:0",
-                                             expected)
+    assert ofd[0].intent_id == ids.intent_id(
+        CUSTOMER, ORDER, "out_for_delivery", f"out_for_delivery:{SHIPMENT}:0", expected
+    )
 
 
 def test_a_new_delivery_round_after_a_failed_attempt_gets_a_new_out_for_delivery():
     run = run_orders(
-        placed(T0), fulfilled(),
+        placed(T0),
+        fulfilled(),
         scan("out_for_delivery", T0 + 40 * HOUR),
         scan("attempt_failed", T0 + 44 * HOUR, sub_status="recipient_unavailable"),
         scan("out_for_delivery", T0 + 64 * HOUR),
@@ -173,8 +198,9 @@ def test_a_new_delivery_round_after_a_failed_attempt_gets_a_new_out_for_delivery
     ofd = [i for i in run.intents if i.intent_type == "out_for_delivery"]
     assert len(ofd) == 2
     assert ofd[0].intent_id != ofd[1].intent_id
-    assert ofd[1].intent_id == ids.intent_id(CUSTOMER, ORDER, "out_for_delivery", f"out_for_delivery:{SHIPMENT}:1",
-                                             "email")
+    assert ofd[1].intent_id == ids.intent_id(
+        CUSTOMER, ORDER, "out_for_delivery", f"out_for_delivery:{SHIPMENT}:1", "email"
+    )
     problem = [f for f in run.facts if f.type == "delivery_problem"]
     assert [f.detail for f in problem] == ["attempt_failed:recipient_unavailable"]
     assert run.state.shipments[SHIPMENT].failed_attempts == 1
@@ -183,7 +209,8 @@ def test_a_new_delivery_round_after_a_failed_attempt_gets_a_new_out_for_delivery
 
 def test_two_out_for_delivery_scans_without_a_failed_attempt_give_one_message():
     run = run_orders(
-        placed(T0), fulfilled(),
+        placed(T0),
+        fulfilled(),
         scan("out_for_delivery", T0 + 40 * HOUR),
         scan("out_for_delivery", T0 + 41 * HOUR),  # a second scan of the same round
     )
@@ -192,6 +219,7 @@ def test_two_out_for_delivery_scans_without_a_failed_attempt_give_one_message():
 
 
 # --- delivered -------------------------------------------------------------------------------
+
 
 def test_delivered_on_time():
     event = scan("delivered", T0 + 2 * DAY)
@@ -232,6 +260,7 @@ def test_delivered_without_a_promise_is_on_time():
 
 # --- duplicates ------------------------------------------------------------------------------
 
+
 def test_a_redelivered_event_is_a_duplicate_with_no_output():
     state = decide_order(None, placed(T0), T0).state
     snapshot = state.to_dict()
@@ -258,10 +287,16 @@ def test_the_same_occasion_under_a_new_event_id_is_not_proposed_twice():
 
 # --- forward-only tracking -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("late_at", [T0 + 3 * DAY + HOUR, T0 + 40 * HOUR], ids=["newer", "older"])
 def test_out_for_delivery_after_delivered_changes_nothing(late_at):
-    run = run_orders(placed(T0), fulfilled(), scan("in_transit", T0 + 20 * HOUR),
-                     scan("out_for_delivery", T0 + 2 * DAY), scan("delivered", T0 + 2 * DAY + 3 * HOUR))
+    run = run_orders(
+        placed(T0),
+        fulfilled(),
+        scan("in_transit", T0 + 20 * HOUR),
+        scan("out_for_delivery", T0 + 2 * DAY),
+        scan("delivered", T0 + 2 * DAY + 3 * HOUR),
+    )
     shipment_before = run.state.to_dict()["shipments"]
     n_commands = len(run.commands)
     late = scan("out_for_delivery", late_at, event_id="late-ofd")
@@ -271,7 +306,11 @@ def test_out_for_delivery_after_delivered_changes_nothing(late_at):
     assert run.state.shipments[SHIPMENT].status == "delivered"
     assert run.state.to_dict()["shipments"] == shipment_before
     (audit,) = run.audit
-    assert (audit.intent_type, audit.decision, audit.reasons) == ("out_for_delivery", "dropped", ["stale:after_delivered"])
+    assert (audit.intent_type, audit.decision, audit.reasons) == (
+        "out_for_delivery",
+        "dropped",
+        ["stale:after_delivered"],
+    )
     assert audit.source_event_id == "late-ofd"
     assert (audit.customer_id, audit.order_id) == (CUSTOMER, ORDER)
     assert audit.audit_id == ids.audit_id("late-ofd", "out_for_delivery", "dropped", f"out_for_delivery:{SHIPMENT}:0")
@@ -286,11 +325,14 @@ def test_a_second_delivered_scan_is_dropped():
 
 
 def test_a_scan_older_than_the_last_applied_scan_does_not_change_the_status():
-    run = run_orders(placed(T0), fulfilled(), scan("in_transit", T0 + 20 * HOUR),
-                     scan("out_for_delivery", T0 + 40 * HOUR))
+    run = run_orders(
+        placed(T0), fulfilled(), scan("in_transit", T0 + 20 * HOUR), scan("out_for_delivery", T0 + 40 * HOUR)
+    )
     n_commands = len(run.commands)
-    run.feed(scan("in_transit", T0 + 30 * HOUR, event_id="late-transit"),
-             scan("exception", T0 + 35 * HOUR, sub_status="customs_delay", event_id="late-exception"))
+    run.feed(
+        scan("in_transit", T0 + 30 * HOUR, event_id="late-transit"),
+        scan("exception", T0 + 35 * HOUR, sub_status="customs_delay", event_id="late-exception"),
+    )
     shipment = run.state.shipments[SHIPMENT]
     assert shipment.status == "out_for_delivery"
     assert shipment.last_scan_at == T0 + 40 * HOUR
@@ -309,14 +351,19 @@ def test_an_out_for_delivery_older_than_the_last_scan_is_dropped_with_a_reason()
 
 
 def test_a_newer_live_scan_wins():
-    run = run_orders(placed(T0), fulfilled(), scan("out_for_delivery", T0 + 40 * HOUR),
-                     scan("exception", T0 + 41 * HOUR, sub_status="address_issue"))
+    run = run_orders(
+        placed(T0),
+        fulfilled(),
+        scan("out_for_delivery", T0 + 40 * HOUR),
+        scan("exception", T0 + 41 * HOUR, sub_status="address_issue"),
+    )
     shipment = run.state.shipments[SHIPMENT]
     assert (shipment.status, shipment.sub_status) == ("exception", "address_issue")
     assert [f.detail for f in run.facts if f.type == "delivery_problem"] == ["exception:address_issue"]
 
 
 # --- scans before the order ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("scan_customer", [None, CUSTOMER])
 def test_scans_before_placed_produce_no_candidate(scan_customer):
@@ -344,7 +391,9 @@ def test_placed_after_delivery_proposes_only_the_latest_news():
     run.feed(event, now=now)
 
     assert [(c.kind, c.fact.type if c.fact else c.intent.intent_type) for c in run.commands] == [
-        ("order_fact", "placed"), ("order_fact", "delivered"), ("candidate_intent", "delivered"),
+        ("order_fact", "placed"),
+        ("order_fact", "delivered"),
+        ("candidate_intent", "delivered"),
     ]
     assert run.facts[1].detail == "on_time"
     assert audits(run) == [("order_confirmation", "dropped", ["stale:superseded_by_delivery"])]
@@ -374,14 +423,17 @@ def test_placed_after_out_for_delivery_proposes_out_for_delivery_only():
 
 
 def test_placed_after_a_failed_attempt_and_new_round_proposes_that_round():
-    run = run_orders(scan("out_for_delivery", T0 + 40 * HOUR),
-                     scan("attempt_failed", T0 + 44 * HOUR),
-                     scan("out_for_delivery", T0 + 64 * HOUR))
+    run = run_orders(
+        scan("out_for_delivery", T0 + 40 * HOUR),
+        scan("attempt_failed", T0 + 44 * HOUR),
+        scan("out_for_delivery", T0 + 64 * HOUR),
+    )
     run.feed(placed(T0), now=T0 + 65 * HOUR)
     ofd = [i for i in run.intents if i.intent_type == "out_for_delivery"]
     assert len(ofd) == 1
-    assert ofd[0].intent_id == ids.intent_id(CUSTOMER, ORDER, "out_for_delivery", f"out_for_delivery:{SHIPMENT}:1",
-                                             "email")
+    assert ofd[0].intent_id == ids.intent_id(
+        CUSTOMER, ORDER, "out_for_delivery", f"out_for_delivery:{SHIPMENT}:1", "email"
+    )
 
 
 def test_placed_after_in_transit_proposes_shipped():
@@ -414,6 +466,7 @@ def test_placed_resent_after_delivery_does_not_report_the_sent_confirmation_as_d
 
 # --- fulfilled after the carrier's news ------------------------------------------------------
 
+
 def test_fulfilled_after_out_for_delivery_is_superseded():
     run = run_orders(placed(T0), scan("out_for_delivery", T0 + 40 * HOUR))
     n = len(run.commands)
@@ -435,6 +488,7 @@ def test_fulfilled_after_delivered_is_superseded_by_delivered():
 
 
 # --- cancelled -------------------------------------------------------------------------------
+
 
 def test_cancelled_order_skips_later_shipping_news():
     run = run_orders(
@@ -467,8 +521,12 @@ def test_cancelled_before_placed_is_not_confirmed():
 
 
 def test_refunded_order_still_reports_delivery():
-    run = run_orders(placed(T0), order_event("refunded", T0 + HOUR, reason="goodwill", amount=10.0),
-                     fulfilled(), scan("delivered", T0 + 44 * HOUR))
+    run = run_orders(
+        placed(T0),
+        order_event("refunded", T0 + HOUR, reason="goodwill", amount=10.0),
+        fulfilled(),
+        scan("delivered", T0 + 44 * HOUR),
+    )
     assert run.state.status == "refunded"
     assert types(run.intents) == ["order_confirmation", "shipped", "delivered"]
     assert [f.detail for f in run.facts if f.type == "refunded"] == ["goodwill"]
@@ -476,16 +534,22 @@ def test_refunded_order_still_reports_delivery():
 
 # --- staleness with a wall clock -------------------------------------------------------------
 
-@pytest.mark.parametrize("events, ttl", [
-    ([placed(T0)], 24 * HOUR),
-    ([placed(T0 - 10 * DAY), fulfilled(T0)], 48 * HOUR),
-    ([placed(T0 - 10 * DAY), scan("out_for_delivery", T0)], 12 * HOUR),
-    ([placed(T0 - 10 * DAY), scan("delivered", T0)], 72 * HOUR),
-], ids=["order_confirmation", "shipped", "out_for_delivery", "delivered"])
+
+@pytest.mark.parametrize(
+    "events, ttl",
+    [
+        ([placed(T0)], 24 * HOUR),
+        ([placed(T0 - 10 * DAY), fulfilled(T0)], 48 * HOUR),
+        ([placed(T0 - 10 * DAY), scan("out_for_delivery", T0)], 12 * HOUR),
+        ([placed(T0 - 10 * DAY), scan("delivered", T0)], 72 * HOUR),
+    ],
+    ids=["order_confirmation", "shipped", "out_for_delivery", "delivered"],
+)
 def test_news_older_than_its_ttl_is_dropped_and_never_proposed_again(events, ttl):
     *setup, event = events
     intent_type = {"placed": "order_confirmation", "fulfilled": "shipped"}.get(
-        getattr(event, "type", None), getattr(event, "status", None))
+        getattr(event, "type", None), getattr(event, "status", None)
+    )
 
     # Exactly at the TTL it still goes out...
     fresh = run_orders(*setup, now=event.event_time).feed(event, now=event.event_time + ttl)
@@ -498,9 +562,13 @@ def test_news_older_than_its_ttl_is_dropped_and_never_proposed_again(events, ttl
     n_commands, n_audit = len(run.commands), len(run.audit)
 
     # A fresh copy of the same news (new event id) later does not resurrect the occasion.
-    again = (placed(event.event_time, event_id="again") if intent_type == "order_confirmation"
-             else fulfilled(event.event_time, event_id="again") if intent_type == "shipped"
-             else scan(event.status, event.event_time, event_id="again"))
+    again = (
+        placed(event.event_time, event_id="again")
+        if intent_type == "order_confirmation"
+        else fulfilled(event.event_time, event_id="again")
+        if intent_type == "shipped"
+        else scan(event.status, event.event_time, event_id="again")
+    )
     run.feed(again, now=event.event_time + MINUTE)
     assert [c for c in run.commands[n_commands:] if c.kind == "candidate_intent"] == []
     assert intent_type not in types(run.intents)
@@ -515,13 +583,19 @@ def test_stale_placed_still_reports_the_placed_fact():
 
 # --- determinism and state -------------------------------------------------------------------
 
+
 def test_same_timeline_in_a_fresh_state_gives_the_same_ids_and_commands():
     timeline = full_lifecycle(contact(sms=True))
     first = run_orders(*timeline)
     second = run_orders(*timeline)
     assert types(first.intents) == [
-        "order_confirmation", "shipped", "out_for_delivery", "delivery_attempt_failed", "delay_warning",
-        "out_for_delivery", "delivered",
+        "order_confirmation",
+        "shipped",
+        "out_for_delivery",
+        "delivery_attempt_failed",
+        "delay_warning",
+        "out_for_delivery",
+        "delivered",
     ]
     assert [i.intent_id for i in first.intents] == [i.intent_id for i in second.intents]
     assert first.commands == second.commands
@@ -554,8 +628,11 @@ def test_state_stored_between_events_gives_the_same_decisions():
 
 
 def test_order_state_round_trip_after_a_full_lifecycle():
-    run = run_orders(*full_lifecycle(contact(sms=True, push=True)), cancelled(T0 + 90 * HOUR),
-                     order_event("refunded", T0 + 91 * HOUR, amount=1.5))
+    run = run_orders(
+        *full_lifecycle(contact(sms=True, push=True)),
+        cancelled(T0 + 90 * HOUR),
+        order_event("refunded", T0 + 91 * HOUR, amount=1.5),
+    )
     state = run.state
     assert state.shipments[SHIPMENT].status == "delivered"
     assert state.problems and state.notified and state.items and state.contact
@@ -579,18 +656,25 @@ def test_full_lifecycle_outputs():
     ]
     assert run.state.timers == {}  # a delivered parcel leaves nothing scheduled
     assert [(f.type, f.detail) for f in run.facts] == [
-        ("placed", None), ("delivery_problem", "attempt_failed:recipient_unavailable"),
-        ("delivery_problem", "delay:predicted"), ("delivered", "late"),
+        ("placed", None),
+        ("delivery_problem", "attempt_failed:recipient_unavailable"),
+        ("delivery_problem", "delay:predicted"),
+        ("delivered", "late"),
     ]
     assert run.audit == []
     assert run.state.notified == [
-        "order_confirmation", f"shipped:{SHIPMENT}", f"out_for_delivery:{SHIPMENT}:0",
-        f"delivery_attempt_failed:{SHIPMENT}:0", f"delay_warning:{SHIPMENT}",
-        f"out_for_delivery:{SHIPMENT}:1", f"delivered:{SHIPMENT}",
+        "order_confirmation",
+        f"shipped:{SHIPMENT}",
+        f"out_for_delivery:{SHIPMENT}:0",
+        f"delivery_attempt_failed:{SHIPMENT}:0",
+        f"delay_warning:{SHIPMENT}",
+        f"out_for_delivery:{SHIPMENT}:1",
+        f"delivered:{SHIPMENT}",
     ]
 
 
 # --- catch-up must not depend on which topic was read first ----------------------------------
+
 
 def test_placed_after_fulfilled_and_info_received_still_proposes_shipped():
     """Same facts as placed -> fulfilled -> info_received (which proposes "shipped"), only the
@@ -614,9 +698,11 @@ def test_late_delivery_seen_before_placed_is_reported_late(scan_customer):
     assert "delivered_late" in delivered.reason_codes
 
 
-@pytest.mark.parametrize("early", [cancelled(T0 + HOUR, reason="customer"),
-                                   order_event("refunded", T0 + HOUR, reason="customer", amount=1.0)],
-                         ids=["cancelled", "refunded"])
+@pytest.mark.parametrize(
+    "early",
+    [cancelled(T0 + HOUR, reason="customer"), order_event("refunded", T0 + HOUR, reason="customer", amount=1.0)],
+    ids=["cancelled", "refunded"],
+)
 def test_cancel_or_refund_processed_before_placed_still_reaches_the_customer_stage(early):
     """In order, the customer stage gets a "cancelled"/"refunded" fact (last_cancel_at/last_refund_at).
     Out of order it must get the same fact once the order is known, not lose it."""
@@ -630,8 +716,9 @@ def test_cancel_or_refund_processed_before_placed_still_reaches_the_customer_sta
 def test_placed_after_fulfilled_and_returned_to_sender_does_not_announce_shipped():
     """In order, a fulfilment after "returned_to_sender" is dropped as superseded (SUPERSEDES_SHIPPED);
     the catch-up for a lagging order feed must not announce "shipped" for that parcel either."""
-    in_order = run_orders(placed(T0), scan("returned_to_sender", T0 + 5 * HOUR, sub_status="return"),
-                          fulfilled(T0 + HOUR))
+    in_order = run_orders(
+        placed(T0), scan("returned_to_sender", T0 + 5 * HOUR, sub_status="return"), fulfilled(T0 + HOUR)
+    )
     assert "shipped" not in types(in_order.intents)
 
     lagged = run_orders(fulfilled(T0 + HOUR), scan("returned_to_sender", T0 + 5 * HOUR, sub_status="return"))

@@ -1,5 +1,6 @@
 """The post-delivery window: care tips or onboarding, the review request timed by time to value
 (sooner after a positive signal, never after a problem, once per product a year), and cross-sell."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,7 +9,18 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from helpers import (
-    CUSTOMER, DAY, HOUR, ORDER, CustomerRun, advance, audits, contact, engagement, fact_command, item, send,
+    CUSTOMER,
+    DAY,
+    HOUR,
+    ORDER,
+    CustomerRun,
+    advance,
+    audits,
+    contact,
+    engagement,
+    fact_command,
+    item,
+    send,
 )
 from streams.core import ids
 from streams.core.model import ContentHints, ItemHint, MessageIntent
@@ -25,13 +37,30 @@ HEADPHONES = item("HDP", "electronics", 1, "Headphones")
 CAP = item("CAP", "fashion", 1, "Cap")
 
 
-def delivered_order(*items, order_id=ORDER, placed=PLACED, delivered=DELIVERED, marketing=True, total=60.0,
-                    run: CustomerRun | None = None, **delivered_args) -> CustomerRun:
+def delivered_order(
+    *items,
+    order_id=ORDER,
+    placed=PLACED,
+    delivered=DELIVERED,
+    marketing=True,
+    total=60.0,
+    run: CustomerRun | None = None,
+    **delivered_args,
+) -> CustomerRun:
     run = run or CustomerRun(fire_dues=True)
-    run.feed(fact_command("placed", placed, order_id=order_id, channels=contact(marketing_email=marketing),
-                          total=total, items=items),
-             fact_command("delivered", delivered, order_id=order_id, detail=delivered_args.pop("detail", "on_time"),
-                          items=items, **delivered_args))
+    run.feed(
+        fact_command(
+            "placed", placed, order_id=order_id, channels=contact(marketing_email=marketing), total=total, items=items
+        ),
+        fact_command(
+            "delivered",
+            delivered,
+            order_id=order_id,
+            detail=delivered_args.pop("detail", "on_time"),
+            items=items,
+            **delivered_args,
+        ),
+    )
     return run
 
 
@@ -62,13 +91,23 @@ def test_a_fashion_order_gets_care_tips_a_review_request_and_cross_sell():
     assert (cross.content.category, cross.reason_codes) == ("accessories", ["post_delivery", "complements:fashion"])
     delivered_command = fact_command("delivered", DELIVERED, detail="on_time", items=[TEE])
     assert review == MessageIntent(
-        intent_id=review_id(), decided_at=berlin(1, 7, 10), order_id=ORDER, customer_id=CUSTOMER,
-        intent_type="review_request", kind="marketing", channel="email", send_at=berlin(1, 7, 10),
-        expires_at=berlin(1, 14, 10), priority="low",
-        content=ContentHints(items=[ItemHint("TEE", "Tee", "fashion", 2)], category="fashion", segment="first_time",
-                             tone="welcoming"),
-        reason_codes=["post_delivery", "time_to_value_days:4"], source_event_id=delivered_command.command_id,
-        locale="de-DE", time_zone="Europe/Berlin",
+        intent_id=review_id(),
+        decided_at=berlin(1, 7, 10),
+        order_id=ORDER,
+        customer_id=CUSTOMER,
+        intent_type="review_request",
+        kind="marketing",
+        channel="email",
+        send_at=berlin(1, 7, 10),
+        expires_at=berlin(1, 14, 10),
+        priority="low",
+        content=ContentHints(
+            items=[ItemHint("TEE", "Tee", "fashion", 2)], category="fashion", segment="first_time", tone="welcoming"
+        ),
+        reason_codes=["post_delivery", "time_to_value_days:4"],
+        source_event_id=delivered_command.command_id,
+        locale="de-DE",
+        time_zone="Europe/Berlin",
     )
 
 
@@ -77,8 +116,10 @@ def test_intent_ids_are_stable():
     assert review_id() == "e30f2a2d-82db-5c09-8dd1-a298b0a858e9"
     run = delivered_order(TEE)
     intents, _ = advance(run, berlin(1, 20, 0))
-    assert [i.intent_id for i in intents][:2] == ["cbb22736-427e-5696-8be7-9513ea360dd9",
-                                                  "e30f2a2d-82db-5c09-8dd1-a298b0a858e9"]
+    assert [i.intent_id for i in intents][:2] == [
+        "cbb22736-427e-5696-8be7-9513ea360dd9",
+        "e30f2a2d-82db-5c09-8dd1-a298b0a858e9",
+    ]
 
 
 def test_complex_products_get_an_onboarding_sequence_and_a_later_review_request():
@@ -92,12 +133,17 @@ def test_complex_products_get_an_onboarding_sequence_and_a_later_review_request(
         ("review_request", "marketing", berlin(1, 17, 10)),  # durable goods: 14 days
     ]
     assert [i.reason_codes[-1] for i in intents if i.intent_type.startswith("onboarding")] == [
-        "onboarding:1/3", "onboarding:2/3", "onboarding:3/3"]
+        "onboarding:1/3",
+        "onboarding:2/3",
+        "onboarding:3/3",
+    ]
     assert {i.content.segment for i in intents} == {"first_time"}
 
 
-@pytest.mark.parametrize("category, days", [("fashion", 4), ("beauty", 5), ("consumables", 8), ("home", 14),
-                                            ("appliances", 14), ("books", 7)])
+@pytest.mark.parametrize(
+    "category, days",
+    [("fashion", 4), ("beauty", 5), ("consumables", 8), ("home", 14), ("appliances", 14), ("books", 7)],
+)
 def test_review_timing_follows_the_time_to_value(category, days):
     run = delivered_order(item("X", category))
     assert run.state.timers[f"review_request:{ORDER}"] == berlin(1, 3 + days, 10)
@@ -120,17 +166,24 @@ def test_a_late_open_changes_nothing():
 
 def test_split_delivery_plans_once_and_asks_about_everything_when_the_slowest_has_proven_itself():
     run = CustomerRun(fire_dues=True)
-    run.feed(fact_command("placed", PLACED, channels=contact(marketing_email=True), total=300.0,
-                          items=[TEE, HEADPHONES]),
-             fact_command("delivered", DELIVERED, detail="on_time", items=[TEE]),
-             fact_command("delivered", DELIVERED + DAY, detail="on_time", items=[HEADPHONES]))
+    run.feed(
+        fact_command("placed", PLACED, channels=contact(marketing_email=True), total=300.0, items=[TEE, HEADPHONES]),
+        fact_command("delivered", DELIVERED, detail="on_time", items=[TEE]),
+        fact_command("delivered", DELIVERED + DAY, detail="on_time", items=[HEADPHONES]),
+    )
     assert run.state.timers[f"review_request:{ORDER}"] == berlin(1, 17, 10)  # from the first delivery, 14 days
     assert run.state.timers[f"onboarding_1:{ORDER}"] == berlin(1, 5, 10)  # from the second parcel's arrival
     advance(run, berlin(2, 1, 0))
     (review,) = [i for i in run.intents if i.intent_type == "review_request"]
     assert [i.sku for i in review.content.items] == ["TEE", "HDP"]
     assert sorted(i.intent_type for i in run.intents) == [
-        "care_tips", "cross_sell", "onboarding_1", "onboarding_2", "onboarding_3", "review_request"]
+        "care_tips",
+        "cross_sell",
+        "onboarding_1",
+        "onboarding_2",
+        "onboarding_3",
+        "review_request",
+    ]
     assert [i.sku for i in run.intents[0].content.items] == ["TEE"]  # care tips: the fashion parcel
     assert review.content.segment == "high_value"
 
@@ -147,7 +200,8 @@ def test_one_review_request_per_product_per_year():
     intents, audit = advance(run, berlin(3, 10, 0))
     assert "review_request" not in [i.intent_type for i in intents]
     assert [(a.decision, a.reasons) for a in audit if a.intent_type == "review_request"] == [
-        ("skipped", ["review_once_per_product"])]
+        ("skipped", ["review_once_per_product"])
+    ]
 
 
 def test_a_customer_who_already_reviewed_the_order_is_not_asked():
@@ -163,10 +217,16 @@ def test_without_marketing_consent_only_the_service_message_goes():
     intents, audit = advance(run, berlin(1, 20, 0))
     assert [i.intent_type for i in intents] == ["care_tips"]
     assert audits(audit) == [
-        ("review_request", "skipped", ["no_allowed_channel", "no_marketing_consent:email", "unreachable:sms",
-                                       "unreachable:push"]),
-        ("cross_sell", "skipped", ["no_allowed_channel", "no_marketing_consent:email", "unreachable:sms",
-                                   "unreachable:push"]),
+        (
+            "review_request",
+            "skipped",
+            ["no_allowed_channel", "no_marketing_consent:email", "unreachable:sms", "unreachable:push"],
+        ),
+        (
+            "cross_sell",
+            "skipped",
+            ["no_allowed_channel", "no_marketing_consent:email", "unreachable:sms", "unreachable:push"],
+        ),
     ]
 
 
@@ -174,10 +234,14 @@ def test_a_refunded_order_gets_no_care_tips_or_cross_sell():
     run = delivered_order(TEE)
     _, audit = send(run, fact_command("refunded", DELIVERED + 2 * HOUR, detail="return"))
     assert audits(audit) == [
-        ("review_request", "suppressed", ["guard:order_had_problem", "order_refunded", "order_returned"])]
+        ("review_request", "suppressed", ["guard:order_had_problem", "order_refunded", "order_returned"])
+    ]
     intents, audit = advance(run, berlin(1, 20, 0))
     assert post(intents) == []
-    assert audits(audit) == [("care_tips", "skipped", ["order_refunded"]), ("cross_sell", "skipped", ["order_refunded"])]
+    assert audits(audit) == [
+        ("care_tips", "skipped", ["order_refunded"]),
+        ("cross_sell", "skipped", ["order_refunded"]),
+    ]
 
 
 def test_a_late_order_still_gets_its_care_tips_and_later_cross_sell_but_no_review_request():

@@ -1,5 +1,6 @@
 """Replenishment: remind before the customer runs out, from the pack size or their own rhythm, and
 not at all if they reorder first."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -19,10 +20,16 @@ COFFEE = item("COF", "consumables", 2, "Coffee beans 1 kg")
 def order(run: CustomerRun, order_id: str, placed: int, *items, delivered_after_days: int = 2) -> CustomerRun:
     run.advance(placed)  # time passes until the order: what was due went out on time
     return run.feed(
-        fact_command("placed", placed, order_id=order_id, channels=contact(marketing_email=True), total=48.0,
-                     items=items),
-        fact_command("delivered", placed + delivered_after_days * 86_400_000 + 4 * 3_600_000, order_id=order_id,
-                     detail="on_time", items=items),
+        fact_command(
+            "placed", placed, order_id=order_id, channels=contact(marketing_email=True), total=48.0, items=items
+        ),
+        fact_command(
+            "delivered",
+            placed + delivered_after_days * 86_400_000 + 4 * 3_600_000,
+            order_id=order_id,
+            detail="on_time",
+            items=items,
+        ),
     )
 
 
@@ -46,7 +53,8 @@ def test_the_customers_own_rhythm_wins_over_the_pack_size():
     reminders = [i for i in run.intents if i.intent_type == "replenishment"]
     # After the second order: every 20 days -> runs out 10 February, reminded 5 February (before O3).
     assert [(i.order_id, i.send_at, i.reason_codes[1]) for i in reminders] == [
-        ("O2", berlin(2, 5, 10), "basis:own_interval")]
+        ("O2", berlin(2, 5, 10), "basis:own_interval")
+    ]
     # After the third: the same rhythm from 10 February -> remind 25 February.
     assert run.state.timers["replenish:COF"] == berlin(2, 25, 10)
 
@@ -77,9 +85,10 @@ def test_only_consumable_categories_are_replenished():
 
 def test_an_older_order_delivered_late_does_not_replace_the_newer_plan():
     run = CustomerRun(fire_dues=True)
-    run.feed(fact_command("placed", berlin(1, 1, 11), order_id="O1", channels=contact(marketing_email=True),
-                          items=[COFFEE]),
-             fact_command("placed", berlin(1, 20, 11), order_id="O2", items=[COFFEE]),
-             fact_command("delivered", berlin(1, 22, 15), order_id="O2", detail="on_time", items=[COFFEE]),
-             fact_command("delivered", berlin(1, 23, 15), order_id="O1", detail="late", items=[COFFEE]))
+    run.feed(
+        fact_command("placed", berlin(1, 1, 11), order_id="O1", channels=contact(marketing_email=True), items=[COFFEE]),
+        fact_command("placed", berlin(1, 20, 11), order_id="O2", items=[COFFEE]),
+        fact_command("delivered", berlin(1, 22, 15), order_id="O2", detail="on_time", items=[COFFEE]),
+        fact_command("delivered", berlin(1, 23, 15), order_id="O1", detail="late", items=[COFFEE]),
+    )
     assert run.state.replenish["COF"].order_id == "O2"

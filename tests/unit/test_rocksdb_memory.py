@@ -1,5 +1,6 @@
 """All of a worker's RocksDB stores share one memory budget (streams/runtime/rocksdb_memory.py): memtables
 of many stores together stay under it, where Faust's own options let each store fill its own."""
+
 from __future__ import annotations
 
 import os
@@ -57,10 +58,14 @@ def test_memtables_of_all_stores_stay_under_the_shared_budget(budget, tmp_path):
 
 
 def test_every_store_opened_reads_through_the_same_cache(budget, tmp_path):
-    stores = {name: options.open(tmp_path / name) for name, options in [
-        ("first", SharedMemoryOptions(use_rocksdict=True)),
-        ("second", SharedMemoryOptions(use_rocksdict=True, write_buffer_size=4 * MiB)),
-        ("faust", RocksDBOptions(use_rocksdict=True))]}
+    stores = {
+        name: options.open(tmp_path / name)
+        for name, options in [
+            ("first", SharedMemoryOptions(use_rocksdict=True)),
+            ("second", SharedMemoryOptions(use_rocksdict=True, write_buffer_size=4 * MiB)),
+            ("faust", RocksDBOptions(use_rocksdict=True)),
+        ]
+    }
     for db in stores.values():
         for n in range(2000):
             db[f"{n:06d}".encode()] = os.urandom(500)

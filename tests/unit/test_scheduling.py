@@ -1,5 +1,6 @@
 """The schedule table: entries fire once, in due order, from their partition, and survive a
 restart because all of it lives in the (changelogged) table."""
+
 from streams.core.model import Due, Schedule
 from streams.runtime.scheduling import BUCKET_MS, Scheduler
 
@@ -148,8 +149,18 @@ def test_no_record_passes_the_size_limit_with_50k_entries_in_one_minute():
     added = 0
     while added < 50_000:  # batches of various sizes, as events and fire rounds add them
         n = rng.randint(1, 300)
-        s.add(0, [Schedule(f"ORD-{added + i:09d}", f"stall_in_transit:SHP-{added + i:09d}-1", midnight + rng.randrange(BUCKET_MS))
-                  for i in range(n)], T0)
+        s.add(
+            0,
+            [
+                Schedule(
+                    f"ORD-{added + i:09d}",
+                    f"stall_in_transit:SHP-{added + i:09d}-1",
+                    midnight + rng.randrange(BUCKET_MS),
+                )
+                for i in range(n)
+            ],
+            T0,
+        )
         added += n
     assert table.biggest < 100_000 < RECORD_LIMIT
     assert max(len(rows) for rows in _chunks(table).values()) <= CHUNK_ENTRIES
@@ -160,6 +171,7 @@ def test_no_record_passes_the_size_limit_with_50k_entries_in_one_minute():
 
 def test_adding_k_entries_one_by_one_costs_linear_writes_of_bounded_size():
     """The old layout rewrote the whole bucket per add: k adds wrote O(k^2) bytes."""
+
     def cost(k: int) -> Recording:
         table = Recording()
         s = Scheduler(table)
@@ -183,8 +195,10 @@ def test_entries_fire_exactly_once_in_due_order_across_chunks():
     now = T0
     fired: list[Due] = []
     for step in range(60):
-        batch = [Schedule(f"K{step}-{i}", rng.choice("ab"), T0 + rng.randrange(3 * BUCKET_MS) + (step // 20) * BUCKET_MS)
-                 for i in range(rng.randint(0, 200))]
+        batch = [
+            Schedule(f"K{step}-{i}", rng.choice("ab"), T0 + rng.randrange(3 * BUCKET_MS) + (step // 20) * BUCKET_MS)
+            for i in range(rng.randint(0, 200))
+        ]
         s.add(step % 2, batch, now)
         wanted += [(e.key, e.kind, e.due_at) for e in batch]
         now += rng.randrange(8_000)
@@ -227,9 +241,11 @@ def test_a_partly_fired_bucket_keeps_its_later_entries_and_takes_new_ones():
 def test_old_format_buckets_still_fire():
     """A changelog written before chunks holds a bucket as one list at b:{p}:{minute}."""
     m = T0 // BUCKET_MS
-    table = {"cursor:2": {"bucket": m, "watermark": 0},
-             f"b:2:{m + 1}": [["O2", "b", T0 + BUCKET_MS + 5], ["O1", "a", T0 + BUCKET_MS + 5]],
-             f"b:2:{m + 3}": [["O3", "c", T0 + 3 * BUCKET_MS + 10], ["O4", "d", T0 + 3 * BUCKET_MS + 50_000]]}
+    table = {
+        "cursor:2": {"bucket": m, "watermark": 0},
+        f"b:2:{m + 1}": [["O2", "b", T0 + BUCKET_MS + 5], ["O1", "a", T0 + BUCKET_MS + 5]],
+        f"b:2:{m + 3}": [["O3", "c", T0 + 3 * BUCKET_MS + 10], ["O4", "d", T0 + 3 * BUCKET_MS + 50_000]],
+    }
     s = Scheduler(table)
     assert [d.key for d in s.due(2, T0 + 3 * BUCKET_MS + 20)] == ["O1", "O2", "O3"]
     assert table[f"b:2:{m + 3}"] == [["O4", "d", T0 + 3 * BUCKET_MS + 50_000]]  # the rest stays as it was
@@ -352,6 +368,7 @@ def test_a_limited_fire_reports_more_until_the_backlog_is_done(monkeypatch):
 def test_time_moves_over_empty_hours_at_one_read_per_hour():
     """A replay's clock or a worker back from downtime jumps hours: the hour index spares a read of
     every empty minute on the way."""
+
     class Reads(dict):
         gets = 0
 
@@ -372,8 +389,11 @@ def test_time_moves_over_empty_hours_at_one_read_per_hour():
 
 def test_a_cursor_from_before_the_hour_index_still_fires_every_minute():
     m = T0 // BUCKET_MS
-    table = {"cursor:0": {"bucket": m, "watermark": 0}, f"b:0:{m + 3}": {"chunks": 1},
-             f"b:0:{m + 3}:0": [["O1", "late", T0 + 3 * BUCKET_MS]]}
+    table = {
+        "cursor:0": {"bucket": m, "watermark": 0},
+        f"b:0:{m + 3}": {"chunks": 1},
+        f"b:0:{m + 3}:0": [["O1", "late", T0 + 3 * BUCKET_MS]],
+    }
     s = Scheduler(table)
     s.add(0, [Schedule("O2", "late", T0 + 90 * BUCKET_MS)], T0)
     assert [d.key for d in s.due(0, T0 + 2 * 60 * BUCKET_MS)] == ["O1", "O2"]

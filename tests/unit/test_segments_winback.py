@@ -1,4 +1,5 @@
 """Segments and tone in every intent, and the win-back incentive when a customer stays away."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,7 +8,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from helpers import (
-    CUSTOMER, DAY, CustomerRun, advance, audits, candidate_command, contact, fact_command, intent, item, send,
+    CUSTOMER,
+    DAY,
+    CustomerRun,
+    advance,
+    audits,
+    candidate_command,
+    contact,
+    fact_command,
+    intent,
+    item,
+    send,
 )
 from streams.core import ids
 from streams.core.policy import DEFAULT_POLICY
@@ -24,20 +35,29 @@ NOW = berlin(6, 1, 12)
 
 def customer(order_days_ago: list[int], spent: float = 100.0, biggest: float = 50.0) -> CustomerState:
     times = sorted(NOW - d * DAY for d in order_days_ago)
-    return CustomerState(customer_id=CUSTOMER, orders_count=len(times), order_times=times,
-                         last_order_at=times[-1] if times else None, total_spent=spent, max_order_total=biggest)
+    return CustomerState(
+        customer_id=CUSTOMER,
+        orders_count=len(times),
+        order_times=times,
+        last_order_at=times[-1] if times else None,
+        total_spent=spent,
+        max_order_total=biggest,
+    )
 
 
-@pytest.mark.parametrize("days_ago, spent, biggest, expected", [
-    ([3], 40.0, 40.0, "first_time"),
-    ([], 0.0, 0.0, "first_time"),
-    ([60, 30, 3], 150.0, 60.0, "repeat"),
-    ([3], 300.0, 300.0, "high_value"),  # one big order
-    ([200, 100, 3], 520.0, 200.0, "high_value"),  # lifetime spend
-    ([400, 250, 100], 150.0, 60.0, "occasional"),  # usual gap 150 days
-    ([400, 200], 150.0, 60.0, "lapsed"),  # nothing for 200 days
-    ([300, 200], 900.0, 600.0, "lapsed"),  # lapsed wins over high value: the message must say so
-])
+@pytest.mark.parametrize(
+    "days_ago, spent, biggest, expected",
+    [
+        ([3], 40.0, 40.0, "first_time"),
+        ([], 0.0, 0.0, "first_time"),
+        ([60, 30, 3], 150.0, 60.0, "repeat"),
+        ([3], 300.0, 300.0, "high_value"),  # one big order
+        ([200, 100, 3], 520.0, 200.0, "high_value"),  # lifetime spend
+        ([400, 250, 100], 150.0, 60.0, "occasional"),  # usual gap 150 days
+        ([400, 200], 150.0, 60.0, "lapsed"),  # nothing for 200 days
+        ([300, 200], 900.0, 600.0, "lapsed"),  # lapsed wins over high value: the message must say so
+    ],
+)
 def test_segments(days_ago, spent, biggest, expected):
     assert segment(customer(days_ago, spent, biggest), NOW, DEFAULT_POLICY) == expected
 
@@ -57,17 +77,27 @@ def test_every_intent_carries_segment_and_tone():
     intents, _ = send(run, candidate_command(intent("shipped", at=berlin(1, 1, 12))))
     assert (intents[0].content.segment, intents[0].content.tone) == ("first_time", "welcoming")
     run.feed(fact_command("placed", berlin(1, 20, 11), order_id="O2", total=30.0))
-    intents, _ = send(run, candidate_command(intent("shipped", at=berlin(1, 20, 12), order_id="O2",
-                                                    source_event_id="e2")))
+    intents, _ = send(
+        run, candidate_command(intent("shipped", at=berlin(1, 20, 12), order_id="O2", source_event_id="e2"))
+    )
     assert (intents[0].content.segment, intents[0].content.tone) == ("repeat", "familiar")
 
 
 # --- win-back --------------------------------------------------------------------------------
 
+
 def shop(run: CustomerRun, order_id: str, at: int, marketing: bool = True) -> CustomerRun:
     run.advance(at)
-    return run.feed(fact_command("placed", at, order_id=order_id, channels=contact(marketing_email=marketing),
-                                 total=30.0, items=[item("TEE", "fashion")]))
+    return run.feed(
+        fact_command(
+            "placed",
+            at,
+            order_id=order_id,
+            channels=contact(marketing_email=marketing),
+            total=30.0,
+            items=[item("TEE", "fashion")],
+        )
+    )
 
 
 def winback_id(last_order_at: int) -> str:
@@ -83,7 +113,11 @@ def test_a_one_time_customer_is_won_back_after_90_days():
     (winback,) = intents
     assert winback.intent_id == winback_id(first)
     assert (winback.kind, winback.order_id, winback.send_at, winback.content.category) == (
-        "marketing", None, berlin(4, 2, 10), "fashion")
+        "marketing",
+        None,
+        berlin(4, 2, 10),
+        "fashion",
+    )
     assert winback.reason_codes == ["winback", "incentive", "days_since_order:90", "one_time_customer"]
 
 
@@ -94,7 +128,8 @@ def test_a_regular_is_won_back_after_twice_their_usual_gap():
     assert run.state.timers["winback"] == berlin(5, 2, 10)  # 30-day rhythm -> 60 days after 2 March
     intents, _ = advance(run, berlin(5, 10, 0))
     assert [i.reason_codes for i in intents if i.intent_type == "winback"] == [
-        ["winback", "incentive", "days_since_order:60", "usual_gap_days:30"]]
+        ["winback", "incentive", "days_since_order:60", "usual_gap_days:30"]
+    ]
 
 
 def test_a_frequent_buyer_waits_at_least_45_days():
@@ -116,5 +151,10 @@ def test_win_back_needs_marketing_consent():
     run = shop(CustomerRun(fire_dues=True), "O1", berlin(1, 1, 11), marketing=False)
     intents, audit = advance(run, berlin(4, 10, 0))
     assert intents == []
-    assert audits(audit) == [("winback", "skipped", ["no_allowed_channel", "no_marketing_consent:email",
-                                                     "unreachable:sms", "unreachable:push"])]
+    assert audits(audit) == [
+        (
+            "winback",
+            "skipped",
+            ["no_allowed_channel", "no_marketing_consent:email", "unreachable:sms", "unreachable:push"],
+        )
+    ]

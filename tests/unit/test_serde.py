@@ -1,4 +1,5 @@
 """Confluent framing with fastavro and the repo's local schema registry."""
+
 from __future__ import annotations
 
 import copy
@@ -58,6 +59,7 @@ def avro_body(schema: dict, record: dict) -> bytes:
 
 # --- the registry file -----------------------------------------------------------------------
 
+
 def test_every_schema_is_registered(registry):
     missing = [f"{s.name} ({s.file})" for s in registry.unregistered()]
     assert missing == [], f"run `aftersale schemas register`: {missing}"
@@ -87,6 +89,7 @@ def test_current_schemas_resolve_to_themselves(registry):
 
 
 # --- framing ---------------------------------------------------------------------------------
+
 
 def test_order_event_round_trip(serde, registry, sample):
     order, _ = sample
@@ -177,12 +180,16 @@ def serde_bytes_for_order(serde, sample) -> bytes:
 
 # --- codec -----------------------------------------------------------------------------------
 
+
 def test_codec_decodes_into_core_records(codec, sample):
     order, carrier_scan = sample
     event = codec.decode(f"{APP}.orders", order.key.encode(), codec.encode("orders", order.record))
     assert event == model.order_event_from(order.record)
-    scan = codec.decode(f"{APP}.carrier-scans", carrier_scan.record["order_id"].encode(),
-                        codec.encode("carrier-scans", carrier_scan.record))
+    scan = codec.decode(
+        f"{APP}.carrier-scans",
+        carrier_scan.record["order_id"].encode(),
+        codec.encode("carrier-scans", carrier_scan.record),
+    )
     assert scan == model.carrier_scan_from(carrier_scan.record)
 
 
@@ -192,8 +199,14 @@ def test_codec_rejects_a_keyless_input_but_not_a_tick(codec, sample):
     with pytest.raises(InvalidEvent) as err:
         codec.decode(f"{APP}.carrier-scans", None, codec.encode("carrier-scans", carrier_scan.record))
     assert err.value.reason == "missing_key"
-    tick = {"command_id": "tick:0:1", "event_time": 1, "customer_id": "", "order_id": "", "kind": "tick",
-            "due": {"now": 1}}
+    tick = {
+        "command_id": "tick:0:1",
+        "event_time": 1,
+        "customer_id": "",
+        "order_id": "",
+        "kind": "tick",
+        "due": {"now": 1},
+    }
     assert codec.decode(f"{APP}.customer-commands", None, codec.encode("customer-commands", tick)).kind == "tick"
 
 
@@ -204,8 +217,10 @@ def test_codec_rejects_a_wrong_key(codec, sample):
         with pytest.raises(InvalidEvent) as err:
             codec.decode(f"{APP}.carrier-scans", wrong, data)
         assert err.value.reason == "wrong_key"
-    assert codec.decode(f"{APP}.carrier-scans", carrier_scan.record["order_id"].encode(), data).event_id == \
-        carrier_scan.record["event_id"]
+    assert (
+        codec.decode(f"{APP}.carrier-scans", carrier_scan.record["order_id"].encode(), data).event_id
+        == carrier_scan.record["event_id"]
+    )
 
 
 def test_codec_rejects_an_unknown_order_type(codec, sample):
@@ -262,13 +277,16 @@ def test_dead_letter_keeps_the_original_bytes(codec, serde):
 
 # --- registry evolution ----------------------------------------------------------------------
 
+
 def test_register_current_on_an_empty_registry(tmp_path):
     local = LocalRegistry(registry_file=tmp_path / "registry.json", frozen_dir=tmp_path / "registry")
     added = local.register_current()
     assert [i for i, _ in added] == list(range(1, len(SCHEMA_FILES) + 1))
     assert [s.file for _, s in added] == [f"{stem}.avsc" for stem in SCHEMA_FILES]
     assert local.unregistered() == []
-    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == sorted(f"{i}.avsc" for i in range(1, len(SCHEMA_FILES) + 1))
+    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == sorted(
+        f"{i}.avsc" for i in range(1, len(SCHEMA_FILES) + 1)
+    )
     # Every current version is in the repo's registry too (which also keeps older versions), and a
     # second run adds nothing.
     fresh = {e["fingerprint"] for e in json.loads((tmp_path / "registry.json").read_text())["schemas"]}
@@ -298,7 +316,9 @@ def test_bytes_written_with_an_older_schema_version_still_decode(tmp_path, sampl
     assert old_schema.name == ORDER_EVENT and old_schema.fingerprint != current.fingerprint
     entries = json.loads(registry_file.read_text())["schemas"]
     old_id = max(e["id"] for e in entries) + 1
-    entries.append({"id": old_id, "name": ORDER_EVENT, "file": "order_event.avsc", "fingerprint": old_schema.fingerprint})
+    entries.append(
+        {"id": old_id, "name": ORDER_EVENT, "file": "order_event.avsc", "fingerprint": old_schema.fingerprint}
+    )
     registry_file.write_text(json.dumps({"schemas": entries}))
     (frozen_dir / f"{old_id}.avsc").write_text(json.dumps(old))
 
@@ -352,8 +372,11 @@ def test_optional_records_are_written_with_their_branch_named_and_the_same_bytes
     assert commands and intents and audit
     facts_with_contact = [c for c in commands if c.fact is not None and c.fact.contact is not None]
     assert facts_with_contact and any(c.intent is not None for c in commands)
-    for name, records in (("io.aftersale.CustomerCommand", commands), ("io.aftersale.MessageIntent", intents),
-                          ("io.aftersale.DecisionAudit", audit)):
+    for name, records in (
+        ("io.aftersale.CustomerCommand", commands),
+        ("io.aftersale.MessageIntent", intents),
+        ("io.aftersale.DecisionAudit", audit),
+    ):
         parsed = by_name(name).parsed
         tag = union_tagger(parsed)
         for record in map(model.to_record, records):

@@ -1,5 +1,6 @@
 """The simulator as a source of realistic traffic: deterministic, valid on the wire, and when fed
 through both stages of the core, every order gets its messages exactly once."""
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -74,6 +75,7 @@ class Engine:
 
 # --- determinism -----------------------------------------------------------------------------
 
+
 def test_generate_is_deterministic_for_a_seed():
     first = generate(orders=60, seed=11)
     assert first == generate(orders=60, seed=11)
@@ -84,13 +86,15 @@ def test_generate_is_deterministic_for_a_seed():
 def test_generated_events_are_sorted_by_arrival_and_keyed_by_their_owner():
     events = generate(orders=60, seed=11)
     assert [(e.arrives_at, e.record["event_id"]) for e in events] == sorted(
-        (e.arrives_at, e.record["event_id"]) for e in events)
+        (e.arrives_at, e.record["event_id"]) for e in events
+    )
     for e in events:
         owner = "order_id" if e.topic in ("orders", "carrier-scans") else "customer_id"
         assert e.key == e.record[owner]
 
 
 # --- wire validity ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def codec() -> Codec:
@@ -135,6 +139,7 @@ def serde_for_outputs(codec):
 
 # --- the whole simulated traffic through the core --------------------------------------------
 
+
 def test_simulated_traffic_through_the_core(full_run):
     events, engine = full_run
     order_events = [e.record for e in events if e.topic == "orders"]
@@ -164,18 +169,21 @@ def test_simulated_traffic_through_the_core(full_run):
     for order_id, intents in by_order.items():
         kinds = [i.intent_type for i in intents]
         if "delivered" in kinds:
-            assert "out_for_delivery" not in kinds[kinds.index("delivered"):], order_id
+            assert "out_for_delivery" not in kinds[kinds.index("delivered") :], order_id
 
     # Each delivered order gets exactly one "delivered" message: sent, or skipped for a reason.
-    delivered_candidates = Counter(c.order_id for c in engine.commands
-                                   if c.kind == "candidate_intent" and c.intent.intent_type == "delivered")
+    delivered_candidates = Counter(
+        c.order_id for c in engine.commands if c.kind == "candidate_intent" and c.intent.intent_type == "delivered"
+    )
     assert {o: delivered_candidates[o] for o in delivered if delivered_candidates[o] != 1} == {}
     assert set(delivered_candidates) == delivered
     delivered_out = Counter(i.order_id for i in engine.intents if i.intent_type == "delivered")
-    delivered_skipped = Counter(a.order_id for a in engine.audit
-                                if a.intent_type == "delivered" and a.decision == "skipped")
-    assert {o: (delivered_out[o], delivered_skipped[o]) for o in delivered
-            if delivered_out[o] + delivered_skipped[o] != 1} == {}
+    delivered_skipped = Counter(
+        a.order_id for a in engine.audit if a.intent_type == "delivered" and a.decision == "skipped"
+    )
+    assert {
+        o: (delivered_out[o], delivered_skipped[o]) for o in delivered if delivered_out[o] + delivered_skipped[o] != 1
+    } == {}
     assert sum(delivered_out.values()) >= 0.95 * len(delivered)
 
     # With the event clock nothing is stale on arrival.
@@ -207,8 +215,10 @@ def test_replaying_the_traffic_into_the_same_state_sends_nothing_new(full_run):
 
 # --- any order, duplicates and gaps: a property ----------------------------------------------
 
+
 def order_histories():
     """(events of one simulated order, plus its customer's engagement/support), for a few seeds."""
+
     @st.composite
     def build(draw):
         orders = draw(st.integers(1, 5))
@@ -221,14 +231,25 @@ def order_histories():
         if draw(st.booleans()) and not any(e.record.get("type") == "cancelled" for e in mine):
             # A cancellation at some point of the order's life, to exercise "cancelled" often.
             at = placed.record["event_time"] + draw(st.integers(0, 5 * 24)) * HOUR
-            mine.append(type(placed)("orders", order_id, {
-                **{k: placed.record[k] for k in ("order_id", "customer_id", "source")},
-                "event_id": f"cancel-{order_id}", "event_time": at, "type": "cancelled", "reason": "customer",
-            }, at))
+            mine.append(
+                type(placed)(
+                    "orders",
+                    order_id,
+                    {
+                        **{k: placed.record[k] for k in ("order_id", "customer_id", "source")},
+                        "event_id": f"cancel-{order_id}",
+                        "event_time": at,
+                        "type": "cancelled",
+                        "reason": "customer",
+                    },
+                    at,
+                )
+            )
         indices = draw(st.lists(st.sampled_from(range(len(mine))), min_size=1, max_size=2 * len(mine)))
         if draw(st.booleans()):
             indices = draw(st.permutations(range(len(mine)))) + indices  # everything, then noise
         return [mine[i] for i in indices]
+
     return build()
 
 
@@ -248,8 +269,9 @@ def run_history(history) -> tuple[Engine, list[MessageIntent]]:
 
 
 # Derandomized: the same examples on every run, so a failure is reproducible and never flaky.
-PROPERTY = settings(max_examples=100, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=100, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @PROPERTY

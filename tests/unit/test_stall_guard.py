@@ -1,6 +1,5 @@
 """The stall guard's decision: which input partitions to re-read (streams/runtime/faust_ext.py)."""
 
-
 from streams.runtime.faust_ext import StallGuard
 
 
@@ -20,7 +19,10 @@ def test_never_delivered_and_never_committed_counts_from_zero():
 def test_caught_up_partitions_are_left_alone():
     guard = StallGuard(patience=1)
     # Last delivered 87, committed 88, high-water 88: nothing left to read.
-    assert checks(guard, {"a": (87, 88, 88, False), "b": (None, None, 0, False), "c": (None, None, None, False)}, n=5) == [[]] * 5
+    assert (
+        checks(guard, {"a": (87, 88, 88, False), "b": (None, None, 0, False), "c": (None, None, None, False)}, n=5)
+        == [[]] * 5
+    )
     # Delivered 87 and not committed yet (in flight): nothing left to read either.
     assert checks(guard, {"a": (87, 80, 88, False)}, n=5) == [[]] * 5
 
@@ -57,4 +59,9 @@ def test_a_partition_whose_re_read_is_on_its_way_is_not_re_read_again():
     # and a pending re-read resets the count, as being busy does
     guard = StallGuard(patience=2)
     assert [guard.stalled({"tp": (18, 18, 88, held)}, True) for held in (False, False, True, False, False)] == [
-        [], [], [], [], ["tp"]]
+        [],
+        [],
+        [],
+        [],
+        ["tp"],
+    ]

@@ -1,4 +1,5 @@
 """The write-back view the worker decides a batch against (streams/runtime/writeback.py)."""
+
 from __future__ import annotations
 
 from streams.runtime.writeback import WriteBack

@@ -7,6 +7,7 @@ as the machine allows), and through Kafka and a real Faust worker in lockstep (`
     result = run_events(events, partitions=4, run_on_ms=30 * DAY, tick_ms=HOUR)  # DAY, HOUR in ms
     write_outputs("out/", result.intents, result.audit, report.to_dict())
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,8 +20,21 @@ from .output import no_cyclic_gc, write_outputs
 
 DAY_MS = 86_400_000
 
-__all__ = ["InProcessEngine", "ReplayResult", "ReplayEvent", "InputReport", "replay", "run_events", "simulated",
-           "load", "load_simulated", "prepare", "write_outputs", "run_replay", "progress_bar"]
+__all__ = [
+    "InProcessEngine",
+    "ReplayResult",
+    "ReplayEvent",
+    "InputReport",
+    "replay",
+    "run_events",
+    "simulated",
+    "load",
+    "load_simulated",
+    "prepare",
+    "write_outputs",
+    "run_replay",
+    "progress_bar",
+]
 
 
 def progress_bar(total: int, enabled: bool = True, desc: str = "replay"):
@@ -32,8 +46,16 @@ def progress_bar(total: int, enabled: bool = True, desc: str = "replay"):
     except ImportError:  # an optional extra (aftersale[tools]): no bar without it
         return (lambda n: None), (lambda: None)
 
-    bar = tqdm(total=total, desc=desc, unit="ev", unit_scale=True, file=sys.stderr, mininterval=0.25,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit="ev",
+        unit_scale=True,
+        file=sys.stderr,
+        mininterval=0.25,
+        dynamic_ncols=True,
+        leave=True,
+    )
     state = {"n": 0}
 
     def update(n: int) -> None:
@@ -44,10 +66,20 @@ def progress_bar(total: int, enabled: bool = True, desc: str = "replay"):
     return update, bar.close
 
 
-def run_replay(source: str | Path | None, out_dir: str | Path, partitions: int = 4, run_on_days: float = 30.0,
-               sort: bool = True, progress: bool = True, simulate_orders: int | None = None, seed: int = 7,
-               kafka=None, tick_hours: float = 1.0, what_if_consent: bool = False,
-               warm_start: str | Path | None = None) -> dict:
+def run_replay(
+    source: str | Path | None,
+    out_dir: str | Path,
+    partitions: int = 4,
+    run_on_days: float = 30.0,
+    sort: bool = True,
+    progress: bool = True,
+    simulate_orders: int | None = None,
+    seed: int = 7,
+    kafka=None,
+    tick_hours: float = 1.0,
+    what_if_consent: bool = False,
+    warm_start: str | Path | None = None,
+) -> dict:
     """Read, replay (in process, or through Kafka when `kafka` is a lockstep.KafkaTarget), write
     the outputs; returns the summary (also in out_dir/summary.json). Speed goes to stderr only, so
     the files stay byte-identical between runs."""
@@ -71,32 +103,60 @@ def run_replay(source: str | Path | None, out_dir: str | Path, partitions: int =
     update, close = progress_bar(len(events), progress, "replay" if kafka is None else "replay (kafka lockstep)")
     try:
         if kafka is None:
-            result = run_events(events, partitions=partitions, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update,
-                                warm=warm)
+            result = run_events(
+                events, partitions=partitions, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update, warm=warm
+            )
             intents, audit, rejected = result.intents, result.audit, result.rejected
             scores, candidates, learned = result.scores, result.candidates, result.learned
-            extra = {"path": "in-process", "partitions": partitions, "run_on_days": run_on_days,
-                     "tick_hours": tick_hours, "events_fed": result.events, "duplicates": result.duplicates,
-                     "exact_rerun": result.exact_rerun,
-                     "rejected_in_core": dict(sorted(result.rejected_by_reason().items()))}
+            extra = {
+                "path": "in-process",
+                "partitions": partitions,
+                "run_on_days": run_on_days,
+                "tick_hours": tick_hours,
+                "events_fed": result.events,
+                "duplicates": result.duplicates,
+                "exact_rerun": result.exact_rerun,
+                "rejected_in_core": dict(sorted(result.rejected_by_reason().items())),
+            }
         else:
             from .lockstep import replay_kafka
 
             got = replay_kafka(events, kafka, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update)
             intents, audit = got.intents, got.audit
             scores, candidates, learned = None, None, None  # not visible from outside a worker
-            rejected = [(d.get("topic", "?"), f"{d.get('reason', '?')}: {d.get('error', '')}") for d in got.dead_letters]
-            extra = {"path": "kafka-lockstep", "partitions": kafka.settings.partitions, "run_on_days": run_on_days,
-                     "tick_hours": tick_hours, "events_fed": len(events), "steps": got.steps,
-                     "dead_letters": len(got.dead_letters)}
+            rejected = [
+                (d.get("topic", "?"), f"{d.get('reason', '?')}: {d.get('error', '')}") for d in got.dead_letters
+            ]
+            extra = {
+                "path": "kafka-lockstep",
+                "partitions": kafka.settings.partitions,
+                "run_on_days": run_on_days,
+                "tick_hours": tick_hours,
+                "events_fed": len(events),
+                "steps": got.steps,
+                "dead_letters": len(got.dead_letters),
+            }
     finally:
         close()
     elapsed = time.perf_counter() - started
     extra["what_if"] = what_if
     extra["warm_start"] = str(warm_start) if warm_start else None
-    summary = write_outputs(out_dir, intents, audit, report.to_dict(), rejected, extra, scores=scores,
-                            candidates=candidates, learned=learned, source=report.source)
+    summary = write_outputs(
+        out_dir,
+        intents,
+        audit,
+        report.to_dict(),
+        rejected,
+        extra,
+        scores=scores,
+        candidates=candidates,
+        learned=learned,
+        source=report.source,
+    )
     rate = len(events) / elapsed if elapsed > 0 else float("inf")
-    print(f"replayed {len(events):,} events in {elapsed:.2f}s ({rate:,.0f} events/s): {summary['intents']:,} intents, "
-          f"{summary['audit']:,} audit records -> {out_dir}", file=sys.stderr)
+    print(
+        f"replayed {len(events):,} events in {elapsed:.2f}s ({rate:,.0f} events/s): {summary['intents']:,} intents, "
+        f"{summary['audit']:,} audit records -> {out_dir}",
+        file=sys.stderr,
+    )
     return summary

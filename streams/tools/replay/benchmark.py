@@ -1,5 +1,6 @@
 """The `replay` benchmark: in-process replay throughput on simulated traffic, against reading the
 same events without deciding them, measured in the same run (registered in streams/tools/bench.py)."""
+
 from __future__ import annotations
 
 import time
@@ -42,13 +43,34 @@ def run_benchmark(options: dict, Figure) -> list:
     total = _best(lambda: run_events(read(), partitions=4, run_on_ms=30 * 86_400_000, tick_ms=3_600_000), n)
     note = f"{n} simulated events of {orders} orders, 4 partitions, one core"
     return [
-        Figure("replay.baseline_read_convert", base, "events/s", note="parse JSONL + check/convert + sort, no decisions"),
-        Figure("replay.decide_events_per_s", decide, "events/s", baseline="replay.baseline_read_convert",
-               ratio=decide / base, target=">= 100000 events/s", met=decide >= 100_000,
-               note=f"both stages, schedules, partitions; {note}"),
-        Figure("replay.exact_path_events_per_s", exact, "events/s", baseline="replay.baseline_read_convert",
-               ratio=exact / base, note=f"state stored as dicts after every event + stock scheduler; fast path is "
-                                         f"x{decide / exact:.2f} of it; {note}"),
-        Figure("replay.end_to_end_events_per_s", total, "events/s", baseline="replay.baseline_read_convert",
-               ratio=total / base, note=f"read + decide + hourly ticks + 30 days run-on; {note}"),
+        Figure(
+            "replay.baseline_read_convert", base, "events/s", note="parse JSONL + check/convert + sort, no decisions"
+        ),
+        Figure(
+            "replay.decide_events_per_s",
+            decide,
+            "events/s",
+            baseline="replay.baseline_read_convert",
+            ratio=decide / base,
+            target=">= 100000 events/s",
+            met=decide >= 100_000,
+            note=f"both stages, schedules, partitions; {note}",
+        ),
+        Figure(
+            "replay.exact_path_events_per_s",
+            exact,
+            "events/s",
+            baseline="replay.baseline_read_convert",
+            ratio=exact / base,
+            note=f"state stored as dicts after every event + stock scheduler; fast path is "
+            f"x{decide / exact:.2f} of it; {note}",
+        ),
+        Figure(
+            "replay.end_to_end_events_per_s",
+            total,
+            "events/s",
+            baseline="replay.baseline_read_convert",
+            ratio=total / base,
+            note=f"read + decide + hourly ticks + 30 days run-on; {note}",
+        ),
     ]

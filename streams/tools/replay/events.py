@@ -4,6 +4,7 @@ events sorted by event time, each checked and converted to the core's record onc
 Both replay paths (in process, and through Kafka) take the same prepared list, so an event the core
 would reject is rejected here for both, with a reason, and never fed or produced.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -72,13 +73,22 @@ class InputReport:
             examples.append(str(ident))
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "kind": self.kind, "read": self.read, "events": self.events,
-                "rejected": dict(sorted(self.rejected.items())), "unjoined": dict(sorted(self.unjoined.items())),
-                "missing_files": sorted(self.missing_files), "files": dict(sorted(self.files.items())),
-                "examples": {k: v for k, v in sorted(self.examples.items())}, "notes": list(self.notes)}
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "read": self.read,
+            "events": self.events,
+            "rejected": dict(sorted(self.rejected.items())),
+            "unjoined": dict(sorted(self.unjoined.items())),
+            "missing_files": sorted(self.missing_files),
+            "files": dict(sorted(self.files.items())),
+            "examples": {k: v for k, v in sorted(self.examples.items())},
+            "notes": list(self.notes),
+        }
 
 
 # --- Avro shape ------------------------------------------------------------------------------
+
 
 def _normalizer(schema):
     """A function giving a value the shape of `schema` as the Avro writer would: unknown fields
@@ -104,6 +114,7 @@ def _normalizer(schema):
                         continue  # the converter reports it
                     out[name] = inner(value) if inner is not None and value is not None else value
                 return out
+
             return record
         if kind == "array":
             inner = _normalizer(schema["items"])
@@ -184,6 +195,7 @@ def _event_time(e: ReplayEvent) -> int:
 
 
 # --- sources ---------------------------------------------------------------------------------
+
 
 def read_jsonl(path: str | Path, report: InputReport) -> Iterator[tuple[str, str | None, dict]]:
     """Our event log: one {"topic", "key", "value"} object per line (what `aftersale simulate
@@ -280,8 +292,10 @@ def assume_consent(events: list[ReplayEvent], report: InputReport) -> tuple[list
     consented = held_out = 0
     for e in events:
         if e.topic == "orders" and e.record.get("type") == "placed":
-            contact = dict(e.record.get("contact") or {"email": True, "sms": False, "push": False,
-                                                       "marketing_sms": False, "locale": None})
+            contact = dict(
+                e.record.get("contact")
+                or {"email": True, "sms": False, "push": False, "marketing_sms": False, "locale": None}
+            )
             contact["marketing_email"] = True
             record = {**e.record, "contact": contact}
             out.append(ReplayEvent(e.topic, e.key, record, e.event_time, convert(e.topic, record)))
@@ -291,6 +305,8 @@ def assume_consent(events: list[ReplayEvent], report: InputReport) -> tuple[list
         else:
             out.append(e)
     info = {"assume_consent": True, "orders_given_consent": consented, "review_answers_held_out": held_out}
-    report.notes.append(f"what-if: marketing e-mail consent assumed for {consented} orders; {held_out} review "
-                        "answers kept as outcomes, not fed (they answered the shop's own survey)")
+    report.notes.append(
+        f"what-if: marketing e-mail consent assumed for {consented} orders; {held_out} review "
+        "answers kept as outcomes, not fed (they answered the shop's own survey)"
+    )
     return out, info

@@ -10,6 +10,7 @@ at once may interleave its input topics differently, and so decide differently.
 What a worker dead-letters is rejected here with the same reason code (an exception in the core is
 `processing_error`, and that event's outputs are dropped, as in the worker).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -216,9 +217,16 @@ class InProcessEngine:
         result.audit += out.audit
 
 
-def run_events(events: list[ReplayEvent], partitions: int = 4, run_on_ms: int = 0, objects: bool = True,
-               progress: Callable[[int], None] | None = None, progress_every: int = 2048,
-               tick_ms: int = 0, warm: dict | None = None) -> ReplayResult:
+def run_events(
+    events: list[ReplayEvent],
+    partitions: int = 4,
+    run_on_ms: int = 0,
+    objects: bool = True,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 2048,
+    tick_ms: int = 0,
+    warm: dict | None = None,
+) -> ReplayResult:
     """Prepared events (streams/tools/replay/events.py) through the engine, in the given order, with time
     ticking every `tick_ms` and running on `run_on_ms` past the last event (see events.plan).
     `progress(n)` is called with the number of events done so far.
@@ -235,8 +243,16 @@ def run_events(events: list[ReplayEvent], partitions: int = 4, run_on_ms: int = 
     return result
 
 
-def _run(events: list[ReplayEvent], partitions: int, run_on_ms: int, tick_ms: int, objects: bool,
-         progress: Callable[[int], None] | None, progress_every: int, warm: dict | None = None) -> ReplayResult:
+def _run(
+    events: list[ReplayEvent],
+    partitions: int,
+    run_on_ms: int,
+    tick_ms: int,
+    objects: bool,
+    progress: Callable[[int], None] | None,
+    progress_every: int,
+    warm: dict | None = None,
+) -> ReplayResult:
     engine = InProcessEngine(partitions, objects=objects, warm=warm)
     result = ReplayResult()
     feed = engine.feed_event

@@ -18,6 +18,7 @@ The worker must run with `--clock event`, on topics that held nothing before (a 
 should commit often: Faust reads BROKER_COMMIT_INTERVAL (seconds) from the environment, and every
 step waits for about two commits. `start_worker()` starts such a worker.
 """
+
 from __future__ import annotations
 
 import os
@@ -114,8 +115,13 @@ def steps_of(events: list[ReplayEvent], tick_ms: int = 0, run_on_ms: int = 0) ->
     return steps
 
 
-def replay_kafka(events: list[ReplayEvent], target: KafkaTarget, run_on_ms: int = 0, tick_ms: int = 0,
-                 progress: Callable[[int], None] | None = None) -> KafkaReplayResult:
+def replay_kafka(
+    events: list[ReplayEvent],
+    target: KafkaTarget,
+    run_on_ms: int = 0,
+    tick_ms: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> KafkaReplayResult:
     """Produce `events` step by step (message timestamp = event time), waiting for the worker to
     catch up after each. A tick (see events.plan) is a tick command to every order-commands
     partition, a wait, then one to every customer-commands partition and a wait: what
@@ -143,8 +149,9 @@ def replay_kafka(events: list[ReplayEvent], target: KafkaTarget, run_on_ms: int 
         if kind == "events":
             for e in item:
                 value = codec.encode(e.topic, normalize(e.topic, e.record))  # in the Avro shape, defaults filled
-                producer.produce(settings.topic(e.topic), value, e.key.encode(),
-                                 timestamp=e.event_time, on_delivery=on_delivery)
+                producer.produce(
+                    settings.topic(e.topic), value, e.key.encode(), timestamp=e.event_time, on_delivery=on_delivery
+                )
             flush()
             watch.wait_zero(target.timeout)
             result.steps += 1
@@ -153,13 +160,18 @@ def replay_kafka(events: list[ReplayEvent], target: KafkaTarget, run_on_ms: int 
                 progress(done)
             continue
         now = item
-        for suffix, extra in (("order-commands", {"order_id": None}),
-                              ("customer-commands", {"customer_id": "", "order_id": ""})):
+        for suffix, extra in (
+            ("order-commands", {"order_id": None}),
+            ("customer-commands", {"customer_id": "", "order_id": ""}),
+        ):
             for p in range(settings.partitions):
-                value = codec.encode(suffix, {"command_id": f"tick:{p}:{now}", "event_time": now, "kind": "tick",
-                                              "due": {"now": now}, **extra})
-                producer.produce(settings.topic(suffix), value, None, partition=p, timestamp=now,
-                                 on_delivery=on_delivery)
+                value = codec.encode(
+                    suffix,
+                    {"command_id": f"tick:{p}:{now}", "event_time": now, "kind": "tick", "due": {"now": now}, **extra},
+                )
+                producer.produce(
+                    settings.topic(suffix), value, None, partition=p, timestamp=now, on_delivery=on_delivery
+                )
             flush()
             watch.wait_zero(target.timeout)
         result.steps += 1
@@ -175,8 +187,11 @@ def _read_back(settings: Settings, codec, result: KafkaReplayResult, timeout: fl
     from ..watch import OutputReader
 
     admin = LagWatch(settings).admin
-    names = {"intents": settings.topic("intents"), "decision-audit": settings.topic("decision-audit"),
-             "dead-letters": settings.topic("dead-letters")}
+    names = {
+        "intents": settings.topic("intents"),
+        "decision-audit": settings.topic("decision-audit"),
+        "dead-letters": settings.topic("dead-letters"),
+    }
     tps = [TopicPartition(t, p) for t in names.values() for p in range(settings.partitions)]
     ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps})
     starts = admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps})
@@ -207,8 +222,13 @@ def _read_back(settings: Settings, codec, result: KafkaReplayResult, timeout: fl
 class Worker:
     """An `aftersale worker --clock event` subprocess for a replay (fresh app id, own data dir)."""
 
-    def __init__(self, settings: Settings, log_path: Path | None = None, commit_interval: str = COMMIT_INTERVAL,
-                 env: dict | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path | None = None,
+        commit_interval: str = COMMIT_INTERVAL,
+        env: dict | None = None,
+    ):
         self.settings = settings
         self.env = env or {}  # more worker settings (AFTERSALE_* variables)
         self.workdir = Path(tempfile.mkdtemp(prefix="aftersale-replay-"))
@@ -223,14 +243,35 @@ class Worker:
         from deploy.broker import free_port
 
         self.port = free_port()
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
-               "AFTERSALE_APP_ID": self.settings.app_id, "AFTERSALE_PARTITIONS": str(self.settings.partitions),
-               "BROKER_COMMIT_INTERVAL": self.commit_interval, **self.env}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+            "AFTERSALE_APP_ID": self.settings.app_id,
+            "AFTERSALE_PARTITIONS": str(self.settings.partitions),
+            "BROKER_COMMIT_INTERVAL": self.commit_interval,
+            **self.env,
+        }
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--clock", "event", "--data-dir",
-             str(self.workdir / "data"), "--web-port", str(self.port), "--loglevel", "warning"],
-            cwd=Path(__file__).resolve().parents[3], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--clock",
+                "event",
+                "--data-dir",
+                str(self.workdir / "data"),
+                "--web-port",
+                str(self.port),
+                "--loglevel",
+                "warning",
+            ],
+            cwd=Path(__file__).resolve().parents[3],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

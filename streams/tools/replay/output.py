@@ -1,5 +1,6 @@
 """What a replay writes: intents and audit records as JSON Lines, plus a summary, all deterministic
 (sorted keys, records in a stable order, no wall-clock times), so two runs can be diffed."""
+
 from __future__ import annotations
 
 import gc
@@ -102,9 +103,18 @@ def summarize(intents: list[dict], audit: list[dict], report: dict, extra: dict 
     }
 
 
-def write_outputs(out_dir: str | Path, intents: list, audit: list, report: dict,
-                  rejected: list[tuple[str, str]] = (), extra: dict | None = None, scores: list | None = None,
-                  candidates: list | None = None, learned: dict | None = None, source: str = "") -> dict:
+def write_outputs(
+    out_dir: str | Path,
+    intents: list,
+    audit: list,
+    report: dict,
+    rejected: list[tuple[str, str]] = (),
+    extra: dict | None = None,
+    scores: list | None = None,
+    candidates: list | None = None,
+    learned: dict | None = None,
+    source: str = "",
+) -> dict:
     """intents.jsonl, audit.jsonl, rejected.jsonl and summary.json in `out_dir`; returns the summary.
     In-process replays also write scores.jsonl (every delay assessment: order, phase, at, p_late,
     basis), candidates.jsonl (every candidate intent id the order stage proposed) and learned.json
@@ -118,12 +128,18 @@ def write_outputs(out_dir: str | Path, intents: list, audit: list, report: dict,
     write_jsonl(out / "audit.jsonl", audit_rows)
     write_jsonl(out / "rejected.jsonl", [{"id": i, "reason": r} for i, r in rejected])
     if scores is not None:
-        write_jsonl(out / "scores.jsonl", [{"order_id": o, "phase": ph, "at": at, "p_late": p, "basis": b}
-                                           for o, ph, at, p, b in sorted(scores)])
+        write_jsonl(
+            out / "scores.jsonl",
+            [{"order_id": o, "phase": ph, "at": at, "p_late": p, "basis": b} for o, ph, at, p, b in sorted(scores)],
+        )
     if candidates is not None:
-        write_jsonl(out / "candidates.jsonl", sorted(
-            ({"intent_id": c.intent_id, "intent_type": c.intent_type, "order_id": c.order_id} for c in candidates),
-            key=lambda r: r["intent_id"]))
+        write_jsonl(
+            out / "candidates.jsonl",
+            sorted(
+                ({"intent_id": c.intent_id, "intent_type": c.intent_type, "order_id": c.order_id} for c in candidates),
+                key=lambda r: r["intent_id"],
+            ),
+        )
     if learned is not None:
         from ...core import warm
 
