@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from streams.tools.bench import Figure, register
+from streams.tools.figures import Figure, register
 
 SECRET = "bench-shopify-secret"
 

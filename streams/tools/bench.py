@@ -7,43 +7,11 @@ import json
 import platform
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+
+from .figures import BENCHMARKS, Benchmark, Figure, register  # noqa: F401 (the registry, for callers)
 
 RESULTS_FILE = Path(__file__).resolve().parents[2] / "bench" / "results.json"
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    baseline: str | None = None  # name of the figure this one is compared with
-    ratio: float | None = None  # value / baseline value (or the inverse for "lower is better")
-    target: str | None = None  # e.g. ">= 100000 events/s"
-    met: bool | None = None
-    note: str = ""
-
-
-@dataclass
-class Benchmark:
-    name: str
-    doc: str
-    run: Callable[[dict], list[Figure]]  # gets options (e.g. bootstrap servers, sizes)
-    needs_broker: bool = False
-    tags: set = field(default_factory=set)
-
-
-BENCHMARKS: dict[str, Benchmark] = {}
-
-
-def register(name: str, doc: str, needs_broker: bool = False):
-    def wrap(fn: Callable[[dict], list[Figure]]):
-        BENCHMARKS[name] = Benchmark(name, doc, fn, needs_broker)
-        return fn
-
-    return wrap
 
 
 def machine() -> dict:
@@ -149,13 +117,6 @@ def run(names: list[str] | None, options: dict, save: bool = True) -> list[Figur
     return figures
 
 
-try:
-    from connectors import bench as _connectors_bench  # noqa: E402,F401
-except ModuleNotFoundError as exc:  # a checkout without connectors/ still benches the core
-    if exc.name != "connectors":
-        raise
-
-
 @register("replay", "in-process replay of simulated traffic vs reading the same events (target >= 100k events/s)")
 def bench_replay(options: dict) -> list[Figure]:
     from .replay.benchmark import run_benchmark
@@ -163,5 +124,11 @@ def bench_replay(options: dict) -> list[Figure]:
     return run_benchmark(options, Figure)
 
 
-if (Path(__file__).parent / "benchmarks.py").exists():
-    from . import benchmarks  # noqa: E402,E701,F401  (e2e, latency, restart: streams/tools/benchmarks.py)
+# The other benchmarks register themselves in the same registry when imported.
+from . import benchmarks  # noqa: E402,F401  (e2e, latency, restart)
+
+try:
+    from connectors import bench as _connectors_bench  # noqa: E402,F401  (ingest)
+except ModuleNotFoundError as exc:  # a checkout without connectors/ still benches the core
+    if exc.name != "connectors":
+        raise

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .bench import Figure, register
+from .figures import Figure, register
 from ..config import Settings
 from .worker_process import WorkerRun, http_get as _get  # noqa: F401 (WorkerRun: used by tests/faults too)
 
