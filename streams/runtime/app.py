@@ -42,7 +42,7 @@ from ..serde import AvroSerde
 from ..web import register_views
 from .faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
 from .batch import BatchRunner, check_size
-from .checkpoint import MAX_RECORD_BYTES, Checkpoint, CheckpointFailed, Output
+from .checkpoint import MAX_OUTPUT_BYTES, Checkpoint, CheckpointFailed, Output
 from .table_io import DirectTable, RocksStore, encode_value
 from .writeback import WriteBack
 
@@ -161,7 +161,7 @@ def build_app(settings: Settings) -> faust.App:
             "dead letter %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, error[:2000]
         )
         key, value = message.key, message.value
-        if len(key or b"") + len(value or b"") > MAX_RECORD_BYTES // 2:
+        if len(key or b"") + len(value or b"") > MAX_OUTPUT_BYTES // 2:
             error = (
                 f"original key and value ({len(key or b''):,} and {len(value or b''):,} bytes) left out of this "
                 f"record: read them at {message.topic}[{message.partition}]@{message.offset}; {error}"

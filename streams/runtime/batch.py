@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from ..core.model import InvalidEvent
 from ..serde import DecodeError
 from .writeback import TooLarge
-from .checkpoint import MAX_RECORD_BYTES, Checkpoint, Output
+from .checkpoint import MAX_OUTPUT_BYTES, MAX_RECORD_BYTES, Checkpoint, Output
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,11 @@ class BatchRunner:
 
 
 def check_size(records: list[Output]) -> list[Output]:
-    """Raise OutputTooLarge for a record over MAX_RECORD_BYTES."""
+    """Raise OutputTooLarge for an output over MAX_OUTPUT_BYTES (it must fit the outbox too)."""
     for r in records:
-        if len(r.value) + len(r.key or b"") > MAX_RECORD_BYTES:
+        if len(r.value) + len(r.key or b"") > MAX_OUTPUT_BYTES:
             raise OutputTooLarge(
                 f"a record for {r.topic} would be {len(r.value):,} bytes, over the "
-                f"{MAX_RECORD_BYTES:,} one record may carry"
+                f"{MAX_OUTPUT_BYTES:,} an output may carry"
             )
     return records

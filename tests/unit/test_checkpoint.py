@@ -391,3 +391,29 @@ def test_a_state_too_large_for_a_record_dead_letters_its_input_and_the_batch_goe
     state = orjson.loads(stores[0].read(0, CUSTOMER))
     assert "O-huge" not in state["orders"] and ORDER in state["orders"]
     assert broker.committed[(COMMANDS, 0)] == 3
+
+
+def test_the_largest_output_allowed_still_fits_one_outbox_record_and_comes_back_the_same():
+    """Outputs up to MAX_OUTPUT_BYTES that do not compress at all (random bytes) fit one chunk under
+    the record limit; the usual ones shrink to about a third."""
+    import os
+
+    from streams.runtime.checkpoint import MAX_OUTPUT_BYTES, _pack, _unpack
+
+    big = Output("intents", b"C1", os.urandom(MAX_OUTPUT_BYTES - 10), "C1")
+    chunks = _pack([big, Output("intents", b"C1", b"small", "C1")])
+    assert all(len(c) < MAX_RECORD_BYTES for c in chunks)
+    assert [o for c in chunks for o in _unpack(c)] == [big, Output("intents", b"C1", b"small", "C1")]
+    usual = [
+        Output("intents", b"C-1", b"\x00\x02" + f"order confirmation O-{i} by email".encode() * 8, "C-1")
+        for i in range(300)
+    ]
+    assert sum(map(len, _pack(usual))) < 0.5 * sum(len(o.value) for o in usual)
+
+
+def test_an_output_too_large_for_the_outbox_dead_letters_its_input():
+    from streams.runtime.batch import OutputTooLarge
+    from streams.runtime.checkpoint import MAX_OUTPUT_BYTES
+
+    with pytest.raises(OutputTooLarge):
+        check_size([Output("intents", b"C1", b"x" * (MAX_OUTPUT_BYTES + 1))])
