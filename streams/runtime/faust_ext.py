@@ -1,5 +1,8 @@
-"""Where aftersale changes Faust's behaviour, through Faust's extension points, and all of its access to
-Faust's private parts (faust-streaming 0.15.3, pinned in pyproject.toml), each marked `private:`.
+"""Where aftersale changes Faust's behaviour, through Faust's extension points, and its access to the
+private parts of Faust's consumer, recovery and agents (faust-streaming 0.15.3, pinned in
+pyproject.toml), each marked `private:`. Elsewhere only the RocksDB store's per-partition handles are
+read (`_db_for_partition` in table_io.py, `_dbs_for_actives` in ops.py), and the debug dump reads
+internals for diagnostics; nothing of Faust's or aiokafka's is assigned over.
 
 1. A transport (`Transport`, the URL scheme `aftersale://`, registered through Faust's
    `faust.transports` entry point in pyproject.toml) whose consumer has strict offsets on the topics
