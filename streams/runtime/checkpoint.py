@@ -74,6 +74,8 @@ class Store(Protocol):
 
     def encode_key(self, key: Any) -> bytes: ...
 
+    def encode_value(self, value: Any) -> bytes: ...
+
     def write(self, partition: int, items: list[tuple[bytes, bytes | None]], offset: int) -> None:
         """Write the values (None deletes) and the changelog offset they reach, in one batch."""
 
@@ -252,7 +254,7 @@ class Checkpoint:
         states: dict[tuple[int, int], list] = {}
         owners: dict[int, dict[str, int]] = {}  # partition -> owner -> checksum of its state as written
         for index, (view, store) in enumerate(zip(views, self.stores)):
-            for partition, key, value in view.take(_encode_value):
+            for partition, key, value in view.take(store.encode_value):
                 states.setdefault((index, partition), []).append((store.encode_key(key), value))
                 if index == 0:
                     owners.setdefault(partition, {})[key] = checksum(value)
@@ -309,9 +311,3 @@ class Checkpoint:
             await asyncio.gather(*futures)
         except Exception as exc:
             raise CheckpointFailed("4 send_outputs", exc) from exc
-
-
-def _encode_value(value) -> bytes:
-    from .table_io import encode_value  # Faust's bytes for a table value
-
-    return encode_value(value)

@@ -85,6 +85,7 @@ class RocksStore:
         return self.table.changelog_topic.get_topic_name()
 
     encode_key = staticmethod(encode_key)
+    encode_value = staticmethod(encode_value)
 
     def _db(self, partition: int):
         return self.table.data._db_for_partition(partition)

@@ -67,6 +67,7 @@ class Store:
         self.offsets: dict[int, int] = {}
 
     encode_key = staticmethod(encode_key)
+    encode_value = staticmethod(encode_value)
 
     def read(self, partition, key):
         return self.dbs[partition].get(encode_key(key))
