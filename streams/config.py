@@ -17,6 +17,9 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")  # what aiokafka can produce (with cramjam)
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -37,6 +40,9 @@ class Settings:
     # downtime, or an event-time jump) the worker makes those durable (outputs acknowledged, state and
     # changelog written) before it takes the next ones, so its memory stays bounded.
     fire_limit: int = 2000
+    # Compression of what the worker produces (changelogs, outputs, dead letters), per batch of records:
+    # the broker stores and serves the batches as compressed. none | gzip | snappy | lz4 | zstd.
+    compression: str = "zstd"
     warm_start: str | None = None  # learned.json of a replay of past orders (streams/core/warm.py)
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
     session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
@@ -69,6 +75,7 @@ class Settings:
             batch_within=float(env.get("AFTERSALE_BATCH_WITHIN") or cls.batch_within),
             rocksdb_memory_mb=_int("AFTERSALE_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb),
             fire_limit=_int("AFTERSALE_FIRE_LIMIT", cls.fire_limit),
+            compression=(env.get("AFTERSALE_COMPRESSION") or cls.compression).lower(),
             warm_start=env.get("AFTERSALE_WARM_START") or None,
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
@@ -91,6 +98,10 @@ class Settings:
             raise SystemExit(f"AFTERSALE_ROCKSDB_MEMORY_MB must be at least 8, got {settings.rocksdb_memory_mb}")
         if settings.warm_start and not Path(settings.warm_start).is_file():
             raise SystemExit(f"AFTERSALE_WARM_START: no such file {settings.warm_start}")
+        if settings.compression not in COMPRESSIONS:
+            raise SystemExit(
+                f"AFTERSALE_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, got {settings.compression!r}"
+            )
         if settings.fire_limit < 1:
             raise SystemExit(f"AFTERSALE_FIRE_LIMIT must be at least 1, got {settings.fire_limit}")
         bad_security = security_problems(settings)  # fail at start-up, not at the first connection

@@ -11,6 +11,18 @@ from pathlib import Path
 import pytest
 
 
+_LOCAL_BROKER: dict = {}
+
+
+@pytest.fixture
+def kafka_log_dirs(kafka_bootstrap) -> Path:
+    """The log directory of the broker the test set-up started (skips on an external broker): for
+    tests that check what the broker stores, byte for byte."""
+    if "log_dirs" not in _LOCAL_BROKER:
+        pytest.skip("the broker is external (KAFKA_BOOTSTRAP_SERVERS): its log directory is not here")
+    return _LOCAL_BROKER["log_dirs"]
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
     from deploy.broker import LocalBroker, external_bootstrap
@@ -22,6 +34,7 @@ def kafka_bootstrap():
     data_dir = Path(tempfile.mkdtemp(prefix="aftersale-test-kafka-"))
     broker = LocalBroker(data_dir=data_dir)
     broker.start(timeout=120)
+    _LOCAL_BROKER["log_dirs"] = Path(broker.log_dirs)
     try:
         yield broker.bootstrap_servers
     finally:

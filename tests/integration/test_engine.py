@@ -148,7 +148,20 @@ def expected_intents(events: list[tuple[str, str, dict]]) -> list[model.MessageI
     return out
 
 
-def test_event_in_intent_out(settings, workers, reader):
+def batch_compressions(log_dirs, topic: str) -> set[int]:
+    """The compression codec of every record batch the broker stores for `topic` (Kafka's v2 batch
+    header: attributes at byte 21, codec in its low 3 bits; 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)."""
+    codecs = set()
+    for segment in log_dirs.glob(f"{topic}-*/*.log"):
+        data, at = segment.read_bytes(), 0
+        while at + 23 <= len(data):
+            length = int.from_bytes(data[at + 8 : at + 12], "big")
+            codecs.add(int.from_bytes(data[at + 21 : at + 23], "big") & 0x7)
+            at += 12 + length
+    return codecs
+
+
+def test_event_in_intent_out(settings, workers, reader, kafka_log_dirs):
     workers()
     producer = EventProducer(settings)
     events = one_order("O-1", "C-1")
@@ -176,6 +189,9 @@ def test_event_in_intent_out(settings, workers, reader):
         ("out_for_delivery", "dropped", ["stale:after_delivered"])
     ]
     assert not [r for t, _k, r in audit if t == "intents"]
+    # What the worker produced is stored zstd-compressed (AFTERSALE_COMPRESSION's default).
+    for topic in (settings.topic("intents"), f"{settings.app_id}-customers-changelog"):
+        assert batch_compressions(kafka_log_dirs, topic) == {4}, topic
 
 
 def test_malformed_input_is_dead_lettered_and_good_input_still_processed(settings, workers, reader):

@@ -86,3 +86,13 @@ def test_bench_help_lists_the_benchmarks(capsys):
     assert bench.BENCHMARKS  # registered on import
     for name in bench.BENCHMARKS:
         assert f"\n  {name} " in text, name
+
+
+def test_an_unknown_compression_is_refused_at_start_up(monkeypatch):
+    from streams.config import Settings
+
+    monkeypatch.setenv("AFTERSALE_COMPRESSION", "brotli")
+    with pytest.raises(SystemExit, match="AFTERSALE_COMPRESSION must be one of none, gzip, snappy, lz4, zstd"):
+        Settings.from_env()
+    monkeypatch.setenv("AFTERSALE_COMPRESSION", "LZ4")
+    assert Settings.from_env().compression == "lz4"
