@@ -33,7 +33,7 @@ class Settings:
     # Inputs decided per batch: outputs are acknowledged and state written once per batch. A batch
     # closes when full or `batch_within` seconds after it opened, which bounds the added latency.
     batch_max: int = 500
-    batch_within: float = 0.01
+    batch_within: float = 0.005
     # RocksDB block cache and memtables of all the worker's stores together (streams/runtime/rocksdb_memory.py).
     rocksdb_memory_mb: int = 128
     # Scheduled decisions held in memory at once, at most (about): when more fall due together (after
