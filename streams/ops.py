@@ -15,6 +15,7 @@ from typing import Any
 
 from .live_state import as_dict
 from .runtime.checkpoint import OUTBOX_PREFIX
+from .runtime.faust_ext import active_dbs
 from .runtime.table_io import encode_key
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ async def approx_keys(table) -> int:
     if not getattr(store, "use_rocksdict", False):
         return len(store)
     total = 0
-    for db in list(store._dbs_for_actives()):  # private, but Faust has no public per-partition handle
+    for db in active_dbs(table):
         estimate = db.property_int_value("rocksdb.estimate-num-keys") or 0
         if estimate > EXACT_COUNT_UP_TO:
             total += estimate

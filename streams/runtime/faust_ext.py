@@ -1,8 +1,8 @@
 """Where aftersale changes Faust's behaviour, through Faust's extension points, and its access to the
 private parts of Faust's consumer, recovery and agents (faust-streaming 0.15.3, pinned in
-pyproject.toml), each marked `private:`. Elsewhere only the RocksDB store's per-partition handles are
-read (`_db_for_partition` in table_io.py, `_dbs_for_actives` in ops.py), and the debug dump reads
-internals for diagnostics; nothing of Faust's or aiokafka's is assigned over.
+pyproject.toml), each marked `private:`: the only module that reads them (also for the RocksDB
+store's per-partition handles and the debug dump's diagnostics); nothing of Faust's or aiokafka's
+is assigned over.
 
 1. A transport (`Transport`, the URL scheme `aftersale://`, registered through Faust's
    `faust.transports` entry point in pyproject.toml) whose consumer has strict offsets on the topics
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 
@@ -103,6 +104,65 @@ class Transport(faust_aiokafka.Transport):
     """`aftersale://host:port`: Faust's aiokafka transport with StrictConsumer."""
 
     Consumer = StrictConsumer
+
+
+def partition_db(table, partition: int):
+    """The RocksDB (rocksdict) of one partition of a table's store, opened if need be: the worker
+    reads and writes it directly (streams/runtime/table_io.py). Faust has no public handle."""
+    return table.data._db_for_partition(partition)  # private: Faust's RocksDB store, read only
+
+
+def active_dbs(table) -> list:
+    """The RocksDBs of the partitions of a table this worker holds as active (streams/ops.py)."""
+    return list(table.data._dbs_for_actives())  # private: Faust's RocksDB store, read only
+
+
+def consumer_state(app) -> list[str]:
+    """Faust's and aiokafka's view of every partition and the agents' queues, as lines of text for
+    the debug dump (streams/debugdump.py). Diagnostics only."""
+    c = app.consumer
+    lines = [
+        f"in_recovery={app.in_recovery} rebalancing={getattr(app, 'rebalancing', None)} "
+        f"flow_active={app.flow_control.is_active()} gen={app.consumer_generation_id} "
+        f"consumer.flow_active={getattr(c, 'flow_active', None)}",
+        f"assignment={sorted(map(tuple, c.assignment()))}",
+        f"active={sorted(map(tuple, c._active_partitions or []))}",  # private: read only
+        f"buffered={sorted(map(tuple, c._buffered_partitions))}",  # private: read only
+        f"paused={sorted(map(tuple, c._paused_partitions))}",  # private: read only
+        f"read_offset={ {tuple(k): v for k, v in c._read_offset.items()} }",  # private: read only
+        f"committed={ {tuple(k): v for k, v in c._committed_offset.items()} }",  # private: read only
+        f"acked={ {tuple(k): (len(v), v[:3], v[-3:]) for k, v in c._acked.items() if v} }",  # private: read only
+        f"acked_index={ {tuple(k): len(v) for k, v in c._acked_index.items() if v} }",  # private: read only
+        f"unacked={len(c.unacked)} " + repr(sorted((m.topic, m.partition, m.offset) for m in list(c.unacked))[:20]),
+    ]
+    gate = getattr(c, "gate", None)
+    if gate is not None:
+        lines.append(
+            f"offset gate: skips repaired={ {tuple(k): v for k, v in gate.skipped.items()} } "
+            f"stale dropped={gate.stale} re-reads pending={ {tuple(k): v for k, v in gate.rereads.items()} }"
+        )
+    try:
+        ak = c._thread._ensure_consumer() if hasattr(c, "_thread") else None  # private: aiokafka's consumer
+        sub = ak._subscription.subscription if ak else None  # private: aiokafka's assignment, read only
+        if sub:
+            strategy = ak._fetcher._default_reset_strategy  # private: read only
+            lines.append(f"reset strategy={strategy} conf={app.conf.consumer_auto_offset_reset}")
+            for tp in sorted(sub.assignment.tps):
+                s = sub.assignment.state_value(tp)
+                lines.append(
+                    f"  aiokafka {tp.topic}[{tp.partition}] pos={s.position if s.has_valid_position else None} "
+                    f"paused={s.paused} reset={s.reset_strategy} awaiting_reset={s.awaiting_reset}"
+                )
+    except Exception:
+        lines.append("aiokafka: " + traceback.format_exc(limit=2))
+    for agent in app.agents.values():
+        for q in stream_buffers(agent):
+            lines.append(
+                f"agent {agent.name}: queue={q.qsize()} max={q.maxsize} "
+                f"pending_drop={len(q._pending_pressure_drop_callbacks)} "  # private: mode's queue, read only
+                f"getters={len(q._getters)} putters={len(q._putters)}"  # private: asyncio.Queue's, read only
+            )
+    return lines
 
 
 def stream_buffers(agent) -> list:

@@ -24,6 +24,8 @@ from faust.streams import current_event
 
 from rocksdict import WriteBatch  # Faust's rocksdb:// store runs on rocksdict (a dependency of ours)
 
+from .faust_ext import partition_db
+
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z  # faust.utils.json.dumps with orjson
 
 
@@ -50,7 +52,7 @@ class DirectTable(Mapping):
         return event.message.partition
 
     def _raw(self, key) -> bytes | None:
-        return self.table.data._db_for_partition(self._partition()).get(encode_key(key))
+        return partition_db(self.table, self._partition()).get(encode_key(key))
 
     def get(self, key, default=None):
         raw = self._raw(key)
@@ -88,7 +90,7 @@ class RocksStore:
     encode_value = staticmethod(encode_value)
 
     def _db(self, partition: int):
-        return self.table.data._db_for_partition(partition)
+        return partition_db(self.table, partition)
 
     def read(self, partition: int, key) -> bytes | None:
         return self._db(partition).get(encode_key(key))
