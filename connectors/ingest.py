@@ -26,6 +26,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from streams import webauth
 from streams.config import Settings
 from streams.core.model import InvalidEvent
 
@@ -85,7 +86,12 @@ class IngestService:
         return [p for p in MAPPERS if self.ingest.secrets.get(p)]
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.ingest.max_body_bytes)
+        # /metrics needs the views' token; webhooks carry their provider's signature instead.
+        webauth.warn_if_unset(self.settings.web_token, "ingest")
+        app = web.Application(
+            client_max_size=self.ingest.max_body_bytes,
+            middlewares=[webauth.middleware(self.settings.web_token, open_prefixes=("/webhooks/",))],
+        )
         app.router.add_post("/webhooks/{provider}", self.webhook)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics_page)

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from streams import webauth
 from streams.config import Settings
 from streams.core.model import InvalidEvent, MessageIntent, message_intent_from, to_record
 from streams.producer import make_codec
@@ -373,20 +374,30 @@ class _Rebalance(ConsumerRebalanceListener):
         return None
 
 
+def web_app(sender: "Sender", token: str | None) -> web.Application:
+    """The sender's /metrics (behind the views' token) and /health (open)."""
+
+    async def metrics(_request) -> web.Response:
+        return web.Response(
+            body=generate_latest(sender.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def health(_request) -> web.Response:
+        return web.json_response({"status": "ok", "in_flight": sender.in_flight})
+
+    app = web.Application(middlewares=[webauth.middleware(token)])
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)
+    return app
+
+
 async def serve(settings: Settings, config: SenderSettings) -> None:
     sender = Sender(settings, config)
     await sender.start()
     runner = None
     if config.web_port:
-        app = web.Application()
-        app.router.add_get(
-            "/metrics",
-            lambda _r: web.Response(
-                body=generate_latest(sender.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            ),
-        )
-        app.router.add_get("/health", lambda _r: web.json_response({"status": "ok", "in_flight": sender.in_flight}))
-        runner = web.AppRunner(app)
+        webauth.warn_if_unset(settings.web_token, "sender")
+        runner = web.AppRunner(web_app(sender, settings.web_token))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", config.web_port).start()
     transports = [name for name, t in (("http", sender.http), ("smtp", sender.smtp)) if t]

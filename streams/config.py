@@ -46,6 +46,9 @@ class Settings:
     warm_start: str | None = None  # learned.json of a replay of past orders (streams/core/warm.py)
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
     session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
+    # Token for every HTTP view but /health and /ready (streams/webauth.py); unset: the worker makes
+    # one and keeps it in <data_dir>/web-token.
+    web_token: str | None = field(default=None, repr=False)
     schema_registry_url: str | None = None
     schema_registry_auth: str | None = None
     # Kafka client security, turned into Faust and librdkafka settings by streams/security.py.
@@ -79,6 +82,7 @@ class Settings:
             warm_start=env.get("AFTERSALE_WARM_START") or None,
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
+            web_token=env.get("AFTERSALE_WEB_TOKEN") or None,
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
             schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH") or None,
             security_protocol=(env.get("AFTERSALE_SECURITY_PROTOCOL") or cls.security_protocol).upper(),

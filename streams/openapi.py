@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .webauth import OPEN_PATHS
+
 
 def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -291,6 +293,33 @@ def openapi_document(version: str) -> dict[str, Any]:
             "description": "Live state, readiness, metrics and the ops page of one aftersale worker. "
             "Times are epoch milliseconds UTC, or ISO 8601 where the field says date-time.",
         },
-        "paths": PATHS,
-        "components": {"schemas": SCHEMAS},
+        "paths": _with_auth(PATHS),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer", "description": "AFTERSALE_WEB_TOKEN"},
+                "browser": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "any user name, AFTERSALE_WEB_TOKEN as the password",
+                },
+            },
+        },
+        "security": [{"token": []}, {"browser": []}],
     }
+
+
+_UNAUTHORIZED = _json({"type": "object"}, "Without the token (AFTERSALE_WEB_TOKEN)")
+
+
+def _with_auth(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation answers 401 without the token, but the open ones, which need no security."""
+    out = {}
+    for path, item in paths.items():
+        operation = dict(item["get"])
+        if path in OPEN_PATHS:  # probes call these without the token
+            operation["security"] = []
+        else:
+            operation["responses"] = {**operation["responses"], "401": _UNAUTHORIZED}
+        out[path] = {"get": operation}
+    return out

@@ -19,6 +19,7 @@ import aiohttp
 from yarl import URL
 
 from .live_state import customer_view, merge_decisions, order_view, recent_decisions
+from . import webauth
 from .openapi import openapi_document
 from .ops import REFRESH_SECONDS, OpsMonitor, readiness
 from .runtime.checkpoint import OUTBOX_PREFIX
@@ -46,6 +47,7 @@ def register_views(app) -> None:
     monitor = OpsMonitor(app)
     ops_html = resources.files("streams").joinpath("static/ops.html").read_text(encoding="utf-8")
     document = openapi_document(metadata.version("aftersale"))
+    peer_headers = webauth.headers(handles["web_token"])  # workers ask each other with the same token
 
     def here() -> str:
         return str(app.conf.canonical_url)
@@ -66,7 +68,7 @@ def register_views(app) -> None:
             return {}
         url = owner.with_path(f"/customers/{customer_id}").with_query(order_id=order_id)
         try:
-            async with app.http_client.get(url, timeout=PEER_TIMEOUT) as response:
+            async with app.http_client.get(url, timeout=PEER_TIMEOUT, headers=peer_headers) as response:
                 if response.status == 200:
                     return (await response.json())["recent"]
                 return {} if response.status == 404 else None

@@ -39,6 +39,7 @@ from ..registry import make_registry
 from .scheduling import Scheduler
 from ..security import faust_credentials
 from ..serde import AvroSerde
+from .. import webauth
 from ..web import register_views
 from .faust_ext import SeekFirstTableManager, StallGuard, stream_buffers
 from .batch import BatchRunner, check_size
@@ -82,6 +83,13 @@ def build_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         web_in_thread=False,
+        # Faust's own views (raw table values at /table/, the partition map at /router/, debug pages)
+        # are off: the worker's views (streams/web.py) show what they should, behind the token.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         producer_acks=-1,
         # No linger: a checkpoint hands the producer all records of a step before it awaits their
         # acknowledgements, so they leave in one request per partition leader anyway; a linger only
@@ -103,6 +111,9 @@ def build_app(settings: Settings) -> faust.App:
         # Recovery that seeks before it resumes: see streams/runtime/faust_ext.py.
         TableManager=SeekFirstTableManager,
     )
+    # Every view but /health and /ready needs the token (streams/webauth.py).
+    web_token = webauth.worker_token(settings.web_token, settings.data_dir)
+    app.web.web_app.middlewares.append(webauth.middleware(web_token))
     codec = Codec(
         AvroSerde(make_registry(settings.schema_registry_url, settings.schema_registry_auth)), settings.app_id
     )
@@ -441,6 +452,7 @@ def build_app(settings: Settings) -> faust.App:
     # Handles for tests and the live-state views.
     app.aftersale = {
         "settings": settings,
+        "web_token": web_token,
         "codec": codec,
         "metrics": metrics,
         "orders": orders,

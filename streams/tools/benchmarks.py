@@ -1659,7 +1659,7 @@ def restart_once(orders: int, with_burst: bool = False) -> tuple[list[Figure], f
 
 def _sample_order(settings: Settings, worker: WorkerRun) -> str:
     """The worker answers for a seeded order (the state really came back)."""
-    status, body = _get(worker.url("/orders/S0000-O000000"), timeout=5)
+    status, body = _get(worker.url("/orders/S0000-O000000"), timeout=5, token=worker.token)
     if status != 200:
         return f"HTTP {status}"
     state = json.loads(body).get("state") or {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -221,6 +222,7 @@ def _run(
         "AFTERSALE_APP_ID": app_id,
         "AFTERSALE_PARTITIONS": str(settings.partitions),
         "BROKER_COMMIT_INTERVAL": "0.05",
+        "AFTERSALE_WEB_TOKEN": settings.web_token or secrets.token_urlsafe(12),  # streams/webauth.py
     }
     worker_log = open(logs / "worker.log", "wb")
     worker = subprocess.Popen(
@@ -259,7 +261,10 @@ def _run(
 
     try:
         _wait_http(settings.web_port, worker)
-        screen.say(f"  worker    ready; ops page (live while the demo runs): http://127.0.0.1:{settings.web_port}/ops")
+        screen.say(
+            f"  worker    ready; ops page (live while the demo runs): http://127.0.0.1:{settings.web_port}/ops "
+            f"(any user name, password {env['AFTERSALE_WEB_TOKEN']})"
+        )
         screen.say(f"  logs      {logs} (broker.log, worker.log, demo.log)")
         screen.say(
             "  showing   every decision, and "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,12 +18,17 @@ from ..config import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 1.0, token: str | None = None) -> tuple[int, bytes]:
+    """GET with the views' token (streams/webauth.py), if given: (status, body)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+_APP_TOKENS: dict[str, str] = {}
 
 
 class WorkerRun:
@@ -47,6 +53,9 @@ class WorkerRun:
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.started_at: float | None = None  # time.monotonic() of the last start
+        # The views' token: the settings', else one per app id, so workers of one app can route
+        # requests to each other (streams/webauth.py).
+        self.token = settings.web_token or _APP_TOKENS.setdefault(settings.app_id, secrets.token_urlsafe(16))
 
     def command(self) -> list[str]:
         if self.argv is not None:
@@ -78,6 +87,7 @@ class WorkerRun:
             "AFTERSALE_INSTANCE_ID": self.instance_id,
             "AFTERSALE_SESSION_TIMEOUT": str(self.session_timeout),
             "AFTERSALE_DATA_DIR": str(self.data_dir),
+            "AFTERSALE_WEB_TOKEN": self.token,
             **self.extra_env,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +140,7 @@ class WorkerRun:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def metrics(self) -> str:
-        return http_get(self.url("/metrics"), timeout=5)[1].decode()
+        return http_get(self.url("/metrics"), timeout=5, token=self.token)[1].decode()
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no final commit, no flush."""

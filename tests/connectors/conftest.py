@@ -18,7 +18,12 @@ INPUT_TOPICS = ["orders", "carrier-scans", "engagement", "support", "connector-u
 
 @pytest.fixture
 def kafka_settings(kafka_bootstrap):
-    settings = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"c{uuid.uuid4().hex[:10]}", partitions=2)
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        app_id=f"c{uuid.uuid4().hex[:10]}",
+        partitions=2,
+        web_token="ingest-test-token",
+    )
     apply(settings)
     return settings
 

@@ -16,6 +16,7 @@ from connectors.ingest import IngestService
 from connectors.settings import IngestSettings
 from connectors.signatures import sendgrid_keypair, sign
 from connectors.sink import EventSink
+from streams import webauth
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -97,8 +98,10 @@ class IngestHarness:
     def post(self, provider: str, body: bytes, headers: dict | None = None, query: str = ""):
         return self.thread.run(self._request("POST", f"/webhooks/{provider}{query}", body, headers))
 
-    def get(self, path: str):
-        return self.thread.run(self._request("GET", path, None, None))
+    def get(self, path: str, token: bool = True):
+        """GET, with the views' token of the service's settings unless `token` is False."""
+        headers = webauth.headers(self.service.settings.web_token) if token else None
+        return self.thread.run(self._request("GET", path, None, headers))
 
     def close(self) -> None:
         async def stop():

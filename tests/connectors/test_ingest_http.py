@@ -113,6 +113,10 @@ def test_a_retried_webhook_is_answered_200_without_producing_again(ingest, read_
     metrics = ingest.get("/metrics")[1]
     assert 'aftersale_ingest_requests_total{outcome="duplicate",provider="shopify"} 1.0' in metrics
     assert 'aftersale_ingest_events_total{outcome="produced",provider="sendgrid"} 3.0' in metrics
+    # /metrics needs the views' token (webhooks their signature, /health nothing).
+    status, body = ingest.get("/metrics", token=False)
+    assert status == 401 and "token" in body["error"]
+    assert ingest.get("/health", token=False)[0] == 200
 
 
 NO_TIME = b'{"id": 1, "customer": {"id": 2}}'

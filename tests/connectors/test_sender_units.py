@@ -190,3 +190,18 @@ def test_sender_settings_refuse_configurations_that_cannot_work(tmp_path):
         }
     )
     assert (ok.smtp_host, ok.smtp_port, ok.http_url) == ("mail", 2525, None)
+
+
+async def test_the_senders_metrics_need_the_token_and_health_does_not():
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from connectors.sender import web_app
+
+    async with TestClient(TestServer(web_app(sender(), "s3cret"))) as client:
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status == 401
+        response = await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert response.status == 200 and "aftersale_sender" in await response.text()
+        assert (await client.get("/health")).status == 200
+    async with TestClient(TestServer(web_app(sender(), None))) as client:  # no token configured: closed
+        assert (await client.get("/metrics", headers={"Authorization": "Bearer "})).status == 401

@@ -4,6 +4,7 @@ clear, fast failure on a wrong password."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -33,9 +34,14 @@ HOUR = 3_600_000
 CHROMIUM = "/usr/bin/chromium"
 
 
-def get(url: str) -> tuple[int, dict | str]:
+TOKEN = "ops-test-token"  # AFTERSALE_WEB_TOKEN of these tests' workers
+
+
+def get(url: str, auth: str | None = f"Bearer {TOKEN}") -> tuple[int, dict | str]:
+    """GET, with the views' token unless `auth` is None (or another Authorization header)."""
+    request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10) as resp:
             status, body, kind = resp.status, resp.read().decode(), resp.headers.get_content_type()
     except urllib.error.HTTPError as err:
         status, body, kind = err.code, err.read().decode(), err.headers.get_content_type()
@@ -69,6 +75,7 @@ def settings(scram_broker, tmp_path_factory):
         sasl_mechanism="SCRAM-SHA-256",
         sasl_username=USER,
         sasl_password=PASSWORD,
+        web_token=TOKEN,
     )
     apply(s)  # the admin client over SASL too
     return s
@@ -267,13 +274,30 @@ def test_readiness_metrics_and_openapi(worker_a, fed):
     assert status == 200 and document["openapi"].startswith("3.1") and "/orders/{order_id}" in document["paths"]
 
 
+def test_every_view_but_health_and_readiness_needs_the_token(worker_a, fed):
+    base = f"http://127.0.0.1:{worker_a.port}"
+    closed = ["/orders/O-1", "/customers/C-1", "/api/ops", "/ops", "/metrics", "/openapi.json", "/", "/table/"]
+    for path in closed:
+        for auth in (None, "Bearer wrong", "Basic " + base64.b64encode(b"ops:wrong").decode(), "Token " + TOKEN):
+            status, body = get(base + path, auth=auth)
+            assert status == 401, (path, auth, status)
+            assert "token" in body["error"]
+    # A browser sends the token as HTTP Basic's password, under any user name.
+    assert get(base + "/api/ops", auth="Basic " + base64.b64encode(f"anyone:{TOKEN}".encode()).decode())[0] == 200
+    for path in ("/health", "/ready"):
+        assert get(base + path, auth=None)[0] == 200, path
+    # Faust's own views are gone, even with the token: no raw table values, no partition map.
+    for path in ("/table/customers/C-1/", "/table/orders/O-1/", "/router/", "/graph/", "/stats/"):
+        assert get(base + path)[0] == 404, path
+
+
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (`make chromium`)")
 def test_ops_page_renders_live_data_in_headless_chromium(worker_a, fed, tmp_path):
     from PIL import Image
 
     status, snapshot = get(f"http://127.0.0.1:{worker_a.port}/api/ops")
     assert status == 200 and snapshot["alerts"] and snapshot["recent_intents"]
-    page = f"http://127.0.0.1:{worker_a.port}/ops"
+    page = f"http://ops:{TOKEN}@127.0.0.1:{worker_a.port}/ops"  # as a browser answers the Basic prompt
     browser = [
         CHROMIUM,
         "--headless",

@@ -4,7 +4,6 @@ the in-process replay decides, for the same input and partition count."""
 from __future__ import annotations
 
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -45,7 +44,7 @@ def test_kafka_lockstep_replay_decides_what_the_in_process_replay_decides(kafka_
     try:
         wait_assigned(settings)
         got = replay_kafka(events, KafkaTarget(settings, timeout=30), run_on_ms=10 * DAY, tick_ms=TICK)
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5).read().decode()
+        metrics = worker.metrics()
     finally:
         worker.stop()
     elapsed = time.monotonic() - started

@@ -22,6 +22,7 @@ step waits for about two commits. `start_worker()` starts such a worker.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -236,6 +237,13 @@ class Worker:
         self.commit_interval = commit_interval
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.token = settings.web_token or secrets.token_urlsafe(16)  # for its HTTP views (streams/webauth.py)
+
+    def metrics(self) -> str:
+        """The worker's Prometheus text (/metrics, with its token)."""
+        from ..worker_process import http_get
+
+        return http_get(f"http://127.0.0.1:{self.port}/metrics", timeout=5, token=self.token)[1].decode()
 
     def start(self, timeout: float = 90.0) -> "Worker":
         import urllib.request
@@ -249,6 +257,7 @@ class Worker:
             "AFTERSALE_APP_ID": self.settings.app_id,
             "AFTERSALE_PARTITIONS": str(self.settings.partitions),
             "BROKER_COMMIT_INTERVAL": self.commit_interval,
+            "AFTERSALE_WEB_TOKEN": self.token,
             **self.env,
         }
         log = open(self.log_path, "ab")
