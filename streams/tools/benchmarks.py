@@ -1031,11 +1031,8 @@ def bench_e2e(options: dict) -> list[Figure]:
     cl_total = sum(c["bytes"] for c in changelogs.values())
     cl_compacted = sum(c["compacted_bytes"] for c in changelogs.values())
     cl_records = sum(c["records"] for c in changelogs.values())
-    cl_stored = (
-        None
-        if any(c["stored_bytes"] is None for c in changelogs.values())
-        else (sum(c["stored_bytes"] for c in changelogs.values()))
-    )
+    stored = [c["stored_bytes"] for c in changelogs.values()]
+    cl_stored = None if None in stored else sum(stored)
     worker_compression = os.environ.get("AFTERSALE_COMPRESSION") or Settings.compression
     # What the worker read and wrote per input event, next to the zero-work pipeline's 2 and 2 + 2 * STATE_WRITES_PER_HOP.
     worker_read = (n + commands) / n
@@ -1178,8 +1175,6 @@ def bench_latency(options: dict) -> list[Figure]:
     first = run_latency(rate, seconds)
     figures += first.figures("latency")
     if not first.sustained:
-        # The worker cannot keep up at this rate, so latency grows with the backlog: measure again at a
-        # rate it sustains (from what it achieved), reported as such.
         # The worker cannot keep up at this rate, so latency grows with the backlog. What it processed
         # is its measured maximum: measure again at half of it, where p99 is held to 100 ms.
         lower = max(50.0, round(first.processed_rate * 0.5, -1))

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .. import webauth
 from ..config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def http_get(url: str, timeout: float = 1.0, token: str | None = None) -> tuple[int, bytes]:
     """GET with the views' token (streams/webauth.py), if given: (status, body)."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, headers=webauth.headers(token))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, resp.read()
