@@ -13,11 +13,16 @@ accepted, counted in aftersale_ingest_events_total{outcome="unknown"|"unmapped"}
 body is produced to <app>.connector-unknown (DeadLetter schema; AFTERSALE_INGEST_RECORD_UNKNOWN=0
 turns that off) so they can be looked at and replayed. Events that are known but carry nothing for
 the engine (e.g. an orders/updated that changed a note) are counted as "ignored".
+
+Personal data: mappings keep ids and channels, never addresses. What a customer writes (support
+text) is scored for sentiment here and then sealed with the customer's key, and connector-unknown
+bodies are sealed with the unattributed key (streams/privacy.py), so an erasure reaches every copy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -26,9 +31,12 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from deploy.topics import spec_by_name
 from streams import webauth
 from streams.config import Settings
 from streams.core.model import InvalidEvent
+from streams.core.sentiment import compound
+from streams.privacy import UNATTRIBUTED, KeyStore, is_sealed
 
 from .memory import LRU, Directory
 from .providers import MAPPERS
@@ -74,6 +82,7 @@ class IngestService:
         self.settings = settings
         self.ingest = ingest
         self.sink = sink or EventSink(settings)
+        self.keys = KeyStore(settings)
         self.metrics = IngestMetrics()
         self.accepted = LRU(ingest.dedupe_size)
         self.directory = Directory(ingest.lookup_size)
@@ -98,13 +107,28 @@ class IngestService:
 
         async def start_sink(_app) -> None:
             await self.sink.start()
+            await self.keys.start()
+            self._expiry = asyncio.get_running_loop().create_task(self._expire_unattributed())
 
         async def stop_sink(_app) -> None:
+            self._expiry.cancel()
+            await self.keys.stop()
             await self.sink.stop()
 
         app.on_startup.append(start_sink)
         app.on_cleanup.append(stop_sink)
         return app
+
+    async def _expire_unattributed(self, every: float = 3600) -> None:
+        """Shred the keys of unattributed bodies once connector-unknown no longer keeps what they
+        sealed: nothing readable outlives that topic's retention."""
+        retention_ms = int(spec_by_name("connector-unknown").config["retention.ms"])
+        while True:
+            try:
+                await self.keys.shred(UNATTRIBUTED, older_than_ms=int(time.time() * 1000) - retention_ms)
+            except (KafkaError, OSError) as exc:
+                log.warning("expiring unattributed keys: %r; next try in %d s", exc, every)
+            await asyncio.sleep(every)
 
     # --- endpoints -----------------------------------------------------------------------------
 
@@ -164,8 +188,8 @@ class IngestService:
             self.metrics.events.labels(provider, "duplicate").inc(max(1, len(mapped.records)))
             return {"status": "duplicate", "produced": 0}
         fresh = [r for r in mapped.records if r.event_id not in self.accepted]
-        messages = self._messages(provider, fresh, mapped, payload, raw, int(now * 1000))
         try:
+            messages = await self._messages(provider, fresh, mapped, payload, raw, int(now * 1000))
             await self.sink.send_all(messages, self.ingest.produce_timeout)
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("%s: broker did not acknowledge %d records: %r", provider, len(messages), exc)
@@ -192,12 +216,16 @@ class IngestService:
             log.warning("%s: unexpected payload shape", provider, exc_info=True)
             raise Answer(400, "malformed", f"unexpected payload shape: {exc!r}"[:500]) from None
 
-    def _messages(self, provider: str, fresh, mapped: Mapped, payload, raw: bytes, now_ms: int) -> list[Message]:
+    async def _messages(self, provider: str, fresh, mapped: Mapped, payload, raw: bytes, now_ms: int) -> list[Message]:
+        """Encoded records, personal data sealed. Keys are made (and acknowledged) on the way, so
+        broker failures surface here too."""
         try:
-            messages = [self.sink.prepare(r) for r in fresh]
+            for record in fresh:  # validated before anything is sealed: a 400 makes no key
+                self.sink.prepare(record)
+            messages = [self.sink.prepare(await self._sealed(r)) for r in fresh]
             if self.ingest.record_unknown:
                 messages += [
-                    self._unknown(provider, skip, payload, raw, now_ms, mapped.delivery_id)
+                    await self._unknown(provider, skip, payload, raw, now_ms, mapped.delivery_id)
                     for skip in mapped.skipped
                     if skip.kind in ("unknown", "unmapped")
                 ]
@@ -205,9 +233,24 @@ class IngestService:
             raise Answer(400, "malformed", f"event does not fit our schema: {exc}"[:500]) from None
         return messages
 
-    def _unknown(self, provider: str, skip: Skip, payload, raw: bytes, now_ms: int, delivery_id: str | None) -> Message:
+    async def _sealed(self, record):
+        """A support text scored, then sealed with its customer's key."""
+        text = record.value.get("text") if record.topic == "support" else None
+        if not text or is_sealed(text):
+            return record
+        value = {
+            **record.value,
+            "sentiment": compound(text) if record.value.get("from_customer", True) else None,
+            "text": await self.keys.seal(record.value["customer_id"], text),
+        }
+        return dataclasses.replace(record, value=value)
+
+    async def _unknown(
+        self, provider: str, skip: Skip, payload, raw: bytes, now_ms: int, delivery_id: str | None
+    ) -> Message:
         # The whole body when the skip is the whole delivery, else just the one event of a batch.
         value = raw if skip.raw is payload or skip.raw is None else orjson.dumps(skip.raw)
+        value = (await self.keys.seal(UNATTRIBUTED, value)).encode()
         return self.sink.prepare_raw(
             "connector-unknown",
             provider,

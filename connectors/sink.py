@@ -22,16 +22,7 @@ from .records import OutRecord
 
 def client_options(settings: Settings) -> dict:
     """aiokafka connection options from the same settings the engine's clients use (streams/security.py)."""
-    options: dict = {"bootstrap_servers": settings.bootstrap_servers, "security_protocol": settings.security_protocol}
-    if security.uses_tls(settings):
-        options["ssl_context"] = security.ssl_context(settings)
-    if security.uses_sasl(settings):
-        options.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_password,
-        )
-    return options
+    return security.aiokafka_options(settings)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,22 @@ TOPICS = [
         "webhook events of unknown type or without ids, raw body",
     ),
     TopicSpec(
+        "customer-keys",
+        "JSON",
+        "[customer_id, key id]",
+        {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "0",
+            # Shredded keys leave the disk within a day: segments roll hourly, dirty ones are cleaned
+            # within max.compaction.lag.ms, tombstones themselves go after delete.retention.ms.
+            "segment.ms": str(3_600_000),
+            "max.compaction.lag.ms": str(DAY_MS),
+            "min.cleanable.dirty.ratio": "0.01",
+            "delete.retention.ms": str(DAY_MS),
+        },
+        "per-customer keys that seal free text and raw bodies; erasure tombstones them",
+    ),
+    TopicSpec(
         "sender-dead-letters",
         "io.aftersale.DeadLetter",
         "customer_id",

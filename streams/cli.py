@@ -1,5 +1,5 @@
-"""The `aftersale` command: demo, worker, topics, simulate, schemas, bench, ingest, sender, replay,
-backtest, broker."""
+"""The `aftersale` command: demo, worker, topics, simulate, schemas, bench, ingest, sender, erase,
+replay, backtest, broker."""
 
 from __future__ import annotations
 
@@ -39,6 +39,17 @@ def _topics(args) -> int:
         print(
             f"{mark}  {name:<34} {settings.partitions}p  {config['cleanup.policy']:<8} {docs.get(name, 'table changelog')}"
         )
+    return 0
+
+
+def _erase(args) -> int:
+    import asyncio
+    import json
+
+    from .privacy import erase
+
+    done = asyncio.run(erase(Settings.from_env(), args.customer_id, args.order, source=args.source))
+    print(json.dumps(done))
     return 0
 
 
@@ -178,6 +189,12 @@ POSITIVE, NON_NEGATIVE, POSITIVE_RATE = _number(int, 1), _number(int, 0), _numbe
 NON_NEGATIVE_FLOAT = _number(float, 0)
 
 
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _existing(text: str) -> str:
     if not Path(text).exists():
         raise argparse.ArgumentTypeError(f"{text} does not exist")
@@ -234,6 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the topics (idempotent) and list them")
     p.set_defaults(func=_topics, needs_broker=True)
+
+    p = sub.add_parser(
+        "erase",
+        help="erase a customer: shred their keys, delete their state (GDPR art. 17)",
+        description="Tombstones the customer's keys in <app>.customer-keys (every sealed copy of what they "
+        "wrote and of raw webhook bodies becomes unreadable), then produces an ErasureRequest: the worker "
+        "that owns the customer deletes their state and their orders'. Safe to repeat. Same as POST "
+        "/api/erasure on a worker.",
+    )
+    p.add_argument("customer_id", type=_non_empty, help="the shop's customer id")
+    p.add_argument("--order", action="append", default=[], help="an order id to erase as well (repeatable)")
+    p.add_argument("--source", default="cli", help="who asked, kept in the request")
+    p.set_defaults(func=_erase, needs_broker=True)
 
     p = sub.add_parser("simulate", help="produce simulated shop traffic to the input topics (or to a file)")
     p.add_argument("--orders", type=POSITIVE, default=200, help="simulated orders")

@@ -126,6 +126,23 @@ def recent_decisions(
     return {kind: [d for d in map(as_dict, list(recent[kind])) if wanted(d)] for kind in ("intents", "audit")}
 
 
+def forget_customer(recent: dict, customer_id: str) -> int:
+    """Drop an erased customer from a worker's recent decisions and dead letters; returns how many
+    entries went. Dead letters carry no customer field: those whose error names the id go."""
+    dropped = 0
+    for entries in recent.values():
+        keep = [
+            e
+            for e in entries
+            if (e.get("customer_id") if isinstance(e, dict) else getattr(e, "customer_id", None)) != customer_id
+            and not (isinstance(e, dict) and customer_id in str(e.get("error", "")))
+        ]
+        dropped += len(entries) - len(keep)
+        entries.clear()
+        entries.extend(keep)
+    return dropped
+
+
 def merge_decisions(*parts: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """Decisions from several workers, without the copies both saw, oldest first."""
     merged: dict[str, list[dict]] = {}

@@ -281,6 +281,48 @@ PATHS: dict[str, Any] = {
         {"200": {"description": "HTML page", "content": {"text/html": {}}}},
     ),
     "/openapi.json": _get("This description", {"200": _json({"type": "object"}, "OpenAPI 3.1 document")}),
+    "/api/erasure": {
+        "post": {
+            "summary": "Erase a customer (GDPR art. 17)",
+            "description": "Shreds the customer's keys (every sealed copy of their texts and raw bodies "
+            "becomes unreadable), then asks the worker that owns them to delete their state and their "
+            "orders' state. Safe to repeat; answered once both are acknowledged by the broker.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["customer_id"],
+                            "properties": {
+                                "customer_id": {"type": "string", "minLength": 1},
+                                "order_ids": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "description": "Orders to erase besides those the worker knows",
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "customer_id": {"type": "string"},
+                            "keys_shredded": {"type": "integer"},
+                            "request": {"type": "string", "description": "event id of the ErasureRequest"},
+                        },
+                    },
+                    "Keys shredded and the state erasure requested",
+                ),
+                "400": _json(_ref("Error"), "Not a JSON object with a customer_id"),
+                "503": _json(_ref("Error"), "The broker did not acknowledge; ask again"),
+            },
+        }
+    },
 }
 
 
@@ -316,10 +358,12 @@ def _with_auth(paths: dict[str, Any]) -> dict[str, Any]:
     """Every operation answers 401 without the token, but the open ones, which need no security."""
     out = {}
     for path, item in paths.items():
-        operation = dict(item["get"])
-        if path in OPEN_PATHS:  # probes call these without the token
-            operation["security"] = []
-        else:
-            operation["responses"] = {**operation["responses"], "401": _UNAUTHORIZED}
-        out[path] = {"get": operation}
+        out[path] = {}
+        for method, operation in item.items():
+            operation = dict(operation)
+            if path in OPEN_PATHS:  # probes call these without the token
+                operation["security"] = []
+            else:
+                operation["responses"] = {**operation["responses"], "401": _UNAUTHORIZED}
+            out[path][method] = operation
     return out

@@ -55,6 +55,20 @@ def ssl_context(settings: "Settings") -> ssl.SSLContext | None:
     return context
 
 
+def aiokafka_options(settings: "Settings") -> dict:
+    """aiokafka connection options (bootstrap, TLS, SASL) for a client outside Faust."""
+    options: dict = {"bootstrap_servers": settings.bootstrap_servers, "security_protocol": settings.security_protocol}
+    if uses_tls(settings):
+        options["ssl_context"] = ssl_context(settings)
+    if uses_sasl(settings):
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password,
+        )
+    return options
+
+
 def faust_credentials(settings: "Settings") -> Any:
     """`broker_credentials` for faust.App: None for PLAINTEXT."""
     import faust

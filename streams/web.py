@@ -16,10 +16,12 @@ import time
 from importlib import metadata, resources
 
 import aiohttp
+from aiokafka.errors import KafkaError
+from faust.web import View
 from yarl import URL
 
 from .live_state import customer_view, merge_decisions, order_view, recent_decisions
-from . import webauth
+from . import privacy, webauth
 from .openapi import openapi_document
 from .ops import REFRESH_SECONDS, OpsMonitor, readiness
 from .runtime.checkpoint import OUTBOX_PREFIX
@@ -115,6 +117,30 @@ def register_views(app) -> None:
     @app.page("/ops", name="ops_page")
     async def ops_page(web, request):
         return web.html(ops_html)
+
+    @app.page("/api/erasure", name="erasure")
+    class ErasureView(View):
+        """POST {"customer_id", "order_ids"?}: shred the customer's keys, then ask the worker that
+        owns them to delete their state (streams/privacy.py). 202 once both are acknowledged."""
+
+        async def post(self, request):
+            try:
+                body = await request.json()
+                customer_id, order_ids = body["customer_id"], body.get("order_ids") or []
+                if not isinstance(customer_id, str) or not customer_id.strip():
+                    raise ValueError("customer_id must be a non-empty string")
+                if not isinstance(order_ids, list) or not all(isinstance(o, str) for o in order_ids):
+                    raise ValueError("order_ids must be a list of strings")
+            except (ValueError, KeyError, TypeError) as exc:
+                return self.json({"error": "bad_request", "reason": f"{exc!r}"[:300]}, status=400)
+            try:
+                done = await privacy.erase(settings, customer_id, order_ids, source="api")
+            except (KafkaError, OSError, RuntimeError) as exc:
+                log.warning("erasure of %s not done: %r", customer_id, exc)
+                return self.json(
+                    {"error": "unavailable", "reason": "the event bus did not acknowledge; ask again"}, status=503
+                )
+            return self.json(done, status=202)
 
     @app.page("/openapi.json", name="openapi")
     async def openapi(web, request):

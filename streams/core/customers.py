@@ -327,7 +327,7 @@ def _on_support(decision: CustomerDecision, event: SupportEvent, now: int, confi
         del state.open_tickets[:-OPEN_TICKETS_KEPT]
     negative = (
         event.type == "satisfaction_rating" and event.rating is not None and event.rating <= config.negative_rating
-    ) or (event.from_customer and is_negative(event.text, config.negative_sentiment))
+    ) or (event.from_customer and is_negative(event.text, config.negative_sentiment, event.sentiment))
     if negative:
         _negative_contact(decision, event.event_time, event.order_id, now, config)
 

@@ -164,9 +164,10 @@ class SupportEvent:
     order_id: str | None = None
     status: str | None = None
     from_customer: bool = True
-    text: str | None = None
+    text: str | None = None  # may be sealed (streams/privacy.py): then `sentiment` is its score
     rating: int | None = None
     topic: str | None = None
+    sentiment: float | None = None
 
 
 @dataclass(slots=True)

@@ -33,7 +33,9 @@ from . import rocksdb_memory
 from ..config import Settings
 from ..core import warm
 from ..core.state import CustomerState, OrderState
+from ..core.model import ErasureRequest
 from ..engine import CustomerStage, OrderStage, Outputs
+from ..live_state import forget_customer
 from ..metrics import Metrics
 from ..registry import make_registry
 from .scheduling import Scheduler
@@ -281,6 +283,8 @@ def build_app(settings: Settings) -> faust.App:
         kind = getattr(record, "type", None) or getattr(record, "status", None) or getattr(record, "kind", None)
         metrics.events_in.labels(topic_name, kind or type(record).__name__).inc()
         out = stage.handle(partition, record, now_for(record.event_time))
+        if isinstance(record, ErasureRequest):  # the state went with the stage; the ops views' copies go too
+            forget_customer(recent, record.customer_id)
         if out.duplicate:
             metrics.duplicates.labels(topic_name).inc()
         until = schedule_time(stage.schedule, partition, record.event_time)

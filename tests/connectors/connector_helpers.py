@@ -98,6 +98,10 @@ class IngestHarness:
     def post(self, provider: str, body: bytes, headers: dict | None = None, query: str = ""):
         return self.thread.run(self._request("POST", f"/webhooks/{provider}{query}", body, headers))
 
+    def unseal(self, customer_id: str, sealed) -> bytes:
+        """What the service sealed, opened with the key topic's keys (streams/privacy.py)."""
+        return self.thread.run(self.service.keys.unseal(customer_id, sealed))
+
     def get(self, path: str, token: bool = True):
         """GET, with the views' token of the service's settings unless `token` is False."""
         headers = webauth.headers(self.service.settings.web_token) if token else None

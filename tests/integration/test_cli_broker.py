@@ -40,6 +40,7 @@ NO_BROKER = [
     ["worker", "--data-dir", "{tmp}"],
     ["ingest"],
     ["sender"],
+    ["erase", "C-1"],
     ["demo"],
     ["replay", "--simulate", "3", "--kafka", "--out", "{tmp}/r"],
     ["bench", "--only", "e2e"],

@@ -351,6 +351,7 @@ def support(
     event_id: str | None = None,
     text: str | None = None,
     order_id: str | None = ORDER,
+    sentiment: float | None = None,
 ) -> SupportEvent:
     return SupportEvent(
         event_id=event_id or f"sup-{customer_id}-{ticket_id}-{type_}-{at}",
@@ -365,6 +366,7 @@ def support(
         text=text,
         rating=rating,
         topic="wismo",
+        sentiment=sentiment,
     )
 
 

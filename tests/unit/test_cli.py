@@ -13,6 +13,7 @@ COMMANDS = [
     "topics",
     "simulate",
     "schemas",
+    "erase",
     "bench",
     "ingest",
     "sender",

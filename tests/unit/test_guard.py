@@ -86,6 +86,18 @@ def test_neutral_or_positive_text_is_not(text):
     assert run.state.last_negative_contact_at is None
 
 
+def test_sealed_text_is_judged_by_the_score_it_was_given_where_it_was_read():
+    """The ingest scores what a customer wrote, then seals it (streams/privacy.py): the worker
+    cannot read the text and goes by the score."""
+    sealed = "sealed:v1:" + "A" * 40
+    run = customer()
+    send(run, support("ticket_opened", at=D(1), text=sealed, sentiment=compound(NEGATIVE[0])))
+    assert run.state.last_negative_contact_at == D(1)
+    calm = customer()
+    send(calm, support("ticket_opened", at=D(1), text=sealed))  # no score: a sealed text is not read
+    assert calm.state.last_negative_contact_at is None and compound(sealed) == 0.0
+
+
 def test_an_agents_text_is_not_the_customers_sentiment():
     run = customer()
     send(run, support("message", at=D(1), text=NEGATIVE[1], from_customer=False))
