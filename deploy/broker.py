@@ -37,6 +37,7 @@ import time
 import uuid
 import weakref
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -280,6 +281,17 @@ def _pdeathsig_preexec(parent_pid: int):
     return preexec
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of the broker's TLS listeners: its certificate (chain, leaf first), its private key
+    (unencrypted PKCS#8, ``BEGIN PRIVATE KEY``, as Kafka's PEM key store reads it) and the CA whose
+    client certificates the mutual-TLS listener accepts."""
+
+    certfile: str | os.PathLike[str]
+    keyfile: str | os.PathLike[str]
+    cafile: str | os.PathLike[str]
+
+
 _LIVE_BROKERS: "weakref.WeakSet[LocalBroker]" = weakref.WeakSet()
 
 
@@ -300,6 +312,10 @@ class LocalBroker:
     ``scram_users`` ([(name, password)]) are written into the metadata at format time
     for SCRAM-SHA-256 and SCRAM-SHA-512, and enable an extra SASL_PLAINTEXT listener
     (``sasl_bootstrap_servers``); the PLAINTEXT listener stays for the readiness probe.
+    ``tls`` (:class:`TlsFiles`) adds an SSL listener (``ssl_bootstrap_servers``), one that also requires
+    a client certificate signed by ``tls.cafile`` (``mtls_bootstrap_servers``, ``ssl.client.auth=required``)
+    and, with ``scram_users``, a SASL_SSL listener (``sasl_ssl_bootstrap_servers``); inter-broker and
+    controller traffic stay plaintext.
     ``extra_config`` overrides any generated broker property (value ``None`` removes it).
 
     ``class_data_sharing``: the first broker run on a machine records the classes it
@@ -318,6 +334,7 @@ class LocalBroker:
         *,
         scram_users: Sequence[tuple[str, str]] = (),
         sasl_port: int | None = None,
+        tls: TlsFiles | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         jvm_args: Sequence[str] | None = None,
         die_with_parent: bool = True,
@@ -335,6 +352,11 @@ class LocalBroker:
         self.sasl_port: int | None = None
         if self.scram_users or sasl_port:
             self.sasl_port = sasl_port or free_port(exclude=[self.port, self.controller_port])
+        self.tls = tls
+        self.ssl_port: int | None = None  # ports of the TLS listeners, always picked here
+        self.mtls_port: int | None = None
+        self.sasl_ssl_port: int | None = None
+        self._pick_tls_ports()
         self.extra_config = dict(extra_config or {})
         self.cache_dir = cache_dir
         self.jvm_args = list(DEFAULT_JVM_ARGS if jvm_args is None else jvm_args)
@@ -357,6 +379,29 @@ class LocalBroker:
         return f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
 
     @property
+    def ssl_bootstrap_servers(self) -> str | None:
+        """The SSL listener: TLS, no client certificate asked for."""
+        return f"127.0.0.1:{self.ssl_port}" if self.ssl_port else None
+
+    @property
+    def mtls_bootstrap_servers(self) -> str | None:
+        """The SSL listener that requires a client certificate signed by ``tls.cafile``."""
+        return f"127.0.0.1:{self.mtls_port}" if self.mtls_port else None
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str | None:
+        return f"127.0.0.1:{self.sasl_ssl_port}" if self.sasl_ssl_port else None
+
+    def _pick_tls_ports(self) -> None:
+        if self.tls is None:
+            return
+        taken = [p for p in (self.port, self.controller_port, self.sasl_port) if p]
+        for name in ("ssl_port", "mtls_port", *(["sasl_ssl_port"] if self.scram_users else [])):
+            port = free_port(exclude=taken)
+            setattr(self, name, port)
+            taken.append(port)
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
@@ -371,6 +416,11 @@ class LocalBroker:
     @property
     def log4j_file(self) -> Path:
         return self.data_dir / "log4j.properties"
+
+    @property
+    def keystore_file(self) -> Path:
+        """The broker's key and certificate chain in one PEM file, as Kafka's PEM key store wants them."""
+        return self.data_dir / "tls-keystore.pem"
 
     def broker_config(self) -> dict[str, str]:
         listeners = [f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}"]
@@ -406,6 +456,30 @@ class LocalBroker:
                 config[f"listener.name.sasl_plaintext.{mech}.sasl.jaas.config"] = (
                     "org.apache.kafka.common.security.scram.ScramLoginModule required;"
                 )
+        if self.tls is not None:
+            tls_listeners = [("SSL", self.ssl_port, "SSL"), ("MTLS", self.mtls_port, "SSL")]
+            if self.sasl_ssl_port:
+                tls_listeners.append(("SASL_SSL", self.sasl_ssl_port, "SASL_SSL"))
+            for name, port, protocol in tls_listeners:
+                listeners.append(f"{name}://127.0.0.1:{port}")
+                advertised.append(f"{name}://127.0.0.1:{port}")
+                protocols.append(f"{name}:{protocol}")
+            config.update(
+                {
+                    "ssl.keystore.type": "PEM",
+                    "ssl.keystore.location": str(self.keystore_file),
+                    "ssl.truststore.type": "PEM",
+                    "ssl.truststore.location": str(Path(self.tls.cafile).resolve()),
+                    "ssl.client.auth": "none",
+                    "listener.name.mtls.ssl.client.auth": "required",
+                }
+            )
+            if self.sasl_ssl_port:
+                config.setdefault("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512")
+                for mech in ("scram-sha-256", "scram-sha-512"):
+                    config[f"listener.name.sasl_ssl.{mech}.sasl.jaas.config"] = (
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                    )
         config["listeners"] = ",".join(listeners)
         config["advertised.listeners"] = ",".join(advertised)
         config["listener.security.protocol.map"] = ",".join(protocols)
@@ -434,6 +508,14 @@ class LocalBroker:
     def _write_configs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        if self.tls is not None:
+            key = Path(self.tls.keyfile).read_text()
+            if "BEGIN PRIVATE KEY" not in key:
+                raise BrokerStartError(
+                    f"{self.tls.keyfile}: Kafka's PEM key store needs an unencrypted PKCS#8 key (BEGIN PRIVATE KEY)"
+                )
+            self.keystore_file.touch(mode=0o600)  # holds the key: never readable by others, not even briefly
+            self.keystore_file.write_text(key.rstrip("\n") + "\n" + Path(self.tls.certfile).read_text())
         self.config_file.write_text(_format_properties(self.broker_config()))
         self.log4j_file.write_text(self._log4j_config())
 
@@ -648,6 +730,7 @@ class LocalBroker:
                     self.controller_port = free_port(exclude=[self.port])
                     if self.sasl_port:
                         self.sasl_port = free_port(exclude=[self.port, self.controller_port])
+                    self._pick_tls_ports()
                     continue
                 if self.class_data_sharing and self._jvm_died(since):
                     log.warning("The JVM failed to start with class-data sharing; retrying without it")

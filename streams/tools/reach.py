@@ -13,7 +13,8 @@ DEFAULT_TIMEOUT = 5.0  # seconds; AFTERSALE_CONNECT_TIMEOUT
 
 
 class BrokerUnreachable(SystemExit):
-    """Raised (and so printed and exited with status 1 by the interpreter) when no broker answers."""
+    """Raised (and so printed and exited with status 1 by the interpreter) when no broker answers, or
+    one answers but the TLS handshake with it fails."""
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -45,16 +46,21 @@ def how_to_start() -> str:
 def require_broker(settings: Settings, timeout: float | None = None) -> None:
     """Return once a broker at settings.bootstrap_servers answers a metadata request; raise
     BrokerUnreachable within about `timeout` seconds otherwise. librdkafka's own connection
-    errors are silenced: the single line raised says it all."""
+    errors are silenced: the single line raised says it all. A failed TLS handshake (a broker
+    certificate not signed by AFTERSALE_SSL_CAFILE, a missing client certificate) is raised at once,
+    with librdkafka's reason: no client would get further, and "no broker answered" would mislead."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
     timeout = connect_timeout() if timeout is None else timeout
     refused: list[str] = []  # the broker answered but refused our credentials
+    tls_failed: list[str] = []  # the broker answered but the TLS handshake failed
 
     def on_error(err) -> None:
         if err.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
             refused.append(err.str())
+        elif err.code() == KafkaError._SSL or "SSL routines" in err.str():
+            tls_failed.append(err.str())
 
     admin = AdminClient(
         {
@@ -75,6 +81,12 @@ def require_broker(settings: Settings, timeout: float | None = None) -> None:
             admin.poll(0)  # serve the error callbacks
             if refused:  # reachable: the command's own client reports the authentication failure
                 return
+            if tls_failed:
+                raise BrokerUnreachable(
+                    f"TLS with the Kafka broker at {settings.bootstrap_servers} failed [{tls_failed[0]}]; check "
+                    "AFTERSALE_SSL_CAFILE (the CA that signed the broker's certificate) and, if the broker wants "
+                    "client certificates, AFTERSALE_SSL_CERTFILE and AFTERSALE_SSL_KEYFILE"
+                ) from None
             if time.monotonic() < deadline:
                 continue
             error = exc.args[0] if exc.args else exc
