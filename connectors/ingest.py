@@ -1,6 +1,7 @@
 """The ingest service: one webhook endpoint per provider, POST /webhooks/<provider>.
 
 Per request: the endpoint's secret must be configured (else 503, the provider retries later); the
+body must fit the endpoint's limit (else 413; read in chunks, given up as soon as it is over); the
 signature must match (else 401); the body must be JSON the provider's mapping can read (else 400
 with the reason). Then the mapped records are produced and the answer is 200 only once the broker
 has acknowledged them; a broker failure answers 503 so the provider retries. Nothing is produced
@@ -89,7 +90,9 @@ class IngestService:
         # /metrics needs the views' token; webhooks carry their provider's signature instead.
         webauth.warn_if_unset(self.settings.web_token, "ingest")
         app = web.Application(
-            client_max_size=self.ingest.max_body_bytes,
+            # Webhook bodies are read in chunks up to their endpoint's limit (_read_body); this is
+            # aiohttp's own limit of request.read(), which no endpoint uses.
+            client_max_size=max(self.ingest.body_limit(p) for p in MAPPERS),
             middlewares=[webauth.middleware(self.settings.web_token, open_prefixes=("/webhooks/",))],
         )
         app.router.add_post("/webhooks/{provider}", self.webhook)
@@ -147,10 +150,7 @@ class IngestService:
         secret = self.ingest.secrets.get(provider)
         if not secret:
             raise Answer(503, "not_configured", f"{SECRET_ENV[provider]} is not set: this endpoint is off")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise Answer(413, "too_large", f"body over {self.ingest.max_body_bytes} bytes") from None
+        raw = await self._read_body(provider, request)
         headers = _headers(request)
         now = time.time()
         try:
@@ -177,6 +177,22 @@ class IngestService:
                 self.accepted.put(key)
         self.directory.learn(mapped.learned)
         return self._account(provider, mapped, len(fresh))
+
+    async def _read_body(self, provider: str, request: web.Request) -> bytes:
+        """The body, read chunk by chunk and given up as soon as it is over the endpoint's limit
+        (a Content-Length over it is refused before reading anything), so an oversized or unsigned
+        request never costs more than the limit. Chunked bodies are counted the same way, and so
+        are compressed ones, after aiohttp decompressed them."""
+        limit = self.ingest.body_limit(provider)
+        length = request.content_length
+        if length is not None and length > limit:
+            raise Answer(413, "too_large", f"Content-Length {length} is over {limit} bytes, the limit of this endpoint")
+        body = bytearray()
+        async for chunk in request.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                raise Answer(413, "too_large", f"body over {limit} bytes, the limit of this endpoint")
+        return bytes(body)
 
     def _map(self, provider: str, raw: bytes, inbound: Inbound) -> tuple[Mapped, object]:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 
 import pytest
@@ -271,3 +272,65 @@ def test_undecodable_header_bytes_are_rejected_not_a_crash(ingest):
         )
     )
     assert status == b"HTTP/1.1 200 OK"
+
+
+async def _raw_request(port: int, head: bytes, body_parts: list[bytes], timeout: float = 10.0) -> tuple[bytes, dict]:
+    """Sends a request head and some body, never finishing the body, and reads the answer: only a
+    server that stops reading at the limit answers at all."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        for part in body_parts:
+            writer.write(part)
+            await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), timeout)
+        headers = {}
+        while (line := await asyncio.wait_for(reader.readline(), timeout)) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), timeout)
+        return status.strip(), json.loads(body)
+    finally:
+        writer.close()
+
+
+def test_bodies_over_the_endpoints_limit_are_413_before_they_are_read(kafka_settings):
+    limits = {**IngestSettings().body_limits, "aftership": 64 * 1024}
+    harness = IngestHarness(kafka_settings, IngestSettings(secrets=dict(SECRETS), body_limits=limits))
+    try:
+        # A Content-Length over the limit is answered without reading (no body is ever sent here).
+        head = (
+            b"POST /webhooks/aftership HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000000\r\n\r\n"
+        )
+        status, answer = harness.thread.run(_raw_request(harness.port, head, []))
+        assert (status, answer["error"]) == (b"HTTP/1.1 413 Request Entity Too Large", "too_large")
+        assert "65536 bytes" in answer["reason"]
+        # Chunked, no Content-Length: answered once the limit is passed, the body still unfinished.
+        head = (
+            b"POST /webhooks/aftership HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n%s\r\n" % (16 * 1024, b" " * 16 * 1024)
+        status, answer = harness.thread.run(_raw_request(harness.port, head, [chunk] * 5))
+        assert (status, answer["error"]) == (b"HTTP/1.1 413 Request Entity Too Large", "too_large")
+        # Limits are per endpoint: the same 100 KB is read (and judged on its signature) by Shopify's.
+        body = b'{"id": 1,' + b" " * 100_000 + b"}"
+        assert harness.post("aftership", body, signed("aftership", body))[0] == 413
+        status, answer = harness.post("shopify", body, signed("shopify", body, **shopify("orders/create", "big")))
+        assert (status, answer["error"]) == (400, "malformed")
+        # Compressed bodies count as aiohttp decompressed them: a small gzip of a large body is 413.
+        bomb = gzip.compress(b" " * 1_000_000)
+        assert len(bomb) < 64 * 1024
+        status, answer = harness.post("aftership", bomb, {"Content-Encoding": "gzip", **signed("aftership", bomb)})
+        assert (status, answer["error"]) == (413, "too_large")
+        assert ingest_requests(harness, "aftership", "too_large") == 4.0
+        assert harness.service.sink.acknowledged == 0
+    finally:
+        harness.close()
+
+
+def ingest_requests(harness: IngestHarness, provider: str, outcome: str) -> float:
+    line = f'aftersale_ingest_requests_total{{outcome="{outcome}",provider="{provider}"}} '
+    found = [row for row in harness.get("/metrics")[1].splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
