@@ -1,6 +1,8 @@
 """The ingest service: one webhook endpoint per provider, POST /webhooks/<provider>.
 
-Per request: the endpoint's secret must be configured (else 503, the provider retries later); the
+At most AFTERSALE_INGEST_MAX_IN_FLIGHT webhook requests are handled at once (their bodies held in
+memory); one more is answered 429 with Retry-After at once, never queued. /health and /metrics are
+not counted. Per request: the endpoint's secret must be configured (else 503, the provider retries later); the
 body must fit the endpoint's limit (else 413; read in chunks, given up as soon as it is over); the
 signature must match (else 401); the body must be JSON the provider's mapping can read (else 400
 with the reason). Then the mapped records are produced and the answer is 200 only once the broker
@@ -25,7 +27,7 @@ import time
 import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from streams import webauth
 from streams.config import Settings
@@ -39,6 +41,8 @@ from .signatures import VERIFIERS, SignatureError, check_secret
 from .sink import EventSink, Message
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1  # what a 429 asks the provider to wait: in-flight requests take milliseconds
 
 
 class IngestMetrics:
@@ -60,6 +64,7 @@ class IngestMetrics:
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.in_flight = Gauge("aftersale_ingest_in_flight", "Webhook requests being handled", registry=self.registry)
 
 
 class Answer(Exception):
@@ -78,6 +83,7 @@ class IngestService:
         self.metrics = IngestMetrics()
         self.accepted = LRU(ingest.dedupe_size)
         self.directory = Directory(ingest.lookup_size)
+        self.in_flight = 0
         for provider, secret in ingest.secrets.items():
             if secret:
                 check_secret(provider, secret)
@@ -118,12 +124,28 @@ class IngestService:
                 {"error": "unknown_provider", "reason": f"no endpoint for {provider!r}; known: {sorted(MAPPERS)}"},
                 status=404,
             )
+        if self.in_flight >= self.ingest.max_in_flight:
+            # Answered before the body is read: a burst costs no memory and waits in no queue.
+            self.metrics.requests.labels(provider, "overloaded").inc()
+            return web.json_response(
+                {
+                    "error": "overloaded",
+                    "reason": f"{self.in_flight} webhook requests in flight, the most this service takes; retry",
+                },
+                status=429,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         started = time.perf_counter()
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
         try:
             body = await self._handle(provider, request)
             status, outcome = 200, body["status"]
         except Answer as answer:
             status, outcome, body = answer.status, answer.outcome, {"error": answer.outcome, "reason": answer.reason}
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
         self.metrics.requests.labels(provider, outcome).inc()
         self.metrics.seconds.labels(provider).observe(time.perf_counter() - started)
         return web.json_response(body, status=status)

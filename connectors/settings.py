@@ -81,6 +81,7 @@ class IngestSettings:
     dedupe_size: int = 100_000  # recently accepted provider ids answered 200 without producing
     lookup_size: int = 200_000  # order -> customer and tracking -> order associations kept
     body_limits: dict = field(default_factory=lambda: dict(BODY_LIMITS))  # provider -> largest body, bytes
+    max_in_flight: int = 64  # webhook requests handled at once; beyond it 429 at once, never queued
     produce_timeout: float = 10.0  # seconds to wait for the broker before answering 503 (provider retries)
     record_unknown: bool = True  # unknown/unmapped events also go to <app>.connector-unknown
     mapping: MappingOptions = field(default_factory=MappingOptions)
@@ -102,6 +103,7 @@ class IngestSettings:
             dedupe_size=int(_float(env, "AFTERSALE_INGEST_DEDUPE_SIZE", cls.dedupe_size)),
             lookup_size=int(_float(env, "AFTERSALE_INGEST_LOOKUP_SIZE", cls.lookup_size)),
             body_limits=_body_limits(env),
+            max_in_flight=_positive(env, "AFTERSALE_INGEST_MAX_IN_FLIGHT", cls.max_in_flight),
             produce_timeout=_float(env, "AFTERSALE_INGEST_PRODUCE_TIMEOUT", cls.produce_timeout),
             record_unknown=(env.get("AFTERSALE_INGEST_RECORD_UNKNOWN") or "1") not in ("0", "false", "no"),
             mapping=MappingOptions(

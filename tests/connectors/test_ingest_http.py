@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -334,3 +335,55 @@ def ingest_requests(harness: IngestHarness, provider: str, outcome: str) -> floa
     line = f'aftersale_ingest_requests_total{{outcome="{outcome}",provider="{provider}"}} '
     found = [row for row in harness.get("/metrics")[1].splitlines() if row.startswith(line)]
     return float(found[0].split()[-1]) if found else 0.0
+
+
+def test_requests_beyond_the_in_flight_limit_are_429_at_once(kafka_settings):
+    harness = IngestHarness(kafka_settings, IngestSettings(secrets=dict(SECRETS), max_in_flight=2))
+    body = raw("aftership_tracking_update.json")
+    head = (
+        b"POST /webhooks/aftership HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+
+    async def hold():
+        """A request whose body is half sent: in flight until the rest comes."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", harness.port)
+        writer.write(head + body[:100])
+        await writer.drain()
+        return reader, writer
+
+    async def finish(reader, writer):
+        writer.write(body[100:])
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        return status.strip()
+
+    try:
+        held = [harness.thread.run(hold()) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while harness.service.in_flight < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "aftersale_ingest_in_flight 2.0" in harness.get("/metrics")[1]  # /metrics is not limited
+        started = time.monotonic()
+        status, answer = harness.post("aftership", body, signed("aftership", body))
+        assert (status, answer["error"]) == (429, "overloaded") and time.monotonic() - started < 2
+        assert harness.get("/health")[0] == 200  # nor is /health
+        retry_after = harness.thread.run(_retry_after(harness, body))
+        assert retry_after == "1"
+        # Held requests go on; once one is done, the next request is taken again.
+        assert harness.thread.run(finish(*held[0])) == b"HTTP/1.1 401 Unauthorized"  # unsigned, but handled
+        assert harness.post("aftership", body, signed("aftership", body))[0] == 200
+        assert harness.thread.run(finish(*held[1])) == b"HTTP/1.1 401 Unauthorized"
+        assert ingest_requests(harness, "aftership", "overloaded") == 2.0
+        assert "aftersale_ingest_in_flight 0.0" in harness.get("/metrics")[1]
+    finally:
+        harness.close()
+
+
+async def _retry_after(harness: IngestHarness, body: bytes) -> str | None:
+    async with harness.session.post(
+        harness.url + "/webhooks/aftership", data=body, headers=signed("aftership", body)
+    ) as response:
+        assert response.status == 429
+        return response.headers.get("Retry-After")
