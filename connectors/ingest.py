@@ -6,8 +6,9 @@ not counted. Per request: the endpoint's secret must be configured (else 503, th
 body must fit the endpoint's limit (else 413; read in chunks, given up as soon as it is over); the
 signature must match (else 401); the body must be JSON the provider's mapping can read (else 400
 with the reason). Then the mapped records are produced and the answer is 200 only once the broker
-has acknowledged them; a broker failure answers 503 so the provider retries. Nothing is produced
-for a rejected request.
+has acknowledged them; a broker failure answers 503 so the provider retries. A delivery with an
+event too large for any Kafka record can never succeed: 413, logged, counted and recorded (without
+its body) on <app>.connector-unknown. Nothing else is produced for a rejected request.
 
 Duplicates: a delivery or event id accepted recently (bounded LRU) is answered 200 without producing
 again; the engine de-duplicates on event id as well, so a retry after a restart is harmless too.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import NoReturn
 
 import orjson
 from aiohttp import web
@@ -38,7 +40,7 @@ from .providers import MAPPERS
 from .records import Inbound, Malformed, Mapped, Skip
 from .settings import SECRET_ENV, IngestSettings
 from .signatures import VERIFIERS, SignatureError, check_secret
-from .sink import EventSink, Message
+from .sink import EventSink, Message, RecordTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +189,13 @@ class IngestService:
             return {"status": "duplicate", "produced": 0}
         fresh = [r for r in mapped.records if r.event_id not in self.accepted]
         messages = self._messages(provider, fresh, mapped, payload, raw, int(now * 1000))
+        oversized = self.sink.oversized(messages)
+        if oversized:
+            await self._too_large(provider, oversized, mapped.delivery_id, int(now * 1000), produced=False)
         try:
             await self.sink.send_all(messages, self.ingest.produce_timeout)
+        except RecordTooLarge as exc:  # refused by the broker, whose limit is below the producer's
+            await self._too_large(provider, exc.oversized, mapped.delivery_id, int(now * 1000), produced=True)
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("%s: broker did not acknowledge %d records: %r", provider, len(messages), exc)
             raise Answer(
@@ -215,6 +222,60 @@ class IngestService:
             if len(body) > limit:
                 raise Answer(413, "too_large", f"body over {limit} bytes, the limit of this endpoint")
         return bytes(body)
+
+    async def _too_large(
+        self, provider: str, oversized: list[tuple[Message, int]], delivery_id: str | None, now_ms: int, produced: bool
+    ) -> NoReturn:
+        """Records too large for Kafka: retrying cannot help, so the answer is a permanent 413. The
+        fact is logged, counted (outcome too_large) and recorded on connector-unknown with no body
+        bytes at all (they may be personal data), just where it would have gone and its size."""
+        limit = self.sink.max_request_size
+        sizes = ", ".join(f"{m.topic} {size} bytes" for m, size in oversized)
+        log.warning(
+            "%s: delivery %s can never be produced (%s; max_request_size %d bytes)%s; answered 413",
+            provider,
+            delivery_id,
+            sizes,
+            limit,
+            ", its other records were" if produced else "",
+        )
+        self.metrics.events.labels(provider, "too_large").inc(len(oversized))
+        if self.ingest.record_unknown:
+            markers = [
+                self.sink.prepare_raw(
+                    "connector-unknown",
+                    provider,
+                    {
+                        "received_at": now_ms,
+                        "topic": f"{provider}:{m.topic}"[:200],
+                        "partition": -1,
+                        "offset": -1,
+                        "key": delivery_id.encode() if delivery_id else None,
+                        "value": None,
+                        "reason": "too_large",
+                        "error": (
+                            f"{provider} delivery {delivery_id}: the record for {m.topic}"
+                            f"{f' (event {m.event_id})' if m.event_id else ''} is {size} bytes, over the "
+                            f"producer's max_request_size of {limit} bytes"
+                        )[:2000],
+                    },
+                )
+                for m, size in oversized
+            ]
+            try:
+                await self.sink.send_all(markers, self.ingest.produce_timeout)
+            except (KafkaError, asyncio.TimeoutError) as exc:
+                log.warning("%s: the too_large record was not acknowledged: %r", provider, exc)
+                raise Answer(
+                    503, "broker_unavailable", "the event bus did not acknowledge the events; retry later"
+                ) from None
+        raise Answer(
+            413,
+            "record_too_large",
+            f"{len(oversized)} event(s) of this delivery are larger than the event bus accepts "
+            f"({', '.join(str(size) for _m, size in oversized)} bytes encoded; at most {limit}): "
+            "it can never be accepted, retrying will not help"[:1000],
+        )
 
     def _map(self, provider: str, raw: bytes, inbound: Inbound) -> tuple[Mapped, object]:
         try:

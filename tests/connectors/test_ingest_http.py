@@ -387,3 +387,62 @@ async def _retry_after(harness: IngestHarness, body: bytes) -> str | None:
     ) as response:
         assert response.status == 429
         return response.headers.get("Retry-After")
+
+
+def big_order(items: int) -> bytes:
+    """An orders/create whose placed event is over a megabyte of Avro: thousands of long-titled items."""
+    order = load("shopify_orders_create.json")
+    item = order["line_items"][0]
+    order["line_items"] = [{**item, "id": i, "sku": f"SKU-{i:06d}", "title": f"{i} " + "x" * 290} for i in range(items)]
+    return json.dumps(order).encode()
+
+
+def test_an_event_too_large_for_kafka_is_413_and_recorded_without_its_body(ingest, read_topics):
+    body = big_order(3500)
+    assert len(body) < ingest.service.ingest.body_limit("shopify")
+    headers = signed("shopify", body, **shopify("orders/create", "wh-big"))
+    status, answer = ingest.post("shopify", body, headers)
+    assert (status, answer["error"]) == (413, "record_too_large"), answer
+    assert "can never be accepted" in answer["reason"] and "1048576" in answer["reason"]
+    # Nothing of it is produced (not even the small "paid"); one record without any body says what happened.
+    out = read_topics(lambda got: len(got) >= 1, quiet=1.0)
+    assert [(topic, key) for topic, key, _r in out] == [("connector-unknown", b"shopify")]
+    record = out[0][2]
+    assert (record["reason"], record["value"], record["key"], record["topic"]) == (
+        "too_large",
+        None,
+        b"shopify:wh-big",
+        f"shopify:{ingest.service.settings.topic('orders')}",
+    )
+    size = int(record["error"].split(" is ")[1].split()[0])
+    assert size > 1_048_576 and "delivery shopify:wh-big" in record["error"]
+    assert f"event shopify:{ORDER_ID}:placed" in record["error"]
+    metrics = ingest.get("/metrics")[1]
+    assert 'aftersale_ingest_requests_total{outcome="record_too_large",provider="shopify"} 1.0' in metrics
+    assert 'aftersale_ingest_events_total{outcome="too_large",provider="shopify"} 1.0' in metrics
+    # The same delivery again: the same permanent answer, not a duplicate 200.
+    assert ingest.post("shopify", body, headers)[0] == 413
+
+
+def test_a_record_the_broker_refuses_as_too_large_is_413_too(kafka_settings, read_topics):
+    """The producer allows more than the broker takes (message.max.bytes, about 1 MB by default)."""
+    sink = EventSink(kafka_settings, max_request_size=4 * 1024 * 1024)
+    harness = IngestHarness(kafka_settings, sink=sink)
+    try:
+        body = big_order(3500)
+        status, answer = harness.post("shopify", body, signed("shopify", body, **shopify("orders/create", "wh-b")))
+        assert (status, answer["error"]) == (413, "record_too_large"), answer
+        out = read_topics(lambda got: any(t == "connector-unknown" for t, _k, _r in got), quiet=1.0)
+        (record,) = [r for t, _k, r in out if t == "connector-unknown"]
+        assert (record["reason"], record["value"]) == ("too_large", None)
+        # Records that fit were produced before the broker said no; the engine drops them if retried.
+        assert [r["type"] for t, _k, r in out if t == "orders"] == ["paid"]
+        # The producer goes on producing (to the same partition) after the refusal.
+        status, answer = post_fixture(
+            harness, "shopify", "shopify_orders_create.json", **shopify("orders/create", "ok")
+        )
+        assert (status, answer["produced"]) == (200, 2)  # the refused delivery was not remembered
+        out = read_topics(lambda got: any(r.get("type") == "placed" for _t, _k, r in got), quiet=0.5)
+        assert [r["type"] for t, _k, r in out if t == "orders"] == ["paid", "placed", "paid"]
+    finally:
+        harness.close()
