@@ -1,10 +1,14 @@
 """The ingest service: one webhook endpoint per provider, POST /webhooks/<provider>.
 
-Per request: the endpoint's secret must be configured (else 503, the provider retries later); the
+At most AFTERSALE_INGEST_MAX_IN_FLIGHT webhook requests are handled at once (their bodies held in
+memory); one more is answered 429 with Retry-After at once, never queued. /health and /metrics are
+not counted. Per request: the endpoint's secret must be configured (else 503, the provider retries later); the
+body must fit the endpoint's limit (else 413; read in chunks, given up as soon as it is over); the
 signature must match (else 401); the body must be JSON the provider's mapping can read (else 400
 with the reason). Then the mapped records are produced and the answer is 200 only once the broker
-has acknowledged them; a broker failure answers 503 so the provider retries. Nothing is produced
-for a rejected request.
+has acknowledged them; a broker failure answers 503 so the provider retries. A delivery with an
+event too large for any Kafka record can never succeed: 413, logged, counted and recorded (without
+its body) on <app>.connector-unknown. Nothing else is produced for a rejected request.
 
 Duplicates: a delivery or event id accepted recently (bounded LRU) is answered 200 without producing
 again; the engine de-duplicates on event id as well, so a retry after a restart is harmless too.
@@ -25,11 +29,12 @@ import asyncio
 import dataclasses
 import logging
 import time
+from typing import NoReturn
 
 import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from deploy.topics import spec_by_name
 from streams import webauth
@@ -43,9 +48,11 @@ from .providers import MAPPERS
 from .records import Inbound, Malformed, Mapped, Skip
 from .settings import SECRET_ENV, IngestSettings
 from .signatures import VERIFIERS, SignatureError, check_secret
-from .sink import EventSink, Message
+from .sink import EventSink, Message, RecordTooLarge
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1  # what a 429 asks the provider to wait: in-flight requests take milliseconds
 
 
 class IngestMetrics:
@@ -67,6 +74,7 @@ class IngestMetrics:
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.in_flight = Gauge("aftersale_ingest_in_flight", "Webhook requests being handled", registry=self.registry)
 
 
 class Answer(Exception):
@@ -86,6 +94,7 @@ class IngestService:
         self.metrics = IngestMetrics()
         self.accepted = LRU(ingest.dedupe_size)
         self.directory = Directory(ingest.lookup_size)
+        self.in_flight = 0
         for provider, secret in ingest.secrets.items():
             if secret:
                 check_secret(provider, secret)
@@ -98,7 +107,9 @@ class IngestService:
         # /metrics needs the views' token; webhooks carry their provider's signature instead.
         webauth.warn_if_unset(self.settings.web_token, "ingest")
         app = web.Application(
-            client_max_size=self.ingest.max_body_bytes,
+            # Webhook bodies are read in chunks up to their endpoint's limit (_read_body); this is
+            # aiohttp's own limit of request.read(), which no endpoint uses.
+            client_max_size=max(self.ingest.body_limit(p) for p in MAPPERS),
             middlewares=[webauth.middleware(self.settings.web_token, open_prefixes=("/webhooks/",))],
         )
         app.router.add_post("/webhooks/{provider}", self.webhook)
@@ -139,12 +150,28 @@ class IngestService:
                 {"error": "unknown_provider", "reason": f"no endpoint for {provider!r}; known: {sorted(MAPPERS)}"},
                 status=404,
             )
+        if self.in_flight >= self.ingest.max_in_flight:
+            # Answered before the body is read: a burst costs no memory and waits in no queue.
+            self.metrics.requests.labels(provider, "overloaded").inc()
+            return web.json_response(
+                {
+                    "error": "overloaded",
+                    "reason": f"{self.in_flight} webhook requests in flight, the most this service takes; retry",
+                },
+                status=429,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         started = time.perf_counter()
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
         try:
             body = await self._handle(provider, request)
             status, outcome = 200, body["status"]
         except Answer as answer:
             status, outcome, body = answer.status, answer.outcome, {"error": answer.outcome, "reason": answer.reason}
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
         self.metrics.requests.labels(provider, outcome).inc()
         self.metrics.seconds.labels(provider).observe(time.perf_counter() - started)
         return web.json_response(body, status=status)
@@ -171,10 +198,7 @@ class IngestService:
         secret = self.ingest.secrets.get(provider)
         if not secret:
             raise Answer(503, "not_configured", f"{SECRET_ENV[provider]} is not set: this endpoint is off")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise Answer(413, "too_large", f"body over {self.ingest.max_body_bytes} bytes") from None
+        raw = await self._read_body(provider, request)
         headers = _headers(request)
         now = time.time()
         try:
@@ -188,9 +212,20 @@ class IngestService:
             self.metrics.events.labels(provider, "duplicate").inc(max(1, len(mapped.records)))
             return {"status": "duplicate", "produced": 0}
         fresh = [r for r in mapped.records if r.event_id not in self.accepted]
-        try:
+        try:  # sealing may make a customer's key: the broker must acknowledge it first
             messages = await self._messages(provider, fresh, mapped, payload, raw, int(now * 1000))
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("%s: no key to seal with, the broker did not acknowledge it: %r", provider, exc)
+            raise Answer(
+                503, "broker_unavailable", "the event bus did not acknowledge the events; retry later"
+            ) from None
+        oversized = self.sink.oversized(messages)
+        if oversized:
+            await self._too_large(provider, oversized, mapped.delivery_id, int(now * 1000), produced=False)
+        try:
             await self.sink.send_all(messages, self.ingest.produce_timeout)
+        except RecordTooLarge as exc:  # refused by the broker, whose limit is below the producer's
+            await self._too_large(provider, exc.oversized, mapped.delivery_id, int(now * 1000), produced=True)
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("%s: broker did not acknowledge %d records: %r", provider, len(messages), exc)
             raise Answer(
@@ -201,6 +236,82 @@ class IngestService:
                 self.accepted.put(key)
         self.directory.learn(mapped.learned)
         return self._account(provider, mapped, len(fresh))
+
+    async def _read_body(self, provider: str, request: web.Request) -> bytes:
+        """The body, read chunk by chunk and given up as soon as it is over the endpoint's limit
+        (a Content-Length over it is refused before reading anything), so an oversized or unsigned
+        request never costs more than the limit. Chunked bodies are counted the same way, and so
+        are compressed ones, after aiohttp decompressed them."""
+        limit = self.ingest.body_limit(provider)
+        length = request.content_length
+        if length is not None and length > limit:
+            raise Answer(413, "too_large", f"Content-Length {length} is over {limit} bytes, the limit of this endpoint")
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.ingest.read_timeout):  # a slow sender holds a slot no longer
+                async for chunk in request.content.iter_any():
+                    body += chunk
+                    if len(body) > limit:
+                        raise Answer(413, "too_large", f"body over {limit} bytes, the limit of this endpoint")
+        except TimeoutError:
+            raise Answer(
+                408, "read_timeout", f"body not received within {self.ingest.read_timeout:g} s; send it again"
+            ) from None
+        return bytes(body)
+
+    async def _too_large(
+        self, provider: str, oversized: list[tuple[Message, int]], delivery_id: str | None, now_ms: int, produced: bool
+    ) -> NoReturn:
+        """Records too large for Kafka: retrying cannot help, so the answer is a permanent 413. The
+        fact is logged, counted (outcome too_large) and recorded on connector-unknown with no body
+        bytes at all (they may be personal data), just where it would have gone and its size."""
+        limit = self.sink.max_request_size
+        sizes = ", ".join(f"{m.topic} {size} bytes" for m, size in oversized)
+        log.warning(
+            "%s: delivery %s can never be produced (%s; max_request_size %d bytes)%s; answered 413",
+            provider,
+            delivery_id,
+            sizes,
+            limit,
+            ", its other records were" if produced else "",
+        )
+        self.metrics.events.labels(provider, "too_large").inc(len(oversized))
+        if self.ingest.record_unknown:
+            markers = [
+                self.sink.prepare_raw(
+                    "connector-unknown",
+                    provider,
+                    {
+                        "received_at": now_ms,
+                        "topic": f"{provider}:{m.topic}"[:200],
+                        "partition": -1,
+                        "offset": -1,
+                        "key": delivery_id.encode() if delivery_id else None,
+                        "value": None,
+                        "reason": "too_large",
+                        "error": (
+                            f"{provider} delivery {delivery_id}: the record for {m.topic}"
+                            f"{f' (event {m.event_id})' if m.event_id else ''} is {size} bytes, over the "
+                            f"producer's max_request_size of {limit} bytes"
+                        )[:2000],
+                    },
+                )
+                for m, size in oversized
+            ]
+            try:
+                await self.sink.send_all(markers, self.ingest.produce_timeout)
+            except (KafkaError, asyncio.TimeoutError) as exc:
+                log.warning("%s: the too_large record was not acknowledged: %r", provider, exc)
+                raise Answer(
+                    503, "broker_unavailable", "the event bus did not acknowledge the events; retry later"
+                ) from None
+        raise Answer(
+            413,
+            "record_too_large",
+            f"{len(oversized)} event(s) of this delivery are larger than the event bus accepts "
+            f"({', '.join(str(size) for _m, size in oversized)} bytes encoded; at most {limit}): "
+            "it can never be accepted, retrying will not help"[:1000],
+        )
 
     def _map(self, provider: str, raw: bytes, inbound: Inbound) -> tuple[Mapped, object]:
         try:

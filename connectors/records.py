@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo
 
 from .settings import MappingOptions
 
@@ -151,9 +152,10 @@ _INTEGER = re.compile(r"^-?[0-9]+$")  # not str.isdigit(): that also accepts dig
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
 
 
-def to_ms(value: Any) -> int | None:
+def to_ms(value: Any, zone: str | None = None) -> int | None:
     """Provider time to epoch ms: ISO-8601 (any offset, Z, nanoseconds), HTTP dates, unix s or ms.
-    A bare date means the end of that day (an estimated delivery "by" that date)."""
+    A bare date means the end of that day (an estimated delivery "by" that date). A time without
+    an offset is read in `zone` (an IANA name) when given, else as UTC."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, float) and not math.isfinite(value):
@@ -176,7 +178,8 @@ def to_ms(value: Any) -> int | None:
             except (TypeError, ValueError, IndexError):
                 return None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)  # providers that omit the offset mean UTC
+            # Most providers that omit the offset mean UTC; those that mean a local time say where.
+            parsed = parsed.replace(tzinfo=ZoneInfo(zone) if zone else timezone.utc)
         ms = int(parsed.timestamp() * 1000)
     else:
         return None

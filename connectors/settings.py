@@ -25,6 +25,23 @@ SECRET_ENV = {
 }
 
 
+# Largest webhook body each endpoint reads (bytes); over it the answer is 413, and reading stops there.
+# Shopify orders carry every line item (and orders/updated repeats fulfilments and refunds), so they
+# get the most; Gorgias tickets carry their message thread; trackers, engagement and ticket events
+# are small. AFTERSALE_INGEST_MAX_BODY sets all of them, AFTERSALE_INGEST_MAX_BODY_<PROVIDER> one.
+MiB = 1024 * 1024
+BODY_LIMITS = {
+    "shopify": 5 * MiB,
+    "aftership": 1 * MiB,
+    "easypost": 1 * MiB,
+    "sendgrid": 1 * MiB,  # SendGrid posts a batch at 768 KB at most
+    "klaviyo": MiB // 2,
+    "zendesk": MiB // 2,
+    "gorgias": 2 * MiB,
+}
+BODY_LIMIT_ENV = {provider: f"AFTERSALE_INGEST_MAX_BODY_{provider.upper()}" for provider in SECRET_ENV}
+
+
 def _float(env, name: str, default: float) -> float:
     raw = env.get(name)
     try:
@@ -63,7 +80,9 @@ class IngestSettings:
     signature_tolerance: float = 300.0  # seconds a signed timestamp may be off (Zendesk, Klaviyo, SendGrid)
     dedupe_size: int = 100_000  # recently accepted provider ids answered 200 without producing
     lookup_size: int = 200_000  # order -> customer and tracking -> order associations kept
-    max_body_bytes: int = 5 * 1024 * 1024
+    body_limits: dict = field(default_factory=lambda: dict(BODY_LIMITS))  # provider -> largest body, bytes
+    max_in_flight: int = 64  # webhook requests handled at once; beyond it 429 at once, never queued
+    read_timeout: float = 30.0  # seconds to receive a webhook body; a slower sender gets 408
     produce_timeout: float = 10.0  # seconds to wait for the broker before answering 503 (provider retries)
     record_unknown: bool = True  # unknown/unmapped events also go to <app>.connector-unknown
     mapping: MappingOptions = field(default_factory=MappingOptions)
@@ -84,7 +103,9 @@ class IngestSettings:
             signature_tolerance=_float(env, "AFTERSALE_SIGNATURE_TOLERANCE", cls.signature_tolerance),
             dedupe_size=int(_float(env, "AFTERSALE_INGEST_DEDUPE_SIZE", cls.dedupe_size)),
             lookup_size=int(_float(env, "AFTERSALE_INGEST_LOOKUP_SIZE", cls.lookup_size)),
-            max_body_bytes=int(_float(env, "AFTERSALE_INGEST_MAX_BODY", cls.max_body_bytes)),
+            body_limits=_body_limits(env),
+            max_in_flight=_positive(env, "AFTERSALE_INGEST_MAX_IN_FLIGHT", cls.max_in_flight),
+            read_timeout=_float(env, "AFTERSALE_INGEST_READ_TIMEOUT", cls.read_timeout),
             produce_timeout=_float(env, "AFTERSALE_INGEST_PRODUCE_TIMEOUT", cls.produce_timeout),
             record_unknown=(env.get("AFTERSALE_INGEST_RECORD_UNKNOWN") or "1") not in ("0", "false", "no"),
             mapping=MappingOptions(
@@ -95,6 +116,25 @@ class IngestSettings:
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def body_limit(self, provider: str) -> int:
+        return self.body_limits.get(provider) or BODY_LIMITS[provider]
+
+
+def _positive(env, name: str, default: int) -> int:
+    value = int(_float(env, name, default))
+    if value <= 0:
+        raise SystemExit(f"{name} must be a positive number, got {env.get(name)!r}")
+    return value
+
+
+def _body_limits(env) -> dict:
+    """The provider's own setting, else AFTERSALE_INGEST_MAX_BODY, else the provider's default."""
+    limits = {}
+    for provider, default in BODY_LIMITS.items():
+        name = BODY_LIMIT_ENV[provider] if env.get(BODY_LIMIT_ENV[provider]) else "AFTERSALE_INGEST_MAX_BODY"
+        limits[provider] = _positive(env, name, default)
+    return limits
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ back to the default zone.
 Override or extend it with AFTERSALE_TIME_ZONES, a JSON object of "CC" or "CC-PROVINCE" to zone,
 e.g. {"US-AZ": "America/Phoenix", "PT-20": "Atlantic/Azores"}; the fallback is
 AFTERSALE_DEFAULT_TIME_ZONE (default UTC).
+
+The same table places AfterShip checkpoints, whose local times often carry no offset
+(`known_zone`, with countries as ISO alpha-3 codes or English names through `country_code`).
 """
 
 from __future__ import annotations
@@ -118,6 +121,82 @@ REGION_ZONES = {
 }
 
 
+# ISO 3166 alpha-3 codes and English names of the countries above, for providers that name a
+# country so (AfterShip checkpoints: country_iso3 / country_name).
+_ALPHA3_NAMES = {
+    "AT": ("AUT", "Austria"),
+    "BE": ("BEL", "Belgium"),
+    "BG": ("BGR", "Bulgaria"),
+    "CH": ("CHE", "Switzerland"),
+    "CY": ("CYP", "Cyprus"),
+    "CZ": ("CZE", "Czechia", "Czech Republic"),
+    "DE": ("DEU", "Germany"),
+    "DK": ("DNK", "Denmark"),
+    "EE": ("EST", "Estonia"),
+    "ES": ("ESP", "Spain"),
+    "FI": ("FIN", "Finland"),
+    "FR": ("FRA", "France"),
+    "GB": ("GBR", "United Kingdom", "Great Britain", "UK"),
+    "GR": ("GRC", "Greece"),
+    "HR": ("HRV", "Croatia"),
+    "HU": ("HUN", "Hungary"),
+    "IE": ("IRL", "Ireland"),
+    "IS": ("ISL", "Iceland"),
+    "IT": ("ITA", "Italy"),
+    "LI": ("LIE", "Liechtenstein"),
+    "LT": ("LTU", "Lithuania"),
+    "LU": ("LUX", "Luxembourg"),
+    "LV": ("LVA", "Latvia"),
+    "MT": ("MLT", "Malta"),
+    "NL": ("NLD", "Netherlands", "The Netherlands"),
+    "NO": ("NOR", "Norway"),
+    "PL": ("POL", "Poland"),
+    "PT": ("PRT", "Portugal"),
+    "RO": ("ROU", "Romania"),
+    "SE": ("SWE", "Sweden"),
+    "SI": ("SVN", "Slovenia"),
+    "SK": ("SVK", "Slovakia"),
+    "TR": ("TUR", "Turkey", "Türkiye"),
+    "UA": ("UKR", "Ukraine"),
+    "AE": ("ARE", "United Arab Emirates"),
+    "CN": ("CHN", "China"),
+    "HK": ("HKG", "Hong Kong"),
+    "IL": ("ISR", "Israel"),
+    "IN": ("IND", "India"),
+    "JP": ("JPN", "Japan"),
+    "KR": ("KOR", "South Korea", "Korea, Republic of"),
+    "MY": ("MYS", "Malaysia"),
+    "PH": ("PHL", "Philippines"),
+    "SA": ("SAU", "Saudi Arabia"),
+    "SG": ("SGP", "Singapore"),
+    "TH": ("THA", "Thailand"),
+    "TW": ("TWN", "Taiwan"),
+    "ZA": ("ZAF", "South Africa"),
+    "NZ": ("NZL", "New Zealand"),
+    "AR": ("ARG", "Argentina"),
+    "CL": ("CHL", "Chile"),
+    "CO": ("COL", "Colombia"),
+    "PE": ("PER", "Peru"),
+    "US": ("USA", "United States", "United States of America", "USA"),
+    "CA": ("CAN", "Canada"),
+    "AU": ("AUS", "Australia"),
+    "MX": ("MEX", "Mexico"),
+    "BR": ("BRA", "Brazil"),
+}
+_COUNTRY_ALIASES = {alias.upper(): code for code, aliases in _ALPHA3_NAMES.items() for alias in aliases}
+
+
+def country_code(value) -> str | None:
+    """ISO 3166 alpha-2 from alpha-2, alpha-3 or an English name; None when not recognised.
+    An unknown two-letter value is kept as it is (AFTERSALE_TIME_ZONES may know it)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip().upper()
+    if value in _COUNTRY_ALIASES:
+        return _COUNTRY_ALIASES[value]
+    return value if len(value) == 2 and value.isalpha() else None
+
+
 def check_zone(zone: str) -> str:
     try:
         ZoneInfo(zone)
@@ -136,6 +215,10 @@ class ZoneTable:
             check_zone(zone)
 
     def zone_for(self, country: str | None, province: str | None = None) -> str:
+        return self.known_zone(country, province) or self.default
+
+    def known_zone(self, country: str | None, province: str | None = None) -> str | None:
+        """The zone of a country (ISO alpha-2) and province, None when the table does not know it."""
         country = (country or "").strip().upper()
         province = (province or "").strip().upper()
         # Shopify sends "US" + "CA"; some platforms send ISO 3166-2 "US-CA" as the province.
@@ -145,4 +228,4 @@ class ZoneTable:
         for table in (self.overrides, REGION_ZONES):
             if region and region in table:
                 return table[region]
-        return self.overrides.get(country) or COUNTRY_ZONES.get(country) or self.default
+        return self.overrides.get(country) or COUNTRY_ZONES.get(country)

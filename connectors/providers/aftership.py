@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..records import Inbound, Malformed, Mapped, Skip, first_ms, ident, items, obj, text, to_ms
 from ..shipping import carrier_name, scan_record, shipment_key
+from ..timezones import ZoneTable, country_code
 
 SOURCE = "aftership"
 
@@ -82,9 +83,13 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
     if order_id is None:
         out.skipped.append(Skip("unmapped", event, "the tracking has no order_id", body))
         return out
-    checkpoint = _latest_checkpoint(tracking)
+    zones = inbound.options.zones
+    checkpoint = _latest_checkpoint(tracking, zones)
     event_time = first_ms(
-        checkpoint.get("checkpoint_time"), checkpoint.get("created_at"), tracking.get("updated_at"), body.get("ts")
+        _checkpoint_ms(checkpoint, tracking, zones),
+        checkpoint.get("created_at"),
+        tracking.get("updated_at"),
+        body.get("ts"),
     )
     if event_time is None:
         raise Malformed("no checkpoint time, msg.updated_at or ts")
@@ -111,12 +116,43 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
     return out
 
 
-def _latest_checkpoint(tracking: dict) -> dict:
+def _latest_checkpoint(tracking: dict, zones: ZoneTable) -> dict:
     checkpoints = [c for c in items(tracking.get("checkpoints")) if isinstance(c, dict)]
     if not checkpoints:
         return {}
     # AfterShip lists them oldest first; sort anyway, since carriers backfill.
-    return max(checkpoints, key=lambda c: first_ms(c.get("checkpoint_time"), c.get("created_at")) or 0)
+    return max(checkpoints, key=lambda c: first_ms(_checkpoint_ms(c, tracking, zones), c.get("created_at")) or 0)
+
+
+def _checkpoint_ms(checkpoint: dict, tracking: dict, zones: ZoneTable) -> int | None:
+    """`checkpoint_time` is the carrier's local time at the checkpoint, often without an offset.
+    A time with an offset is taken as it is. Without one it is read in the checkpoint's zone: its
+    country (country_iso3 / country_region, else country_name / country_region_name) and state,
+    through connectors.timezones (AFTERSALE_TIME_ZONES included; a multi-zone country without a
+    known state code gets the zone of most people). A checkpoint that names no country takes the
+    tracking's destination when the shipment stays in one country (origin unknown or the same).
+    When none of that gives a zone, the time is read as UTC: AfterShip sends no zone to go by."""
+    return to_ms(checkpoint.get("checkpoint_time"), _checkpoint_zone(checkpoint, tracking, zones))
+
+
+def _checkpoint_zone(checkpoint: dict, tracking: dict, zones: ZoneTable) -> str | None:
+    keys = ("country_iso3", "country_region", "country_name", "country_region_name")
+    if any(text(checkpoint.get(k)) for k in keys):  # somewhere named, known to us or not
+        country = _country(checkpoint, *keys)
+        return zones.known_zone(country, text(checkpoint.get("state"), 20)) if country else None
+    destination = _country(tracking, "destination_country_iso3", "destination_country_region")
+    origin = _country(tracking, "origin_country_iso3", "origin_country_region")
+    if destination and origin in (None, destination):
+        return zones.known_zone(destination, text(tracking.get("destination_state"), 20))
+    return None
+
+
+def _country(record: dict, *keys: str) -> str | None:
+    for key in keys:
+        code = country_code(record.get(key))
+        if code:
+            return code
+    return None
 
 
 def _location(checkpoint: dict) -> str | None:

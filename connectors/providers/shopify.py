@@ -51,6 +51,12 @@ SHIPMENT_STATUS = {
     "delivered": "delivered",
     "failure": "exception",
 }
+# Fulfilment `status`: only `success` means the parcel left the warehouse. `pending` and `open` (and
+# `scheduled`, a fulfilment order's state some apps copy here) are not shipped yet: announcing them
+# would tell the customer "shipped" before the warehouse accepted the order. The fulfilment comes
+# again with `success` in the orders/updated Shopify sends when it ships.
+SHIPPED_FULFILLMENT = frozenset({"success"})
+NOT_YET_SHIPPED = frozenset({"pending", "open", "scheduled"})
 # Fulfilments in these states never left (or were withdrawn): nothing to announce.
 DEAD_FULFILLMENT = frozenset({"cancelled", "error", "failure"})
 
@@ -213,7 +219,7 @@ def _contact(order: dict, customer: dict, address: dict) -> dict:
 
 
 def _fulfilled(fulfillment: dict, base: dict, out: Mapped) -> None:
-    if fulfillment.get("status") in DEAD_FULFILLMENT:
+    if fulfillment.get("status") not in SHIPPED_FULFILLMENT:
         return
     fulfillment_id = need_id(fulfillment, "id", "fulfillment")
     tracking = _tracking_number(fulfillment)
@@ -285,17 +291,19 @@ def _customer_of(order_id: str, inbound: Inbound, out: Mapped, topic: str, raw: 
 def _on_fulfillment_create(fulfillment: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
     order_id = need_id(fulfillment, "order_id", "fulfillment")
     need_id(fulfillment, "id", "fulfillment")
-    customer_id = _customer_of(order_id, inbound, out, topic, fulfillment)
+    status = fulfillment.get("status")
+    customer_id = None
+    if status in SHIPPED_FULFILLMENT:
+        customer_id = _customer_of(order_id, inbound, out, topic, fulfillment)
+    else:
+        out.skipped.append(Skip("ignored", topic, f"fulfillment status {status}: not shipped"))
     if customer_id is None:
         # Still learn the tracking number, so tracker scans find the order.
         tracking = _tracking_number(fulfillment)
         if tracking:
             out.learned.append(Learned("tracking_order", shipment_key(tracking, ""), order_id))
         return
-    before = len(out.records)
     _fulfilled(fulfillment, {"source": SOURCE, "order_id": order_id, "customer_id": customer_id}, out)
-    if len(out.records) == before:
-        out.skipped.append(Skip("ignored", topic, f"fulfillment status {fulfillment.get('status')}"))
 
 
 def _on_fulfillment_update(fulfillment: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
@@ -303,7 +311,7 @@ def _on_fulfillment_update(fulfillment: dict, inbound: Inbound, out: Mapped, top
     fulfillment_id = need_id(fulfillment, "id", "fulfillment")
     shipment_status = fulfillment.get("shipment_status")
     status = SHIPMENT_STATUS.get(shipment_status) if isinstance(shipment_status, str) else None
-    if status is None or fulfillment.get("status") in DEAD_FULFILLMENT:
+    if status is None or fulfillment.get("status") in DEAD_FULFILLMENT | NOT_YET_SHIPPED:
         out.skipped.append(
             Skip("ignored", topic, f"shipment_status={shipment_status}, status={fulfillment.get('status')}")
         )

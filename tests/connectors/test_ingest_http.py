@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import time
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -278,3 +280,199 @@ def test_undecodable_header_bytes_are_rejected_not_a_crash(ingest):
         )
     )
     assert status == b"HTTP/1.1 200 OK"
+
+
+async def _raw_request(port: int, head: bytes, body_parts: list[bytes], timeout: float = 10.0) -> tuple[bytes, dict]:
+    """Sends a request head and some body, never finishing the body, and reads the answer: only a
+    server that stops reading at the limit answers at all."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        for part in body_parts:
+            writer.write(part)
+            await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), timeout)
+        headers = {}
+        while (line := await asyncio.wait_for(reader.readline(), timeout)) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), timeout)
+        return status.strip(), json.loads(body)
+    finally:
+        writer.close()
+
+
+def test_bodies_over_the_endpoints_limit_are_413_before_they_are_read(kafka_settings):
+    limits = {**IngestSettings().body_limits, "aftership": 64 * 1024}
+    harness = IngestHarness(kafka_settings, IngestSettings(secrets=dict(SECRETS), body_limits=limits))
+    try:
+        # A Content-Length over the limit is answered without reading (no body is ever sent here).
+        head = (
+            b"POST /webhooks/aftership HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000000\r\n\r\n"
+        )
+        status, answer = harness.thread.run(_raw_request(harness.port, head, []))
+        assert (status, answer["error"]) == (b"HTTP/1.1 413 Request Entity Too Large", "too_large")
+        assert "65536 bytes" in answer["reason"]
+        # Chunked, no Content-Length: answered once the limit is passed, the body still unfinished.
+        head = (
+            b"POST /webhooks/aftership HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n%s\r\n" % (16 * 1024, b" " * 16 * 1024)
+        status, answer = harness.thread.run(_raw_request(harness.port, head, [chunk] * 5))
+        assert (status, answer["error"]) == (b"HTTP/1.1 413 Request Entity Too Large", "too_large")
+        # Limits are per endpoint: the same 100 KB is read (and judged on its signature) by Shopify's.
+        body = b'{"id": 1,' + b" " * 100_000 + b"}"
+        assert harness.post("aftership", body, signed("aftership", body))[0] == 413
+        status, answer = harness.post("shopify", body, signed("shopify", body, **shopify("orders/create", "big")))
+        assert (status, answer["error"]) == (400, "malformed")
+        # Compressed bodies count as aiohttp decompressed them: a small gzip of a large body is 413.
+        bomb = gzip.compress(b" " * 1_000_000)
+        assert len(bomb) < 64 * 1024
+        status, answer = harness.post("aftership", bomb, {"Content-Encoding": "gzip", **signed("aftership", bomb)})
+        assert (status, answer["error"]) == (413, "too_large")
+        assert ingest_requests(harness, "aftership", "too_large") == 4.0
+        assert harness.service.sink.acknowledged == 0
+    finally:
+        harness.close()
+
+
+def ingest_requests(harness: IngestHarness, provider: str, outcome: str) -> float:
+    line = f'aftersale_ingest_requests_total{{outcome="{outcome}",provider="{provider}"}} '
+    found = [row for row in harness.get("/metrics")[1].splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+def test_requests_beyond_the_in_flight_limit_are_429_at_once(kafka_settings):
+    harness = IngestHarness(kafka_settings, IngestSettings(secrets=dict(SECRETS), max_in_flight=2))
+    body = raw("aftership_tracking_update.json")
+    head = (
+        b"POST /webhooks/aftership HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+
+    async def hold():
+        """A request whose body is half sent: in flight until the rest comes."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", harness.port)
+        writer.write(head + body[:100])
+        await writer.drain()
+        return reader, writer
+
+    async def finish(reader, writer):
+        writer.write(body[100:])
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        return status.strip()
+
+    try:
+        held = [harness.thread.run(hold()) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while harness.service.in_flight < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "aftersale_ingest_in_flight 2.0" in harness.get("/metrics")[1]  # /metrics is not limited
+        started = time.monotonic()
+        status, answer = harness.post("aftership", body, signed("aftership", body))
+        assert (status, answer["error"]) == (429, "overloaded") and time.monotonic() - started < 2
+        assert harness.get("/health")[0] == 200  # nor is /health
+        retry_after = harness.thread.run(_retry_after(harness, body))
+        assert retry_after == "1"
+        # Held requests go on; once one is done, the next request is taken again.
+        assert harness.thread.run(finish(*held[0])) == b"HTTP/1.1 401 Unauthorized"  # unsigned, but handled
+        assert harness.post("aftership", body, signed("aftership", body))[0] == 200
+        assert harness.thread.run(finish(*held[1])) == b"HTTP/1.1 401 Unauthorized"
+        assert ingest_requests(harness, "aftership", "overloaded") == 2.0
+        assert "aftersale_ingest_in_flight 0.0" in harness.get("/metrics")[1]
+    finally:
+        harness.close()
+
+
+def test_a_body_that_never_finishes_gives_its_slot_back_with_408(kafka_settings):
+    harness = IngestHarness(kafka_settings, IngestSettings(secrets=dict(SECRETS), max_in_flight=1, read_timeout=0.5))
+    body = raw("aftership_tracking_update.json")
+
+    async def stall():
+        reader, writer = await asyncio.open_connection("127.0.0.1", harness.port)
+        writer.write(
+            b"POST /webhooks/aftership HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body[:100]
+        )
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)  # the rest never comes
+        writer.close()
+        return status.strip()
+
+    try:
+        assert harness.thread.run(stall()) == b"HTTP/1.1 408 Request Timeout"
+        assert harness.service.in_flight == 0
+        assert harness.post("aftership", body, signed("aftership", body))[0] == 200  # the slot is free again
+    finally:
+        harness.close()
+
+
+async def _retry_after(harness: IngestHarness, body: bytes) -> str | None:
+    async with harness.session.post(
+        harness.url + "/webhooks/aftership", data=body, headers=signed("aftership", body)
+    ) as response:
+        assert response.status == 429
+        return response.headers.get("Retry-After")
+
+
+def big_order(items: int) -> bytes:
+    """An orders/create whose placed event is over a megabyte of Avro: thousands of long-titled items."""
+    order = load("shopify_orders_create.json")
+    item = order["line_items"][0]
+    order["line_items"] = [{**item, "id": i, "sku": f"SKU-{i:06d}", "title": f"{i} " + "x" * 290} for i in range(items)]
+    return json.dumps(order).encode()
+
+
+def test_an_event_too_large_for_kafka_is_413_and_recorded_without_its_body(ingest, read_topics):
+    body = big_order(3500)
+    assert len(body) < ingest.service.ingest.body_limit("shopify")
+    headers = signed("shopify", body, **shopify("orders/create", "wh-big"))
+    status, answer = ingest.post("shopify", body, headers)
+    assert (status, answer["error"]) == (413, "record_too_large"), answer
+    assert "can never be accepted" in answer["reason"] and "1048576" in answer["reason"]
+    # Nothing of it is produced (not even the small "paid"); one record without any body says what happened.
+    out = read_topics(lambda got: len(got) >= 1, quiet=1.0)
+    assert [(topic, key) for topic, key, _r in out] == [("connector-unknown", b"shopify")]
+    record = out[0][2]
+    assert (record["reason"], record["value"], record["key"], record["topic"]) == (
+        "too_large",
+        None,
+        b"shopify:wh-big",
+        f"shopify:{ingest.service.settings.topic('orders')}",
+    )
+    size = int(record["error"].split(" is ")[1].split()[0])
+    assert size > 1_048_576 and "delivery shopify:wh-big" in record["error"]
+    assert f"event shopify:{ORDER_ID}:placed" in record["error"]
+    metrics = ingest.get("/metrics")[1]
+    assert 'aftersale_ingest_requests_total{outcome="record_too_large",provider="shopify"} 1.0' in metrics
+    assert 'aftersale_ingest_events_total{outcome="too_large",provider="shopify"} 1.0' in metrics
+    # The same delivery again: the same permanent answer, not a duplicate 200.
+    assert ingest.post("shopify", body, headers)[0] == 413
+
+
+def test_a_record_the_broker_refuses_as_too_large_is_413_too(kafka_settings, read_topics):
+    """The producer allows more than the broker takes (message.max.bytes, about 1 MB by default)."""
+    sink = EventSink(kafka_settings, max_request_size=4 * 1024 * 1024)
+    harness = IngestHarness(kafka_settings, sink=sink)
+    try:
+        body = big_order(3500)
+        status, answer = harness.post("shopify", body, signed("shopify", body, **shopify("orders/create", "wh-b")))
+        assert (status, answer["error"]) == (413, "record_too_large"), answer
+        out = read_topics(lambda got: any(t == "connector-unknown" for t, _k, _r in got), quiet=1.0)
+        (record,) = [r for t, _k, r in out if t == "connector-unknown"]
+        assert (record["reason"], record["value"]) == ("too_large", None)
+        # Records that fit were produced before the broker said no; the engine drops them if retried.
+        assert [r["type"] for t, _k, r in out if t == "orders"] == ["paid"]
+        # The producer goes on producing (to the same partition) after the refusal.
+        status, answer = post_fixture(
+            harness, "shopify", "shopify_orders_create.json", **shopify("orders/create", "ok")
+        )
+        assert (status, answer["produced"]) == (200, 2)  # the refused delivery was not remembered
+        out = read_topics(lambda got: any(r.get("type") == "placed" for _t, _k, r in got), quiet=0.5)
+        assert [r["type"] for t, _k, r in out if t == "orders"] == ["paid", "placed", "paid"]
+    finally:
+        harness.close()

@@ -203,3 +203,36 @@ def test_malformed_orders_are_rejected_with_a_reason():
     ]:
         with pytest.raises(Malformed, match=reason):
             map_webhook(body, Inbound.of({"X-Shopify-Topic": topic}, 0))
+
+
+def test_only_a_successful_fulfilment_is_shipped():
+    """pending/open/scheduled: the warehouse has not accepted it yet, so no "fulfilled" (shipped) event."""
+    headers = {"X-Shopify-Topic": "fulfillments/create"}
+    for status in ("pending", "open", "scheduled", "cancelled", "error", "failure", None):
+        body = load("shopify_fulfillments_create.json")
+        body["status"] = status
+        out = map_webhook(body, Inbound.of(headers, 0, lookups=KnownCustomer()))
+        assert out.records == [], status
+        assert [s.kind for s in out.skipped] == ["ignored"], status
+        # The tracking number is still learned, so tracker scans find the order.
+        assert [(l.kind, l.key) for l in out.learned] == [("tracking_order", "1Z999AA10123456784")]
+    # Not recorded as unmapped either when the customer is unknown: it is not an event we would produce.
+    body["status"] = "pending"
+    assert [s.kind for s in map_webhook(body, Inbound.of(headers, 0)).skipped] == ["ignored"]
+    order = load("shopify_orders_updated_fulfilled.json")
+    for status in ("pending", "open", "scheduled"):
+        order["fulfillments"][0]["status"] = status
+        out = map_webhook(order, Inbound.of({"X-Shopify-Topic": "orders/updated"}, 0))
+        assert [r.value["type"] for r in out.records] == ["paid"], status
+    order["fulfillments"][0]["status"] = "success"
+    out = map_webhook(order, Inbound.of({"X-Shopify-Topic": "orders/updated"}, 0))
+    assert [r.value["type"] for r in out.records] == ["paid", "fulfilled"]
+
+
+def test_fulfillment_update_of_an_unshipped_fulfilment_is_no_scan():
+    body = load("shopify_fulfillments_update.json")
+    body["shipment_status"] = "confirmed"
+    for status in ("pending", "open", "scheduled"):
+        body["status"] = status
+        out = map_webhook(body, Inbound.of({"X-Shopify-Topic": "fulfillments/update"}, 0))
+        assert out.records == [] and [s.kind for s in out.skipped] == ["ignored"], status

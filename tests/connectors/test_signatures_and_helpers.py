@@ -189,3 +189,19 @@ def test_ingest_settings_from_env():
         IngestSettings.from_env({"AFTERSALE_TIME_ZONES": '{"DE": "Mars/Olympus"}'})
     with pytest.raises(SystemExit, match="AFTERSALE_EASYPOST_ORDER_ID"):
         IngestSettings.from_env({"AFTERSALE_EASYPOST_ORDER_ID": "guess"})
+
+
+def test_body_limits_per_provider_from_env():
+    from connectors.settings import BODY_LIMITS, IngestSettings
+
+    defaults = IngestSettings.from_env({})
+    assert defaults.body_limits == BODY_LIMITS
+    assert defaults.body_limit("shopify") > defaults.body_limit("aftership") >= defaults.body_limit("klaviyo")
+    # One provider's own setting wins over the setting for all.
+    settings = IngestSettings.from_env(
+        {"AFTERSALE_INGEST_MAX_BODY": "200000", "AFTERSALE_INGEST_MAX_BODY_SHOPIFY": "8388608"}
+    )
+    assert settings.body_limit("shopify") == 8_388_608
+    assert {settings.body_limit(p) for p in BODY_LIMITS if p != "shopify"} == {200_000}
+    with pytest.raises(SystemExit, match="AFTERSALE_INGEST_MAX_BODY_ZENDESK must be a positive number"):
+        IngestSettings.from_env({"AFTERSALE_INGEST_MAX_BODY_ZENDESK": "0"})

@@ -7,6 +7,7 @@ import pytest
 from connectors.providers import aftership, easypost
 from connectors.records import Inbound, Lookups, Malformed
 from connectors.settings import MappingOptions
+from connectors.timezones import ZoneTable
 from streams.codec import INPUTS
 
 from connector_helpers import load
@@ -135,3 +136,49 @@ def test_easypost_no_news_and_other_events():
     assert [s.kind for s in easypost.map_webhook(body, Inbound.of()).skipped] == ["ignored"]
     body["description"] = "batch.updated"
     assert [s.kind for s in easypost.map_webhook(body, Inbound.of()).skipped] == ["unknown"]
+
+
+def _scan_time(checkpoint: dict, options: MappingOptions | None = None, **tracking) -> int:
+    body = load("aftership_tracking_update.json")
+    body["msg"].update(tracking)
+    body["msg"]["checkpoints"] = [checkpoint]
+    (scan,) = aftership.map_webhook(body, Inbound.of(options=options or MappingOptions())).records
+    return scan.value["event_time"]
+
+
+def test_aftership_checkpoint_time_without_offset_is_local_to_the_checkpoint():
+    local = "2026-03-05T07:30:00"  # 06:30 UTC in Germany (CET), 15:30 UTC in California (PST)
+    berlin, utc = 1_772_692_200_000, 1_772_695_800_000
+    assert _scan_time({"checkpoint_time": local, "country_iso3": "DEU"}) == berlin
+    assert _scan_time({"checkpoint_time": local, "country_region": "DEU"}) == berlin  # tracking API 2024+
+    assert _scan_time({"checkpoint_time": local, "country_name": "Germany"}) == berlin
+    assert _scan_time({"checkpoint_time": local, "country_iso3": "USA", "state": "CA"}) == utc + 8 * 3_600_000
+    # AFTERSALE_TIME_ZONES applies as it does to addresses.
+    options = MappingOptions(zones=ZoneTable({"US-AZ": "America/Phoenix"}))
+    assert _scan_time({"checkpoint_time": local, "country_iso3": "USA", "state": "AZ"}, options) == utc + 7 * 3_600_000
+    # An explicit offset is kept, wherever the checkpoint is.
+    assert _scan_time({"checkpoint_time": local + "+09:00", "country_iso3": "DEU"}) == utc - 9 * 3_600_000
+    assert _scan_time({"checkpoint_time": local + "Z", "country_iso3": "USA"}) == utc
+
+
+def test_aftership_checkpoint_without_a_country_uses_a_domestic_destination_else_utc():
+    local = "2026-03-05T07:30:00"
+    berlin, utc = 1_772_692_200_000, 1_772_695_800_000
+    # The fixture ships within Germany: the destination is where a country-less checkpoint is.
+    assert _scan_time({"checkpoint_time": local}) == berlin
+    # Shipped from abroad: the checkpoint could be in either country, so UTC.
+    assert _scan_time({"checkpoint_time": local}, origin_country_iso3="CHN") == utc
+    # A country the table does not know: UTC, not the destination's zone.
+    assert _scan_time({"checkpoint_time": local, "country_iso3": "VNM"}) == utc
+    assert _scan_time({"checkpoint_time": local}, destination_country_iso3=None) == utc
+
+
+def test_aftership_latest_checkpoint_is_chosen_in_local_time():
+    body = load("aftership_tracking_update.json")
+    body["msg"]["checkpoints"] = [
+        # 10:00 in Tokyo is 01:00 UTC: earlier than 07:30 in Berlin (06:30 UTC), although the text sorts later.
+        {"checkpoint_time": "2026-03-05T10:00:00", "country_iso3": "JPN", "location": "Tokyo"},
+        {"checkpoint_time": "2026-03-05T07:30:00", "country_iso3": "DEU", "location": "Muenchen"},
+    ]
+    (scan,) = aftership.map_webhook(body, Inbound.of()).records
+    assert (scan.value["location"], scan.value["event_time"]) == ("Muenchen", 1_772_692_200_000)
