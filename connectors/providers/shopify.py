@@ -309,6 +309,11 @@ def _on_fulfillment_create(fulfillment: dict, inbound: Inbound, out: Mapped, top
 def _on_fulfillment_update(fulfillment: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
     order_id = need_id(fulfillment, "order_id", "fulfillment")
     fulfillment_id = need_id(fulfillment, "id", "fulfillment")
+    customer_id = inbound.lookups.customer_for_order(order_id)
+    if customer_id is not None and fulfillment.get("status") in SHIPPED_FULFILLMENT:
+        # A fulfilment created pending ships here. Its "fulfilled" has the id fulfillments/create
+        # and orders/updated give it, so the engine keeps one, whichever webhooks the shop sends.
+        _fulfilled(fulfillment, {"source": SOURCE, "order_id": order_id, "customer_id": customer_id}, out)
     shipment_status = fulfillment.get("shipment_status")
     status = SHIPMENT_STATUS.get(shipment_status) if isinstance(shipment_status, str) else None
     if status is None or fulfillment.get("status") in DEAD_FULFILLMENT | NOT_YET_SHIPPED:

@@ -236,3 +236,15 @@ def test_fulfillment_update_of_an_unshipped_fulfilment_is_no_scan():
         body["status"] = status
         out = map_webhook(body, Inbound.of({"X-Shopify-Topic": "fulfillments/update"}, 0))
         assert out.records == [] and [s.kind for s in out.skipped] == ["ignored"], status
+
+
+def test_a_fulfilment_that_ships_after_it_was_created_pending_is_fulfilled_on_its_update():
+    body = load("shopify_fulfillments_update.json")
+    body["status"], body["shipment_status"] = "pending", "confirmed"
+    out = map_webhook(body, Inbound.of({"X-Shopify-Topic": "fulfillments/update"}, 0, lookups=KnownCustomer()))
+    assert out.records == []
+    body["status"] = "success"
+    out = map_webhook(body, Inbound.of({"X-Shopify-Topic": "fulfillments/update"}, 0, lookups=KnownCustomer()))
+    fulfilled, scan = out.records
+    assert (fulfilled.topic, fulfilled.value["type"], scan.topic) == ("orders", "fulfilled", "carrier-scans")
+    assert fulfilled.event_id == f"shopify:fulfillment:{body['id']}"  # as fulfillments/create names it
