@@ -292,6 +292,9 @@ def _emit(
         window_end=c.window_end,
         segment=c.segment or seg,
         tone=c.tone or tone(state, seg, intent.kind, intent.order_id),
+        amount=c.amount,
+        currency=c.currency,
+        return_id=c.return_id,
     )
     moved = channel != intent.channel
     out = MessageIntent(

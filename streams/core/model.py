@@ -12,7 +12,19 @@ from typing import Any
 
 import orjson
 
-ORDER_TYPES = frozenset({"placed", "paid", "cancelled", "refunded", "fulfilled"})
+RETURN_TYPES = frozenset(
+    {
+        "return_requested",
+        "return_approved",
+        "return_declined",
+        "return_label_created",
+        "return_received",
+        "return_inspected",
+        "return_closed",
+        "exchange_created",
+    }
+)
+ORDER_TYPES = frozenset({"placed", "paid", "cancelled", "refunded", "fulfilled"}) | RETURN_TYPES
 SCAN_STATUSES = frozenset(
     {
         "info_received",
@@ -99,6 +111,32 @@ class Fulfillment:
 
 
 @dataclass(slots=True)
+class ReturnItem:
+    sku: str
+    quantity: int = 1
+    reason: str | None = None  # size_too_small | defective | not_as_described | wrong_item | unwanted | ...
+
+
+@dataclass(slots=True)
+class ReturnLabel:
+    shipment_id: str  # the return parcel's scans come with this shipment id
+    carrier: str | None = None
+    tracking_number: str | None = None
+
+
+@dataclass(slots=True)
+class ReturnInfo:
+    return_id: str
+    items: list[ReturnItem] = field(default_factory=list)
+    resolution: str | None = None  # refund | exchange | store_credit
+    label: ReturnLabel | None = None
+    exchange_order_id: str | None = None
+    refund_method: str | None = None
+    disposition: str | None = None
+    note: str | None = None
+
+
+@dataclass(slots=True)
 class OrderEvent:
     event_id: str
     event_time: int
@@ -116,6 +154,8 @@ class OrderEvent:
     fulfillment: Fulfillment | None = None
     reason: str | None = None
     amount: float | None = None
+    return_info: ReturnInfo | None = None
+    exchange_of: str | None = None  # placed: the order whose return this exchange order replaces
 
 
 @dataclass(slots=True)
@@ -188,6 +228,9 @@ class ContentHints:
     window_end: int | None = None
     segment: str | None = None  # first_time | repeat | high_value | occasional | lapsed
     tone: str | None = None  # how the template should sound, e.g. welcoming, appreciative, apologetic
+    amount: float | None = None  # refund_issued
+    currency: str | None = None
+    return_id: str | None = None  # what a return_*, refund_* or exchange_* message is about
 
 
 @dataclass(slots=True)
@@ -329,6 +372,13 @@ def order_event_from(record: dict) -> OrderEvent:
     fulfillment = record.get("fulfillment")
     if record["type"] == "fulfilled" and not fulfillment:
         raise InvalidEvent("invalid_field", "OrderEvent type=fulfilled needs a fulfillment")
+    info = record.get("return_info")
+    if record["type"] in RETURN_TYPES and not info:
+        raise InvalidEvent("invalid_field", f"OrderEvent type={record['type']} needs a return_info")
+    if record["type"] == "return_label_created" and not info.get("label"):
+        raise InvalidEvent("invalid_field", "OrderEvent type=return_label_created needs return_info.label")
+    if record["type"] == "exchange_created" and not info.get("exchange_order_id"):
+        raise InvalidEvent("invalid_field", "OrderEvent type=exchange_created needs return_info.exchange_order_id")
     return OrderEvent(
         event_id=record["event_id"],
         event_time=to_ms(record["event_time"]),
@@ -346,6 +396,19 @@ def order_event_from(record: dict) -> OrderEvent:
         fulfillment=Fulfillment(**fulfillment) if fulfillment else None,
         reason=record.get("reason"),
         amount=record.get("amount"),
+        return_info=_return_info(info) if info else None,
+        exchange_of=record.get("exchange_of"),
+    )
+
+
+def _return_info(info: dict) -> ReturnInfo:
+    label = info.get("label")
+    return ReturnInfo(
+        **{
+            **info,
+            "items": [ReturnItem(**i) for i in info.get("items") or ()],
+            "label": ReturnLabel(**label) if label else None,
+        }
     )
 
 

@@ -18,6 +18,9 @@ def test_emit_knows_every_field_of_the_records_it_copies():
         "window_end",
         "segment",
         "tone",
+        "amount",
+        "currency",
+        "return_id",
     ]
     assert [f.name for f in fields(MessageIntent)] == [
         "intent_id",
