@@ -35,11 +35,43 @@ def _milestones(fields: dict, **extra) -> list[dict]:
 
 
 def timeline(order: dict) -> list[dict]:
-    """Every '<what>_at' time of the order and of its shipments, oldest first."""
+    """Every '<what>_at' time of the order, of its shipments and of its returns, oldest first."""
     entries = _milestones(order)
     for shipment_id, shipment in (order.get("shipments") or {}).items():
         entries += _milestones(shipment, shipment_id=shipment_id)
+    for return_id, ret in (order.get("returns") or {}).items():
+        entries += _milestones(ret, return_id=return_id)
     return sorted(entries, key=lambda e: e["at"])
+
+
+def returns(order: dict, now_ms: int) -> dict[str, dict]:
+    """Per return: how far it got and, for "where is my refund?", the refund's state: refunded (when,
+    how much), overdue (past the shop's usual time), expected (by when), or not applicable."""
+    out = {}
+    for return_id, r in (order.get("returns") or {}).items():
+        due = (order.get("timers") or {}).get(f"refund_due:{return_id}")
+        if r.get("refunded_at"):
+            refund = {"state": "refunded", "at": iso(r["refunded_at"]), "amount": r.get("refund_amount")}
+            refund["method"] = r.get("refund_method")
+        elif r.get("status") in ("declined", "closed") or r.get("resolution") == "exchange":
+            refund = {"state": "not_applicable"}
+        elif r.get("refund_overdue_at") or (isinstance(due, int) and now_ms > due):
+            refund = {"state": "overdue", "since": iso(r.get("refund_overdue_at") or due)}
+        elif isinstance(due, int):
+            refund = {"state": "expected", "by": iso(due)}
+        else:
+            refund = {"state": "waiting_for_the_return"}
+        out[return_id] = {
+            "status": r.get("status"),
+            "resolution": r.get("resolution"),
+            "items": list(r.get("items") or []),
+            "tracking_number": r.get("tracking_number"),
+            "carrier": r.get("carrier"),
+            "exchange_order_id": r.get("exchange_order_id"),
+            "refund": refund,
+            "timeline": sorted(_milestones(r), key=lambda e: e["at"]),
+        }
+    return out
 
 
 def tracking(order: dict) -> dict[str, dict]:
@@ -76,6 +108,7 @@ def order_view(order: dict, decisions: dict[str, list[dict]], now_ms: int) -> di
         "derived": {
             "timeline": timeline(order),
             "tracking": tracking(order),
+            "returns": returns(order, now_ms),
             "promised_delivery": iso(order.get("promised_delivery_at")),
             "late": is_late(order, now_ms),
             "open_problems": list(order.get("problems") or []),

@@ -90,7 +90,7 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "timeline": {
                         "type": "array",
-                        "description": "Every `<what>_at` time of the order and its shipments",
+                        "description": "Every `<what>_at` time of the order, its shipments and its returns",
                         "items": {
                             "type": "object",
                             "properties": {
@@ -98,12 +98,20 @@ SCHEMAS: dict[str, Any] = {
                                 "at": {"type": "integer"},
                                 "time": {"type": "string", "format": "date-time"},
                                 "shipment_id": {"type": "string"},
+                                "return_id": {"type": "string"},
                             },
                         },
                     },
                     "tracking": {
                         "type": "object",
                         "description": "Normalized tracking status per shipment id",
+                        "additionalProperties": {"type": "object"},
+                    },
+                    "returns": {
+                        "type": "object",
+                        "description": "Per return id: status, resolution, items, the return parcel's tracking, "
+                        "its timeline, and `refund.state`: refunded (at, amount, method) | overdue (since) | "
+                        "expected (by) | waiting_for_the_return | not_applicable",
                         "additionalProperties": {"type": "object"},
                     },
                     "promised_delivery": {"type": ["string", "null"], "format": "date-time"},

@@ -33,6 +33,7 @@ from .policy import (
     ENGAGEMENTS_KEPT,
     ITEMS_KEPT,
     OPEN_TICKETS_KEPT,
+    OPEN_RETURNS_KEPT,
     ORDER_IDS_KEPT,
     ORDERS_KEPT,
     PROBLEMS_KEPT,
@@ -203,6 +204,18 @@ def _on_fact(decision: CustomerDecision, command: CustomerCommand, now: int, con
         order.cancelled_at = at
         order.problem_open_at = None
         post_delivery.on_problem(decision, order, now, config)
+    elif fact.type == "return_opened":
+        key = f"{command.order_id}:{fact.detail}"
+        state.open_returns.setdefault(key, at)
+        for old in sorted(state.open_returns, key=state.open_returns.get)[:-OPEN_RETURNS_KEPT]:
+            del state.open_returns[old]
+    elif fact.type == "return_closed":
+        return_id, _, outcome = (fact.detail or "").rpartition(":")
+        state.open_returns.pop(f"{command.order_id}:{return_id}", None)
+        if outcome != "declined":  # returned (refunded or exchanged): no review of it, and a cool-down
+            order.returned = True
+            state.last_return_at = max(state.last_return_at or at, at)
+            post_delivery.on_problem(decision, order, now, config)
     elif fact.type == "refunded":
         state.last_refund_at = max(state.last_refund_at or at, at)
         order.refunded_at = at

@@ -4,7 +4,7 @@ Applies to marketing only (review requests, cross-sell, replenishment, win-back)
 service messages always still go out. Two questions:
 
 - `customer_block`: is the customer in a state where any marketing would hurt? While a delivery
-  problem is open on any of their orders, a support ticket is open, or during a cool-down after a
+  problem is open on any of their orders, a support ticket or a return is open, or during a cool-down after a
   late delivery, a negative contact (negative text, bad rating or review), a refund, a return or a
   cancellation. The answer says when it lifts (`until`), or None when that depends on an event
   (the ticket being solved, the parcel arriving).
@@ -57,6 +57,9 @@ def customer_block(state: CustomerState, now: int, config: PolicyConfig) -> Guar
     if state.open_tickets:
         reasons.append("guard:open_ticket")
         ends.append(None)
+    if any(now < opened + config.return_hold_max_ms for opened in state.open_returns.values()):
+        reasons.append("guard:return_open")
+        ends.append(None)  # lifts when the shop closes the return (then the return cool-down runs)
     cooldown("guard:negative_contact", state.last_negative_contact_at, config.negative_contact_cooldown_ms)
     cooldown("guard:refund", state.last_refund_at, config.refund_cooldown_ms)
     cooldown("guard:return", state.last_return_at, config.refund_cooldown_ms)

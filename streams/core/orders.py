@@ -43,7 +43,8 @@ from .model import (
     OrderFact,
     Schedule,
 )
-from .state import OrderState, Shipment
+from .model import RETURN_TYPES
+from .state import OrderState, ReturnState, Shipment
 from .tracking import PROBLEMS, TERMINAL, apply_scan
 from .touchpoints import SCAN_TOUCHPOINT, TOUCHPOINTS, exception_touchpoint, occasion, preferred_channel
 
@@ -54,6 +55,12 @@ DISPATCH_SLA_DAYS = 2.0  # placed but not fulfilled
 DISPATCH_QUANTILE = 0.9  # the shop's usual hand-off: later than 9 in 10 of its orders
 PRE_TRANSIT_STALL_DAYS = 2.0  # label created but no carrier scan
 IN_TRANSIT_STALL_DAYS = 3.0  # no scan while in transit
+# Returns: a refund is late once it takes longer than 9 in 10 of the shop's refunds (business days
+# from the return received to the refund), or than REFUND_SLA_DAYS until there are enough of them.
+REFUND_SLA_DAYS = 5.0
+REFUND_QUANTILE = 0.9
+REFUND_KEY = "refund:shop"  # learned statistics key: received -> refunded, business days
+RETURNS_KEPT = 10  # returns remembered per order (the newest)
 
 
 class Trigger(NamedTuple):
@@ -112,7 +119,12 @@ def _set_timer(decision: OrderDecision, kind: str, due_at: int) -> None:
 def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes: Mapping[str, dict]) -> None:
     state = decision.state
     state.customer_id = event.customer_id
+    if event.type in RETURN_TYPES or (event.type == "refunded" and _return_of(state, event) is not None):
+        _on_return(decision, event, now, lanes)
+        if event.type != "refunded":
+            return
     if event.type == "placed":
+        state.exchange_of = event.exchange_of or state.exchange_of
         repeated = state.placed_at is not None
         _record_placement(state, event)
         if repeated:
@@ -200,6 +212,8 @@ def _catch_up(decision: OrderDecision, now: int, lanes: Mapping[str, dict]) -> N
     ):
         if at is not None:
             _fact(decision, Trigger(f"{state.order_id}:{fact_type}:{at}", at), fact_type, detail=reason)
+    for ret in state.returns.values():
+        _return_facts(decision, ret, Trigger(f"{state.order_id}:return:{ret.return_id}", ret.requested_at or 0), None)
     for shipment in state.shipments.values():
         news = CATCH_UP_NEWS.get(shipment.status) if shipment.status else None
         if news is not None and shipment.last_scan_event_id is not None:
@@ -298,6 +312,10 @@ def _on_scan(decision: OrderDecision, scan: CarrierScan, now: int, lanes: Mappin
     state = decision.state
     if state.customer_id is None and scan.customer_id:
         state.customer_id = scan.customer_id
+    returning = _return_for_scan(state, scan)
+    if returning is not None:
+        _on_return_scan(decision, returning, scan, now, lanes)
+        return
     shipment = state.shipments.get(scan.shipment_id)
     if shipment is None:
         shipment = state.shipments[scan.shipment_id] = Shipment(
@@ -455,6 +473,9 @@ def _on_due(decision: OrderDecision, due: Due, now: int, lanes: Mapping[str, dic
     state = decision.state
     trigger = Trigger(f"due:{due.kind}:{due.due_at}", due.due_at)
     kind, _, shipment_id = due.kind.partition(":")
+    if kind == "refund_due":  # a return's timer: the order may be refunded in part already
+        _check_refund(decision, trigger, state.returns.get(shipment_id), now, lanes)
+        return
     shipment = state.shipments.get(shipment_id) if shipment_id else None
     if state.status != "open":
         return
@@ -615,6 +636,229 @@ def _review_delay(
         )
 
 
+# --- returns ---------------------------------------------------------------------------------
+
+# How far a return got; it only moves forward, and a declined or closed return stays so.
+RETURN_STAGE = {
+    "requested": 0,
+    "approved": 1,
+    "label_created": 2,
+    "in_transit": 3,
+    "received": 4,
+    "inspected": 5,
+    "refunded": 6,
+    "exchanged": 6,
+    "declined": 7,
+    "closed": 7,
+}
+
+
+def _advance(ret: ReturnState, status: str) -> None:
+    if ret.open and RETURN_STAGE[status] > RETURN_STAGE[ret.status]:
+        ret.status = status
+
+
+def _return_of(state: OrderState, event: OrderEvent) -> ReturnState | None:
+    """The return an event is about: named by its return_info, or, for a refund that names none,
+    the order's only return still waiting for its refund."""
+    info = event.return_info
+    if info is None:
+        waiting = [r for r in state.returns.values() if r.open and r.refunded_at is None]
+        return waiting[0] if len(waiting) == 1 else None
+    ret = state.returns.get(info.return_id)
+    if ret is None:
+        ret = state.returns[info.return_id] = ReturnState(info.return_id)
+        for old in sorted(state.returns.values(), key=lambda r: r.requested_at or 0)[:-RETURNS_KEPT]:
+            del state.returns[old.return_id]
+    return ret
+
+
+def _on_return(decision: OrderDecision, event: OrderEvent, now: int, lanes: Mapping[str, dict]) -> None:
+    """One step of a return: recorded whatever order it comes in; each message once per return."""
+    state = decision.state
+    ret = _return_of(state, event)
+    info, at, kind = event.return_info, event.event_time, event.type
+    was_open = ret.open
+    first = ret.requested_at is None
+    if info is not None:
+        if info.items:
+            ret.items = [{"sku": i.sku, "quantity": i.quantity, "reason": i.reason} for i in info.items]
+        ret.resolution = info.resolution or ret.resolution
+        ret.exchange_order_id = info.exchange_order_id or ret.exchange_order_id
+        ret.disposition = info.disposition or ret.disposition
+    ret.requested_at = min(ret.requested_at or at, at)
+    if kind == "return_approved":
+        ret.approved_at = at
+        _advance(ret, "approved")
+    elif kind == "return_declined":
+        ret.declined_at = at
+        if ret.open and ret.received_at is None and ret.refunded_at is None:
+            ret.status = "declined"
+            reasons = ["return_declined"] + ([f"note:{info.note[:80]}"] if info and info.note else [])
+            _propose_return(decision, event, "return_declined", ret, reasons, now)
+    elif kind == "return_label_created":
+        _on_label(decision, ret, event, now, lanes)
+    elif kind == "return_received":
+        _on_received(decision, ret, event, now, lanes, "return_received")
+    elif kind == "return_inspected":
+        ret.inspected_at = at
+        _advance(ret, "inspected")
+    elif kind == "exchange_created":
+        ret.resolution = ret.resolution or "exchange"
+        _advance(ret, "exchanged")
+        _drop_refund_timer(state, ret)
+    elif kind == "refunded":
+        _on_return_refund(decision, ret, event, now, lanes)
+    elif kind == "return_closed":
+        ret.closed_at = at
+        ret.status = "closed"
+        _drop_refund_timer(state, ret)
+    _return_facts(decision, ret, event, was_open if not first else None)
+
+
+def _return_facts(decision: OrderDecision, ret: ReturnState, trigger, was_open: bool | None) -> None:
+    """Tell the customer stage a return opened (first seen) and closed (it holds reviews and
+    promotions meanwhile, and starts a cool-down after). `was_open` None: first seen."""
+    if was_open is None:
+        _fact(decision, trigger, "return_opened", detail=ret.return_id)
+        was_open = True
+    if was_open and not ret.open:
+        _fact(decision, trigger, "return_closed", detail=f"{ret.return_id}:{_outcome(ret)}")
+
+
+def _outcome(ret: ReturnState) -> str:
+    if ret.declined_at is not None and ret.received_at is None and ret.refunded_at is None:
+        return "declined"
+    if ret.refunded_at is not None:
+        return "refunded"
+    return "exchanged" if ret.exchange_order_id or ret.resolution == "exchange" else "closed"
+
+
+def _on_label(decision: OrderDecision, ret: ReturnState, event: OrderEvent, now: int, lanes) -> None:
+    state, label = decision.state, event.return_info.label
+    ret.label_at = event.event_time
+    ret.label_shipment_id, ret.carrier = label.shipment_id, label.carrier or ret.carrier
+    ret.tracking_number = label.tracking_number or ret.tracking_number
+    _advance(ret, "label_created")
+    _propose_return(decision, event, "return_label_ready", ret, ["return_label_created"], now)
+    taken = state.shipments.pop(label.shipment_id, None)
+    if taken is not None:  # its scans came first and were taken for a parcel of the order
+        for kind in list(state.timers):
+            if kind.endswith(f":{label.shipment_id}"):
+                del state.timers[kind]
+        if taken.status == "delivered" and taken.last_scan_event_id is not None:
+            trigger = Trigger(taken.last_scan_event_id, taken.delivered_at or taken.last_scan_at)
+            _on_received(decision, ret, trigger, now, lanes, "return_scan:delivered")
+
+
+def _return_for_scan(state: OrderState, scan: CarrierScan) -> ReturnState | None:
+    """The return a scan is about: its label's shipment; or a parcel never heard of, on an order
+    whose own parcels have all arrived and that has an open return without a label yet (the label
+    event can come after the first scans: the topics are read independently)."""
+    for ret in state.returns.values():
+        if ret.label_shipment_id == scan.shipment_id:
+            return ret
+    if scan.shipment_id in state.shipments or not state.shipments:
+        return None
+    waiting = [r for r in state.returns.values() if r.open and r.label_shipment_id is None]
+    if not waiting or any(s.status not in TERMINAL for s in state.shipments.values()):
+        return None
+    ret = max(waiting, key=lambda r: r.requested_at or 0)
+    ret.label_shipment_id, ret.carrier, ret.tracking_number = scan.shipment_id, scan.carrier, scan.tracking_number
+    return ret
+
+
+def _on_return_scan(decision: OrderDecision, ret: ReturnState, scan: CarrierScan, now: int, lanes) -> None:
+    """The return parcel on its way back: no delivery messages, no transit statistics; its arrival
+    at the warehouse is the return received, unless the shop said so already."""
+    if scan.status == "delivered":
+        _on_received(decision, ret, scan, now, lanes, "return_scan:delivered")
+    elif scan.status in ("in_transit", "out_for_delivery", "available_for_pickup") and ret.shipped_at is None:
+        ret.shipped_at = scan.event_time
+        _advance(ret, "in_transit")
+
+
+def _on_received(decision: OrderDecision, ret: ReturnState, trigger, now: int, lanes, reason: str) -> None:
+    if ret.received_at is not None:
+        return
+    ret.received_at = trigger.event_time
+    _advance(ret, "received")
+    _propose_return(decision, trigger, "return_received", ret, [reason], now)
+    if ret.refunded_at is None and ret.resolution != "exchange" and ret.open:
+        days, _basis = _usual_refund_days(decision, lanes)
+        _set_timer(decision, f"refund_due:{ret.return_id}", add_business_days(ret.received_at, days))
+
+
+def _on_return_refund(decision: OrderDecision, ret: ReturnState, event: OrderEvent, now: int, lanes) -> None:
+    state = decision.state
+    if ret.refunded_at is not None:
+        return
+    ret.refunded_at = event.event_time
+    ret.refund_amount = event.amount
+    ret.refund_method = (event.return_info.refund_method if event.return_info else None) or ret.refund_method
+    _advance(ret, "refunded")
+    _drop_refund_timer(state, ret)
+    if ret.received_at is not None and ret.refunded_at >= ret.received_at:
+        _learn(decision, lanes, [REFUND_KEY], business_days_between(ret.received_at, ret.refunded_at))
+    reasons = ["refund_issued"] + (["after:refund_delayed"] if ret.refund_overdue_at is not None else [])
+    _propose_return(decision, event, "refund_issued", ret, reasons, now, amount=event.amount, currency=event.currency)
+
+
+def _drop_refund_timer(state: OrderState, ret: ReturnState) -> None:
+    state.timers.pop(f"refund_due:{ret.return_id}", None)
+
+
+def _usual_refund_days(decision: OrderDecision, lanes: Mapping[str, dict]) -> tuple[float, str]:
+    stats = LaneStats.from_dict(_Learned(decision, lanes).get(REFUND_KEY))
+    if stats.total >= MIN_SAMPLES:
+        return max(1.0, stats.quantile_after(0.0, REFUND_QUANTILE)), "learned"
+    return REFUND_SLA_DAYS, "default"
+
+
+def _check_refund(decision: OrderDecision, trigger, ret: ReturnState | None, now: int, lanes) -> None:
+    """Received, and no refund after the shop's usual time: say so before the customer asks."""
+    if ret is None or ret.refunded_at is not None or not ret.open or ret.resolution == "exchange":
+        return
+    days, basis = _usual_refund_days(decision, lanes)
+    ret.refund_overdue_at = now
+    reasons = [f"no_refund_after:{days:.1f}bd", f"basis:{basis}"]
+    _propose_return(decision, trigger, "refund_delayed", ret, reasons, now)
+
+
+def _propose_return(
+    decision: OrderDecision,
+    event,
+    intent_type: str,
+    ret: ReturnState,
+    reasons: list[str],
+    now: int,
+    amount: float | None = None,
+    currency: str | None = None,
+) -> None:
+    state = decision.state
+    by_sku = {i["sku"]: i for i in state.items}
+    items = [
+        ItemHint(
+            i["sku"],
+            by_sku.get(i["sku"], {}).get("title", i["sku"]),
+            by_sku.get(i["sku"], {}).get("category", "unknown"),
+            i["quantity"],
+        )
+        for i in ret.items
+    ]
+    content = ContentHints(
+        items=items,
+        category=items[0].category if items else None,
+        carrier=ret.carrier,
+        tracking_number=ret.tracking_number,
+        amount=amount,
+        currency=currency,
+        return_id=ret.return_id,
+    )
+    occ = occasion(intent_type, f"return:{ret.return_id}")
+    _propose(decision, event, intent_type, None, reasons, now, occ=occ, content=content)
+
+
 # --- outputs ---------------------------------------------------------------------------------
 
 
@@ -626,12 +870,24 @@ def _propose(
     reasons: list[str],
     now: int,
     attempt: int = 0,
+    occ: str | None = None,
+    content: ContentHints | None = None,
 ) -> None:
-    """Propose one message for an occasion, unless it was already decided, is moot or is stale."""
+    """Propose one message for an occasion, unless it was already decided, is moot or is stale.
+    `occ` and `content` are given for messages about something else than a shipment (a return)."""
     state = decision.state
+    if state.exchange_of is not None and intent_type == "shipped":
+        intent_type = "exchange_shipped"  # the exchanged item on its way, not a new order
     touchpoint = TOUCHPOINTS[intent_type]
-    occ = occasion(intent_type, shipment.shipment_id if shipment else None, attempt)
+    occ = occ or occasion(intent_type, shipment.shipment_id if shipment else None, attempt)
     if occ in state.notified:
+        return
+    if state.exchange_of is not None and intent_type == "order_confirmation":
+        # The customer ordered nothing: the shop replaces a returned item. Its shipping news follows.
+        state.notified.append(occ)
+        _audit(
+            decision, event, intent_type, "skipped", ["exchange_order", f"exchange_of:{state.exchange_of}"], now, occ
+        )
         return
     if intent_type != "order_confirmation" and state.status == "cancelled":
         _audit(decision, event, intent_type, "skipped", ["order_cancelled"], now, occ)
@@ -656,7 +912,7 @@ def _propose(
         send_at=max(now, event.event_time),
         expires_at=event.event_time + touchpoint.ttl_ms,
         priority=touchpoint.priority,
-        content=_content(state, shipment),
+        content=content or _content(state, shipment),
         reason_codes=reasons,
         source_event_id=event.event_id,
         locale=state.locale,

@@ -63,6 +63,7 @@ class PolicyConfig:
     late_delivery_cooldown_ms: int = 7 * DAY
     refund_cooldown_ms: int = 14 * DAY  # refunds, returns and cancellations
     problem_hold_max_ms: int = 30 * DAY  # an unresolved delivery problem stops holding after this
+    return_hold_max_ms: int = 45 * DAY  # an open return the shop never closed stops holding after this
     guard_recheck_ms: int = DAY  # a guard with no known end (open ticket/problem) is re-checked this often
 
     # --- post-delivery window ------------------------------------------------------------------
@@ -172,6 +173,7 @@ ORDER_TIMES_KEPT = 12
 REVIEW_ASKED_KEPT = 100
 MARKETING_LOG_KEPT = 30
 OPEN_TICKETS_KEPT = 20
+OPEN_RETURNS_KEPT = 20
 PROBLEMS_KEPT = 5
 ITEMS_KEPT = 20  # line items remembered per order (templates need the main ones)
 CATEGORIES_KEPT = 50

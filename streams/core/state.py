@@ -51,6 +51,38 @@ class Shipment:
 
 
 @dataclass(slots=True)
+class ReturnState:
+    """One return of (some items of) an order, as far as it got. Times are event times."""
+
+    return_id: str
+    status: str = "requested"  # requested | approved | declined | label_created | in_transit | received |
+    #                            inspected | refunded | exchanged | closed (only moves forward)
+    items: list[dict] = field(default_factory=list)  # sku, quantity, reason
+    resolution: str | None = None  # refund | exchange | store_credit
+    label_shipment_id: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    requested_at: int | None = None
+    approved_at: int | None = None
+    declined_at: int | None = None
+    label_at: int | None = None
+    shipped_at: int | None = None  # the return parcel's first carrier scan
+    received_at: int | None = None
+    inspected_at: int | None = None
+    refunded_at: int | None = None
+    closed_at: int | None = None
+    refund_amount: float | None = None
+    refund_method: str | None = None
+    disposition: str | None = None
+    exchange_order_id: str | None = None
+    refund_overdue_at: int | None = None  # when the refund was found later than the shop's usual time
+
+    @property
+    def open(self) -> bool:
+        return self.status not in ("declined", "closed")
+
+
+@dataclass(slots=True)
 class OrderState:
     order_id: str
     customer_id: str | None = None
@@ -74,6 +106,8 @@ class OrderState:
     timers: dict[str, int] = field(default_factory=dict)  # scheduled decision kind -> due time
     seen_events: list[str] = field(default_factory=list)
     updated_at: int | None = None
+    returns: dict[str, ReturnState] = field(default_factory=dict)  # return id -> its journey (the newest few)
+    exchange_of: str | None = None  # this order replaces items returned from that one
 
     def first_time(self, event_id: str) -> bool:
         return _remember(self.seen_events, event_id, SEEN_EVENTS_KEPT)
@@ -85,6 +119,7 @@ class OrderState:
     def from_dict(cls, data: dict) -> "OrderState":
         values = dict(data)
         values["shipments"] = {k: Shipment(**v) for k, v in (data.get("shipments") or {}).items()}
+        values["returns"] = {k: ReturnState(**v) for k, v in (data.get("returns") or {}).items()}
         return cls(**values)
 
 
@@ -176,7 +211,8 @@ class CustomerState:
     last_problem_at: int | None = None
     last_refund_at: int | None = None
     last_cancel_at: int | None = None
-    last_return_at: int | None = None
+    last_return_at: int | None = None  # a return closed (or a parcel went back): cool-down from here
+    open_returns: dict[str, int] = field(default_factory=dict)  # "order:return" -> opened at
     reviews: list[dict] = field(default_factory=list)  # order_id, product_id, rating, at
     review_asked: dict[str, int] = field(default_factory=dict)  # sku -> when a review of it was last requested
     recent_intents: list[dict] = field(

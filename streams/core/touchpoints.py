@@ -45,8 +45,19 @@ TOUCHPOINTS = {
         _t("stalled_pre_transit", "service", "normal", 48),
         _t("stalled_in_transit", "service", "normal", 48),
         _t("dispatch_delayed", "service", "normal", 48),
+        # The return journey (one of each per return): what the customer is waiting for.
+        _t("return_label_ready", "transactional", "normal", 72),
+        _t("return_declined", "transactional", "normal", 72),
+        _t("return_received", "transactional", "normal", 72),
+        _t("refund_issued", "transactional", "normal", 72),
+        _t("refund_delayed", "service", "high", 72),  # received, no refund after the shop's usual time
+        _t("exchange_shipped", "transactional", "normal", 48),  # an exchange order's "shipped"
     ]
 }
+# Each fires once per return: the return id is its occasion.
+RETURN_TOUCHPOINTS = frozenset(
+    {"return_label_ready", "return_declined", "return_received", "refund_issued", "refund_delayed"}
+)
 
 # Which touchpoint a tracking status announces.
 SCAN_TOUCHPOINT = {
