@@ -27,6 +27,20 @@ class Metrics:
             ["topic", "reason"],
             registry=self.registry,
         )
+        self.returns = Counter(
+            "aftersale_returns",
+            "Returns opened and closed (the order stage's return facts; open now = opened - closed)",
+            ["change"],
+            registry=self.registry,
+        )
+        self.return_reasons = Counter(
+            "aftersale_return_reasons", "Items asked to be returned, by reason", ["reason"], registry=self.registry
+        )
+        self.refunds_overdue = Counter(
+            "aftersale_refunds_overdue",
+            "Returns received whose refund is later than the shop's usual time (refund_delayed proposed)",
+            registry=self.registry,
+        )
         self.fired = Counter(
             "aftersale_scheduled_fired",
             "Scheduled decisions taken (timers that fell due)",

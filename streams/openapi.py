@@ -212,6 +212,24 @@ SCHEMAS: dict[str, Any] = {
                     },
                 },
             },
+            "returns": {
+                "type": "object",
+                "description": "Since this worker started: returns opened and closed, open (the difference), "
+                "refunds overdue (refund_delayed proposed), items asked to be returned by reason",
+                "properties": {
+                    "opened": {"type": "number"},
+                    "closed": {"type": "number"},
+                    "open": {"type": "number"},
+                    "refunds_overdue": {"type": "number"},
+                    "reasons": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"reason": {"type": "string"}, "count": {"type": "number"}},
+                        },
+                    },
+                },
+            },
             "tables": {"type": "object", "additionalProperties": {"type": "integer"}},
             "scheduled_backlog": {"type": "integer"},
             "intents_by_type": {"type": "object", "additionalProperties": {"type": "number"}},

@@ -169,6 +169,19 @@ class OpsMonitor:
             "window_s": round(seconds, 1),
         }
 
+    @staticmethod
+    def _returns(metrics) -> dict[str, Any]:
+        changes = {c: n for (c,), n in counter_totals(metrics.returns, "change").items()}
+        opened, closed = changes.get("opened", 0.0), changes.get("closed", 0.0)
+        reasons = counter_totals(metrics.return_reasons, "reason")
+        return {
+            "opened": opened,
+            "closed": closed,
+            "open": max(0.0, opened - closed),  # of those this worker saw open since it started
+            "refunds_overdue": counter_total(metrics.refunds_overdue),
+            "reasons": [{"reason": r, "count": n} for (r,), n in sorted(reasons.items(), key=lambda kv: -kv[1])],
+        }
+
     def snapshot(self) -> dict[str, Any]:
         metrics, recent = self.handles["metrics"], self.handles["recent"]
         intents = [as_dict(i) for i in reversed(recent["intents"])]
@@ -194,6 +207,7 @@ class OpsMonitor:
                 "total": sum(self.lag.values()),
                 "partitions": [{"topic": t, "partition": p, "lag": n} for (t, p), n in sorted(self.lag.items())],
             },
+            "returns": self._returns(metrics),
             "tables": dict(self.table_keys),
             "scheduled_backlog": self.backlog,
             "intents_by_type": by_type,

@@ -240,6 +240,8 @@ def _on_placed(
     state.max_order_total = max(state.max_order_total, fact.total or 0.0)
     state.categories = sorted(set(state.categories) | set(fact.categories))[:CATEGORIES_KEPT]
     order.placed_at = at
+    if (fact.detail or "").startswith("exchange_of:"):
+        order.exchange_of = fact.detail.removeprefix("exchange_of:")
     order.total = fact.total
     order.items = _items(fact) or order.items
     if fact.contact is not None:

@@ -102,7 +102,7 @@ def consider(
         return
 
     if intent.kind == "marketing":
-        block = guard.customer_block(state, now, config)
+        block = guard.customer_block(state, now, config, intent.order_id)
         if block is not None:
             if block.until is not None:
                 if block.until > intent.expires_at:

@@ -35,7 +35,11 @@ class GuardBlock:
     until: int | None  # when every reason has lifted; None if one of them has no known end
 
 
-def customer_block(state: CustomerState, now: int, config: PolicyConfig) -> GuardBlock | None:
+def customer_block(
+    state: CustomerState, now: int, config: PolicyConfig, order_id: str | None = None
+) -> GuardBlock | None:
+    """`order_id`: the order the message is about. An exchange order's own messages are the good end
+    of the return it replaces: the cool-down after that return does not hold them."""
     reasons: list[str] = []
     ends: list[int | None] = []
 
@@ -62,7 +66,9 @@ def customer_block(state: CustomerState, now: int, config: PolicyConfig) -> Guar
         ends.append(None)  # lifts when the shop closes the return (then the return cool-down runs)
     cooldown("guard:negative_contact", state.last_negative_contact_at, config.negative_contact_cooldown_ms)
     cooldown("guard:refund", state.last_refund_at, config.refund_cooldown_ms)
-    cooldown("guard:return", state.last_return_at, config.refund_cooldown_ms)
+    order = state.orders.get(order_id) if order_id else None
+    if order is None or order.exchange_of is None:
+        cooldown("guard:return", state.last_return_at, config.refund_cooldown_ms)
     cooldown("guard:cancellation", state.last_cancel_at, config.refund_cooldown_ms)
     if not reasons:
         return None

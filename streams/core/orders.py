@@ -129,7 +129,7 @@ def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes:
         _record_placement(state, event)
         if repeated:
             return  # the shop re-sent the order (new event id): details refreshed, nothing new to say
-        _fact(decision, event, "placed")
+        _fact(decision, event, "placed", detail=f"exchange_of:{state.exchange_of}" if state.exchange_of else None)
         if state.status == "cancelled":
             # The cancellation overtook the order: confirming it now would only confuse.
             _audit(

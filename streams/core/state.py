@@ -163,6 +163,7 @@ class CustomerOrder:
     parcels: dict[str, int] = field(default_factory=dict)  # tracking number -> furthest stage proposed (1-3)
     planned: list[str] = field(default_factory=list)  # post-delivery messages planned (each once per order)
     last_fact_at: int = 0  # event time of the newest fact (for eviction)
+    exchange_of: str | None = None  # this order replaces items returned from that one
 
 
 @dataclass(slots=True)

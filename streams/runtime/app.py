@@ -33,7 +33,7 @@ from . import rocksdb_memory
 from ..config import Settings
 from ..core import warm
 from ..core.state import CustomerState, OrderState
-from ..core.model import ErasureRequest
+from ..core.model import ErasureRequest, OrderEvent
 from ..engine import CustomerStage, OrderStage, Outputs
 from ..live_state import forget_customer
 from ..metrics import Metrics
@@ -237,6 +237,11 @@ def build_app(settings: Settings) -> faust.App:
         return check_size(records)
 
     def count_outputs(out: Outputs) -> None:
+        for command in out.commands:
+            if command.kind == "order_fact" and command.fact.type in ("return_opened", "return_closed"):
+                metrics.returns.labels(command.fact.type.removeprefix("return_")).inc()
+            elif command.kind == "candidate_intent" and command.intent.intent_type == "refund_delayed":
+                metrics.refunds_overdue.inc()
         for intent in out.intents:
             metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
             recent["intents"].append(intent)
@@ -285,6 +290,9 @@ def build_app(settings: Settings) -> faust.App:
         out = stage.handle(partition, record, now_for(record.event_time))
         if isinstance(record, ErasureRequest):  # the state went with the stage; the ops views' copies go too
             forget_customer(recent, record.customer_id)
+        elif isinstance(record, OrderEvent) and record.type == "return_requested" and not out.duplicate:
+            for item in record.return_info.items:
+                metrics.return_reasons.labels(item.reason or "unknown").inc(item.quantity)
         if out.duplicate:
             metrics.duplicates.labels(topic_name).inc()
         until = schedule_time(stage.schedule, partition, record.event_time)

@@ -222,3 +222,14 @@ def test_the_order_view_answers_where_is_my_refund():
     run.feed(order_event("refunded", due - DAY, amount=25.0, return_info=ReturnInfo(RETURN, refund_method="gift_card")))
     refund = order_view(json_roundtrip(run.state.to_dict()), {}, due)["derived"]["returns"][RETURN]["refund"]
     assert (refund["state"], refund["amount"], refund["method"]) == ("refunded", 25.0, "gift_card")
+
+
+def test_the_cool_down_after_a_return_does_not_hold_the_messages_of_its_exchange_order():
+    config = PolicyConfig()
+    run = CustomerRun(fire_dues=True)
+    run.feed(fact_command("placed", T0, items=[item("TEE", "fashion")]))
+    run.feed(fact_command("return_opened", T0 + DAY, detail=RETURN))
+    run.feed(fact_command("placed", T0 + 2 * DAY, order_id="O-X", detail=f"exchange_of:{ORDER}"))
+    run.feed(fact_command("return_closed", T0 + 2 * DAY, detail="R1:exchanged"))
+    assert customer_block(run.state, T0 + 3 * DAY, config).reasons == ["guard:return"]
+    assert customer_block(run.state, T0 + 3 * DAY, config, "O-X") is None
