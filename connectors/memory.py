@@ -1,5 +1,5 @@
 """Bounded in-memory state of the ingest service: recently accepted ids, and what earlier webhooks
-taught it (an order's customer, a tracking number's order). Lost on restart by design: duplicates
+taught it (an order's customer, a tracking number's order, a return's order). Lost on restart by design: duplicates
 are also caught by the engine's event-id de-duplication, and lookups only fill gaps."""
 
 from __future__ import annotations
@@ -39,12 +39,16 @@ class Directory(Lookups):
     def __init__(self, size: int):
         self._customers = LRU(size)
         self._orders = LRU(size)
+        self._returns = LRU(size)
 
     def customer_for_order(self, order_id: str) -> str | None:
         return self._customers.get(order_id)
 
     def order_for_shipment(self, shipment_key: str) -> str | None:
         return self._orders.get(shipment_key)
+
+    def order_for_return(self, return_id: str) -> str | None:
+        return self._returns.get(return_id)
 
     def learn(self, facts: list[Learned]) -> None:
         for fact in facts:
@@ -54,3 +58,5 @@ class Directory(Lookups):
                 self._customers.put(fact.key, fact.value)
             elif fact.kind == "tracking_order":
                 self._orders.put(fact.key, fact.value)
+            elif fact.kind == "return_order":
+                self._returns.put(fact.key, fact.value)

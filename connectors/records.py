@@ -44,6 +44,7 @@ class Learned:
     """An association seen in one webhook that a later webhook of another kind needs."""
 
     kind: str  # order_customer: order id -> customer id | tracking_order: shipment key -> order id
+    # | return_order: return id -> order id
     key: str
     value: str
 
@@ -63,6 +64,9 @@ class Lookups:
         return None
 
     def order_for_shipment(self, shipment_key: str) -> str | None:
+        return None
+
+    def order_for_return(self, return_id: str) -> str | None:
         return None
 
 

@@ -4,7 +4,7 @@ A Tracker has no order id. It is resolved by the sources in AFTERSALE_EASYPOST_O
 (default `header:X-Aftersale-Order-Id,index`):
 - `header:<Name>`: a header a relay in front of us adds per tracker;
 - `field:<dotted.path>`: a payload field where your setup puts it, e.g. `field:result.reference`;
-- `index`: the order whose Shopify fulfilment had this tracking number (learned by this service).
+- `index`: the order whose Shopify fulfilment or return label had this tracking number (learned here).
 An event whose order cannot be resolved is accepted and recorded as unmapped (with its body on the
 connector-unknown topic, so it can be replayed). Event id: easypost:<event id>.
 """

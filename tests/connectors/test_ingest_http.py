@@ -128,6 +128,79 @@ def test_a_retried_webhook_is_answered_200_without_producing_again(ingest, read_
     assert ingest.get("/health", token=False)[0] == 200
 
 
+def test_a_return_lands_on_the_order_and_tracker_scans_of_its_label_find_the_order(ingest, read_topics):
+    """A Shopify return from request to close; EasyPost scans of the return label's parcel are
+    mapped to the original order through the tracking number the label taught the directory."""
+    label_tracking = "JD0146000066381792"  # the reverse delivery's "jd01 4600 0066 3817 92", normalized
+    scan = load("easypost_tracker_updated.json")
+    scan["id"] = "evt_return_label_1"
+    scan["result"].update(
+        tracking_code=label_tracking, carrier="DHLExpress", status="in_transit", status_detail="in_transit"
+    )
+    scan_body = json.dumps(scan).encode()
+    answers = [
+        post_fixture(ingest, "shopify", "shopify_orders_create.json", **shopify("orders/create", "wr-1")),
+        post_fixture(ingest, "shopify", "shopify_returns_request.json", **shopify("returns/request", "wr-2")),
+        post_fixture(ingest, "shopify", "shopify_returns_approve.json", **shopify("returns/approve", "wr-3")),
+        post_fixture(
+            ingest,
+            "shopify",
+            "shopify_reverse_deliveries_attach_deliverable.json",
+            **shopify("reverse_deliveries/attach_deliverable", "wr-4"),
+        ),
+        ingest.post("easypost", scan_body, signed("easypost", scan_body)),
+        post_fixture(ingest, "shopify", "shopify_refunds_create_return.json", **shopify("refunds/create", "wr-5")),
+        post_fixture(ingest, "shopify", "shopify_returns_close.json", **shopify("returns/close", "wr-6")),
+        # Shopify's dispose payload names no return or order: recorded as unmapped, body kept.
+        post_fixture(
+            ingest,
+            "shopify",
+            "shopify_reverse_fulfillment_orders_dispose.json",
+            **shopify("reverse_fulfillment_orders/dispose", "wr-7"),
+        ),
+        # The same return request delivered again under another webhook id: the same event.
+        post_fixture(ingest, "shopify", "shopify_returns_request.json", **shopify("returns/request", "wr-8")),
+    ]
+    assert [status for status, _ in answers] == [200] * len(answers), answers
+    assert [body["produced"] for _, body in answers] == [2, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert (answers[7][1]["unmapped"], answers[8][1]["duplicate"]) == (1, 1)
+    out = read_topics(lambda got: len(got) >= 9, quiet=0.5)
+    by_topic = {}
+    for topic, key, record in out:
+        by_topic.setdefault(topic, []).append((key.decode(), record))
+    orders = by_topic["orders"]
+    assert [r["type"] for _, r in orders] == [
+        "placed",
+        "paid",
+        "return_requested",
+        "return_approved",
+        "return_label_created",
+        "refunded",
+        "return_closed",
+    ]
+    for key, record in orders:
+        event = model.order_event_from(record)
+        assert (key, event.customer_id) == (ORDER_ID, CUSTOMER_ID)
+    assert {r["return_info"]["return_id"] for _, r in orders[2:]} == {"9934127105"}
+    assert orders[4][1]["return_info"]["label"]["shipment_id"] == label_tracking
+    assert orders[5][1]["return_info"]["refund_method"] == "store_credit"
+    ((key, parcel),) = by_topic["carrier-scans"]
+    assert (key, parcel["source"], parcel["shipment_id"], parcel["status"], parcel["customer_id"]) == (
+        ORDER_ID,
+        "easypost",
+        label_tracking,
+        "in_transit",
+        CUSTOMER_ID,
+    )
+    assert model.carrier_scan_from(parcel).order_id == ORDER_ID
+    ((provider, unmapped),) = by_topic["connector-unknown"]
+    assert (provider, unmapped["topic"], unmapped["reason"]) == (
+        "shopify",
+        "shopify:reverse_fulfillment_orders/dispose",
+        "unmapped",
+    )
+
+
 NO_TIME = b'{"id": 1, "customer": {"id": 2}}'
 
 

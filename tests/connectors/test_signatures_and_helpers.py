@@ -154,16 +154,18 @@ def test_lru_forgets_the_least_recently_used():
     assert "a" in lru and "b" not in lru and "c" in lru and len(lru) == 2
 
 
-def test_directory_learns_customers_and_tracking_numbers():
+def test_directory_learns_customers_tracking_numbers_and_returns():
     directory = Directory(10)
     directory.learn(
         [
             Learned("order_customer", "O1", "C1"),
             Learned("tracking_order", "TRK", "O1"),
+            Learned("return_order", "R1", "O1"),
             Learned("order_customer", "O2", ""),
         ]
     )
     assert directory.customer_for_order("O1") == "C1" and directory.order_for_shipment("TRK") == "O1"
+    assert directory.order_for_return("R1") == "O1" and directory.order_for_return("TRK") is None
     assert directory.customer_for_order("O2") is None
 
 
