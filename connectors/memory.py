@@ -40,6 +40,7 @@ class Directory(Lookups):
         self._customers = LRU(size)
         self._orders = LRU(size)
         self._returns = LRU(size)
+        self._skus = LRU(size)
 
     def customer_for_order(self, order_id: str) -> str | None:
         return self._customers.get(order_id)
@@ -49,6 +50,9 @@ class Directory(Lookups):
 
     def order_for_return(self, return_id: str) -> str | None:
         return self._returns.get(return_id)
+
+    def sku_for_line_item(self, line_item_id: str) -> str | None:
+        return self._skus.get(line_item_id)
 
     def learn(self, facts: list[Learned]) -> None:
         for fact in facts:
@@ -60,3 +64,5 @@ class Directory(Lookups):
                 self._orders.put(fact.key, fact.value)
             elif fact.kind == "return_order":
                 self._returns.put(fact.key, fact.value)
+            elif fact.kind == "line_item_sku":
+                self._skus.put(fact.key, fact.value)

@@ -44,7 +44,7 @@ class Learned:
     """An association seen in one webhook that a later webhook of another kind needs."""
 
     kind: str  # order_customer: order id -> customer id | tracking_order: shipment key -> order id
-    # | return_order: return id -> order id
+    # | return_order: return id -> order id | line_item_sku: Shopify line item id -> our sku
     key: str
     value: str
 
@@ -67,6 +67,9 @@ class Lookups:
         return None
 
     def order_for_return(self, return_id: str) -> str | None:
+        return None
+
+    def sku_for_line_item(self, line_item_id: str) -> str | None:
         return None
 
 

@@ -124,6 +124,9 @@ def _on_order(order: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
         out.skipped.append(Skip("unmapped", topic, f"order {order_id} has no customer id", order))
         return
     out.learned.append(Learned("order_customer", order_id, customer_id))
+    for li in items(order.get("line_items")):  # return webhooks name line items by id only
+        if isinstance(li, dict) and ident(li.get("id")):
+            out.learned.append(Learned("line_item_sku", ident(li.get("id")), _sku(li)))
     base = {
         "source": SOURCE,
         "order_id": order_id,
@@ -453,7 +456,9 @@ def _on_return(body: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
             at,
             return_info=_return_info(
                 return_id,
-                items=[_return_item(rli) for rli in items(body.get("return_line_items")) if isinstance(rli, dict)],
+                items=[
+                    _return_item(rli, inbound) for rli in items(body.get("return_line_items")) if isinstance(rli, dict)
+                ],
                 resolution="exchange" if items(body.get("exchange_line_items")) else "refund",
             ),
         )
@@ -602,10 +607,13 @@ def _return_base(
     return {"source": SOURCE, "order_id": order_id, "customer_id": customer_id}
 
 
-def _return_item(rli: dict) -> dict:
+def _return_item(rli: dict, inbound: Inbound) -> dict:
     line_item = opt_obj(opt_obj(rli.get("fulfillment_line_item")).get("line_item")) or opt_obj(rli.get("line_item"))
+    known = None
+    if not text(line_item.get("sku"), 200) and not ident(line_item.get("variant_id")) and ident(line_item.get("id")):
+        known = inbound.lookups.sku_for_line_item(ident(line_item.get("id")))  # as the order webhook named it
     return {
-        "sku": _sku(line_item),
+        "sku": known or _sku(line_item),
         "quantity": _quantity(rli.get("quantity")),
         "reason": _return_reason(rli.get("return_reason")),
     }

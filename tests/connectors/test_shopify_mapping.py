@@ -72,7 +72,11 @@ def test_orders_create_is_placed_and_paid_with_items_address_and_contact():
         "locale": "de-DE",
     }
     assert (paid.value["type"], paid.event_id) == ("paid", f"shopify:{ORDER_ID}:paid")
-    assert [(l.kind, l.key, l.value) for l in out.learned] == [("order_customer", ORDER_ID, CUSTOMER_ID)]
+    assert [(l.kind, l.key, l.value) for l in out.learned] == [
+        ("order_customer", ORDER_ID, CUSTOMER_ID),
+        ("line_item_sku", "14567890123401", "TR2-39-SLATE"),  # return webhooks name line items by id only
+        ("line_item_sku", "14567890123402", "variant:44123456789555"),
+    ]
 
 
 def test_category_falls_back_to_general_and_time_zone_to_configured_default():

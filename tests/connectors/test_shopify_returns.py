@@ -318,3 +318,19 @@ def test_unknown_return_topics_stay_unknown():
     for topic in ("returns/process", "returns/update", "reverse_deliveries/update"):
         out = map_webhook({"id": 1}, Inbound.of({"X-Shopify-Topic": topic}, RECEIVED_AT))
         assert [(s.kind, s.what) for s in out.skipped] == [("unknown", topic)]
+
+
+def test_return_items_get_the_sku_the_order_webhook_gave_their_line_item():
+    from connectors.memory import Directory
+
+    directory = Directory(100)
+    order = load("shopify_orders_create.json")
+    order["line_items"][1]["id"] = 1  # not the line item the return names
+    placed = map_webhook(order, Inbound.of({"X-Shopify-Topic": "orders/create"}, RECEIVED_AT))
+    directory.learn(placed.learned)
+    sku = placed.records[0].value["line_items"][0]["sku"]
+    assert ("line_item_sku", str(order["line_items"][0]["id"]), sku) in learned(placed)
+    body = load("shopify_returns_request.json")
+    out = map_webhook(body, Inbound.of({"X-Shopify-Topic": "returns/request"}, RECEIVED_AT, lookups=directory))
+    (requested,) = out.records
+    assert [i["sku"] for i in info(requested)["items"]] == [sku, "item:14567890123402"]  # the other: never seen
