@@ -41,3 +41,12 @@ def test_links_between_docs_resolve():
             if target.endswith("backtest.md"):
                 continue  # written with the backtest work (issue 17)
             assert (page.parent / target).exists(), f"{page.name} -> {target}"
+
+
+def test_every_intent_type_is_in_the_sender_contract():
+    from streams.core.touchpoints import TOUCHPOINTS
+
+    contract = (ROOT / "docs" / "sender-contract.md").read_text()
+    planned = ["care_tips", "onboarding_1..3", "review_request", "cross_sell", "replenishment", "winback"]
+    for intent_type in [*TOUCHPOINTS, *planned]:
+        assert f"`{intent_type}`" in contract, intent_type
