@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from ..core.model import RETURN_TYPES
 from ..config import Settings
 
 HOUR = 3_600_000
@@ -51,10 +52,11 @@ def _ms(value) -> int:
 
 
 def shown_by_default(topic: str, record: dict) -> bool:
-    """Inputs worth a line without --verbose: orders placed, deliveries, carrier problems, support."""
+    """Inputs worth a line without --verbose: orders placed, deliveries, carrier problems, support,
+    and the steps of returns."""
     return (
         topic == "orders"
-        and record["type"] in ("placed", "cancelled", "refunded")
+        and (record["type"] in ("placed", "cancelled", "refunded") or record["type"] in RETURN_TYPES)
         or topic == "carrier-scans"
         and record["status"] in SCAN_NEWS
         or topic == "support"
@@ -365,6 +367,17 @@ def pick_story(story: dict[str, list[Line]]) -> str | None:
     return max(sorted(story), key=lambda order: score(story[order]), default=None)
 
 
+def pick_return(story: dict[str, list[Line]]) -> str | None:
+    """A returned order whose return went furthest: request, label, the parcel back, the refund."""
+
+    def score(lines: list[Line]) -> tuple:
+        text = " ".join(line.text for line in lines)
+        return ("refund_issued" in text, "refund_delayed" in text, "return_received" in text, len(lines))
+
+    returned = [o for o, lines in story.items() if any("return_requested" in line.text for line in lines)]
+    return max(sorted(returned), key=lambda order: score(story[order]), default=None)
+
+
 def _summary(screen: Screen, stats: dict, story: dict[str, list[Line]], fed: int, verbose: bool) -> None:
     screen.say()
     screen.say("summary", BOLD)
@@ -381,4 +394,10 @@ def _summary(screen: Screen, stats: dict, story: dict[str, list[Line]], fed: int
         screen.say()
         screen.say(f"the life of order {order}, in event time (every input, every decision):", BOLD)
         for line in sorted(story[order]):
+            screen.line(line)
+    returned = pick_return(story)
+    if returned and returned != order:
+        screen.say()
+        screen.say(f"a return: order {returned}, in event time (every input, every decision):", BOLD)
+        for line in sorted(story[returned]):
             screen.line(line)
