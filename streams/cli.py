@@ -381,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "--baseline-days", type=NON_NEGATIVE, default=7, help="review request baseline: N days after delivery"
             )
             p.add_argument(
+                "--refund-late-days",
+                type=NON_NEGATIVE_FLOAT,
+                default=7.0,
+                help="a return's refund is late when it comes more than this long after receipt (data without "
+                "the simulator's record of each refund)",
+            )
+            p.add_argument(
                 "--from-replay",
                 type=_existing,
                 default=None,
