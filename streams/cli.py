@@ -58,13 +58,22 @@ def _simulate(args) -> int:
 
     from .tools.simulate import generate, malformed
 
-    events = generate(orders=args.orders, seed=args.seed, start_ms=args.start_ms, id_prefix=args.id_prefix)
+    events = generate(
+        orders=args.orders,
+        seed=args.seed,
+        start_ms=args.start_ms,
+        id_prefix=args.id_prefix,
+        return_rate_scale=args.return_rate_scale,
+    )
     if args.out:
         import orjson
 
         with open(args.out, "wb") as fh:
             for e in events:
-                fh.write(orjson.dumps({"topic": e.topic, "key": e.key, "value": e.record}) + b"\n")
+                line = {"topic": e.topic, "key": e.key, "value": e.record}
+                if e.truth is not None:  # the simulator's ground truth, for the backtest; not an input
+                    line["truth"] = e.truth
+                fh.write(orjson.dumps(line) + b"\n")
         print(f"wrote {len(events)} events to {args.out}")
         return 0
     from .producer import EventProducer, produce_events
@@ -217,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Starts a local Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics and a "
         "worker, feeds simulated shop traffic and shows what goes in and what comes out.",
     )
-    p.add_argument("--orders", type=POSITIVE, default=150, help="simulated orders (about 9 events each)")
+    p.add_argument("--orders", type=POSITIVE, default=150, help="simulated orders (about 11 events each)")
     p.add_argument("--rate", type=POSITIVE_RATE, default=40.0, help="events per second fed to Kafka")
     p.add_argument("--bad", type=NON_NEGATIVE, default=5, help="malformed messages mixed in (dead-lettered)")
     p.add_argument("--seed", type=int, default=7, help="seed of the simulated traffic")
@@ -265,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="cli", help="who asked, kept in the request")
     p.set_defaults(func=_erase, needs_broker=True)
 
+    from .tools.simulate import RETURN_RATES
+
     p = sub.add_parser("simulate", help="produce simulated shop traffic to the input topics (or to a file)")
     p.add_argument("--orders", type=POSITIVE, default=200, help="simulated orders")
     p.add_argument("--rate", type=POSITIVE_RATE, default=None, help="events per second (None: as fast as possible)")
@@ -272,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bad", type=NON_NEGATIVE, default=0, help="malformed messages to add")
     p.add_argument("--start-ms", type=int, default=1_767_225_600_000, help="event time of the first order (epoch ms)")
     p.add_argument("--id-prefix", default="", help="prefix of every order and customer id")
+    p.add_argument(
+        "--return-rate-scale",
+        type=NON_NEGATIVE_FLOAT,
+        default=1.0,
+        help="multiplies every category's return rate ("
+        + ", ".join(f"{c} {100 * r:g}%%" for c, r in sorted(RETURN_RATES.items(), key=lambda kv: -kv[1]))
+        + " of delivered items; 0: no returns). A returned order gets a return journey: label, return "
+        "parcel scans, receipt, then a refund (10%% late), store credit or an exchange order (on top of --orders)",
+    )
     p.add_argument("--out", default=None, help="write JSON Lines to this file instead of producing to Kafka")
     p.set_defaults(func=_simulate)
 
@@ -359,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(
                 "--baseline-days", type=NON_NEGATIVE, default=7, help="review request baseline: N days after delivery"
+            )
+            p.add_argument(
+                "--refund-late-days",
+                type=NON_NEGATIVE_FLOAT,
+                default=7.0,
+                help="a return's refund is late when it comes more than this long after receipt (data without "
+                "the simulator's record of each refund)",
             )
             p.add_argument(
                 "--from-replay",

@@ -482,6 +482,254 @@ def messages(intents: list[dict], audit: list[dict]) -> dict:
     }
 
 
+# --- refunds of returns ----------------------------------------------------------------------
+
+REFUND_ALERT = "refund_delayed"
+# A refund is late when it comes more than this long after the return was received (or has not come
+# this long after, when the data ends). The simulator's on-time refunds take 1.5-6 days and its late
+# ones 8-20, so on simulated data this threshold and the simulator's own record agree; the record
+# (truth) is used where there is one, the threshold on other data.
+REFUND_LATE_DAYS = 7.0
+
+
+@dataclass
+class ReturnTruth:
+    return_id: str
+    order_id: str
+    requested_at: int | None = None
+    resolution: str | None = None
+    declined: bool = False
+    exchange: bool = False
+    received_at: int | None = None
+    refunded_at: int | None = None
+    asked_at: int | None = None  # the customer's first support contact about the order after receipt
+
+
+def return_truth(events) -> dict[str, ReturnTruth]:
+    """What happened to each return (by return id), from the replayed events: receipt, refund (a
+    `refunded` naming the return, or else the order's first refund after a receipt), and when the
+    customer first contacted support about the order after the receipt."""
+    returns: dict[str, ReturnTruth] = {}
+    loose_refunds: list[tuple[str, int]] = []
+    tickets: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        r, t = e.record, e.event_time
+        if e.topic == "support":
+            if r.get("order_id") and r.get("type") == "ticket_opened" and r.get("from_customer", True):
+                tickets[r["order_id"]].append(t)
+            continue
+        if e.topic != "orders":
+            continue
+        info = r.get("return_info")
+        if not info:
+            if r["type"] == "refunded":
+                loose_refunds.append((r["order_id"], t))
+            continue
+        rid = info["return_id"]
+        o = returns.get(rid)
+        if o is None:
+            o = returns[rid] = ReturnTruth(rid, r["order_id"])
+        o.resolution = o.resolution or info.get("resolution")
+        kind = r["type"]
+        if kind == "return_requested":
+            o.requested_at = t if o.requested_at is None else min(o.requested_at, t)
+        elif kind == "return_declined":
+            o.declined = True
+        elif kind == "exchange_created":
+            o.exchange = True
+        elif kind == "return_received":
+            o.received_at = t if o.received_at is None else min(o.received_at, t)
+        elif kind == "refunded":
+            o.refunded_at = t if o.refunded_at is None else min(o.refunded_at, t)
+    by_order: dict[str, list[ReturnTruth]] = defaultdict(list)
+    for o in returns.values():
+        by_order[o.order_id].append(o)
+    for oid, t in sorted(loose_refunds):
+        waiting = [o for o in by_order.get(oid, ()) if o.refunded_at is None and o.received_at is not None]
+        waiting = [o for o in waiting if o.received_at <= t]
+        if waiting:
+            min(waiting, key=lambda o: (o.received_at, o.return_id)).refunded_at = t
+    for o in returns.values():
+        if o.received_at is not None:
+            until = o.refunded_at if o.refunded_at is not None else float("inf")
+            o.asked_at = min((t for t in tickets.get(o.order_id, ()) if o.received_at < t < until), default=None)
+    return returns
+
+
+def refund_alerts(
+    returns: dict[str, ReturnTruth],
+    intents: list[dict],
+    audit: list[dict],
+    end: int,
+    sim_truth: dict[str, dict] | None = None,
+    late_days: float = REFUND_LATE_DAYS,
+) -> dict:
+    """Did the engine flag a late refund (a `refund_delayed` intent, or an audit record of one when it
+    was not sent) before the refund came, against whether the refund was late: the simulator's record
+    where there is one, else "refunded (or still not) more than `late_days` after receipt"."""
+    sim_truth = sim_truth or {}
+    by_order: dict[str, list[ReturnTruth]] = defaultdict(list)
+    for o in sorted(returns.values(), key=lambda o: o.return_id):
+        by_order[o.order_id].append(o)
+    raised = [
+        (i["send_at"], (i.get("content") or {}).get("return_id"), i.get("order_id"), "intent")
+        for i in intents
+        if i["intent_type"] == REFUND_ALERT
+    ]
+    raised += [(a["decided_at"], None, a.get("order_id"), "audit") for a in audit if a["intent_type"] == REFUND_ALERT]
+    first: dict[str, int] = {}
+    after_refund = unmatched = 0
+    for at, rid, oid, _ in sorted(raised, key=lambda x: (x[0], x[1] or "", x[2] or "", x[3])):
+        o = returns.get(rid) if rid else None
+        if o is None:  # no return id: the order's latest return received by then
+            seen = [r for r in by_order.get(oid or "", ()) if r.received_at is not None and r.received_at <= at]
+            o = max(seen, key=lambda r: (r.received_at, r.return_id), default=None)
+        if o is None:
+            unmatched += 1
+        elif o.refunded_at is not None and at >= o.refunded_at:
+            after_refund += 1
+        elif o.return_id not in first:
+            first[o.return_id] = at
+    evaluated, late, undecided, from_sim, disagree, unrefunded = [], set(), 0, 0, 0, 0
+    limit = int(late_days * DAY)
+    for rid, o in sorted(returns.items()):
+        if o.received_at is None or o.declined or o.exchange or o.resolution == "exchange":
+            continue
+        by_rule = None
+        if o.refunded_at is not None:
+            by_rule = o.refunded_at - o.received_at > limit
+        elif end - o.received_at > limit:
+            by_rule = True
+        sim = sim_truth.get(rid, {}).get("refund_late")
+        if sim is not None:
+            from_sim += 1
+            disagree += by_rule is not None and by_rule != sim
+            is_late = sim
+        elif by_rule is None:
+            undecided += 1
+            continue
+        else:
+            is_late = by_rule
+        evaluated.append(rid)
+        unrefunded += o.refunded_at is None
+        if is_late:
+            late.add(rid)
+    alerted = [r for r in evaluated if r in first]
+    tp = [r for r in alerted if r in late]
+    to_refund = sorted(returns[r].refunded_at - first[r] for r in tp if returns[r].refunded_at is not None)
+    asked = [r for r in tp if returns[r].asked_at is not None]
+    to_ask = sorted(returns[r].asked_at - first[r] for r in asked)
+    after_receipt = sorted(first[r] - returns[r].received_at for r in alerted)
+    all_returns = list(returns.values())
+    return {
+        "late_days": late_days,
+        "returns": len(all_returns),
+        "declined": sum(o.declined for o in all_returns),
+        "exchanges": sum(o.exchange or o.resolution == "exchange" for o in all_returns if not o.declined),
+        "received": sum(o.received_at is not None for o in all_returns),
+        "refunded": sum(o.refunded_at is not None for o in all_returns),
+        "resolutions": dict(sorted(Counter(o.resolution or "unknown" for o in all_returns).items())),
+        "evaluated": len(evaluated),
+        "late": len(late),
+        "late_share": _ratio(len(late), len(evaluated)),
+        "not_refunded_by_end": unrefunded,
+        "undecided": undecided,
+        "truth_from_simulator": from_sim,
+        "simulator_and_threshold_disagree": disagree,
+        "raised": len(raised),
+        "raised_after_refund": after_refund,
+        "raised_unmatched": unmatched,
+        "alerts": len(alerted),
+        "tp": len(tp),
+        "fp": len(alerted) - len(tp),
+        "fn": len(late) - len(tp),
+        "precision": _ratio(len(tp), len(alerted)),
+        "recall": _ratio(len(tp), len(late)),
+        "lead_days_to_refund_median": _days(statistics.median(to_refund)) if to_refund else None,
+        "asked": sum(1 for r in late if returns[r].asked_at is not None),
+        "tp_asked": len(asked),
+        "tp_before_ask": sum(1 for v in to_ask if v > 0),
+        "lead_days_to_ask_median": _days(statistics.median(to_ask)) if to_ask else None,
+        "days_after_receipt_median": _days(statistics.median(after_receipt)) if after_receipt else None,
+    }
+
+
+def render_refunds(rf: dict) -> list[str]:
+    lines = ["## Refunds of returns: late-refund alerts", ""]
+    if not rf["returns"]:
+        return lines + ["No returns in this data (no return events): nothing to evaluate.", ""]
+    lines += [
+        f"- **Late refund**: refunded more than {rf['late_days']:g} days after the return was received, or not "
+        "refunded that long after when the data ends; on simulated data the simulator's record of each refund "
+        f"(its late tail) decides ({rf['truth_from_simulator']} returns; the threshold disagrees on "
+        f"{rf['simulator_and_threshold_disagree']}).",
+        f"- **Alert**: the first `{REFUND_ALERT}` intent (send time) or audit record of one (decision time) "
+        "for the return before its refund came; alerts after the refund are counted apart.",
+        "- **Lead**: the refund's time (or the customer's first support contact about the order after the "
+        "receipt) minus the alert's; median over true alerts.",
+        "",
+        f"{rf['returns']} returns: {rf['declined']} declined, {rf['exchanges']} exchanges, {rf['received']} "
+        f"received, {rf['refunded']} refunded (resolutions asked: "
+        + ", ".join(f"{k} {v}" for k, v in rf["resolutions"].items())
+        + f"). Evaluated (received, to be refunded): {rf['evaluated']}, {rf['late']} late "
+        f"({_fmt(rf['late_share'])}), {rf['not_refunded_by_end']} not refunded when the data ends; "
+        f"{rf['undecided']} received too recently to tell (left out).",
+        "",
+    ]
+    if not rf["raised"]:
+        lines += [f"The engine raised no `{REFUND_ALERT}` (no intent, no audit record): recall 0.", ""]
+    lines += [
+        _table(
+            ["alerts", "true", "false", "missed", "precision", "recall", "median lead to refund (d)"],
+            [
+                [
+                    rf["alerts"],
+                    rf["tp"],
+                    rf["fp"],
+                    rf["fn"],
+                    _f(rf["precision"]),
+                    _f(rf["recall"]),
+                    _f(rf["lead_days_to_refund_median"]),
+                ]
+            ],
+        ),
+        "",
+        f"Customers with a late refund who contacted support after the receipt: {rf['asked']}; of the "
+        f"{rf['tp_asked']} of them alerted, {rf['tp_before_ask']} before they wrote (median lead to the contact "
+        f"{_f(rf['lead_days_to_ask_median'])} d). Median time from receipt to alert "
+        f"{_f(rf['days_after_receipt_median'])} d. `{REFUND_ALERT}` raised {rf['raised']} times; after the "
+        f"refund {rf['raised_after_refund']}, matching no received return {rf['raised_unmatched']}.",
+        "",
+    ]
+    return lines
+
+
+def _sim_truth(source: str | None, simulate_orders: int | None, seed: int) -> dict[str, dict] | None:
+    """The simulator's record of each return: regenerated for --simulate, read from the "truth" of a
+    `simulate --out` file's lines; none for other data."""
+    if simulate_orders:
+        from .simulate import generate, returns_truth
+
+        return returns_truth(generate(orders=simulate_orders, seed=seed))
+    path = Path(source) if source else None
+    if path is None or path.is_dir() or path.suffix.lower() == ".csv" or not path.exists():
+        return None
+    import orjson
+
+    out: dict[str, dict] = {}
+    with open(path, "rb") as fh:
+        for line in fh:
+            if b'"truth"' not in line:
+                continue
+            try:
+                truth = orjson.loads(line).get("truth")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(truth, dict) and truth.get("return_id"):
+                out[truth["return_id"]] = truth
+    return out or None
+
+
 # --- plots -----------------------------------------------------------------------------------
 
 
@@ -742,10 +990,13 @@ def build(
     scores: list[dict] | None = None,
     candidates: list[dict] | None = None,
     zone: str = "UTC",
+    sim_truth: dict[str, dict] | None = None,
+    refund_late_days: float = REFUND_LATE_DAYS,
 ) -> dict:
     truth, end = ground_truth(events)
     return {
         "delay": delay_alerts(truth, intents, end, scores, zone),
+        "refunds": refund_alerts(return_truth(events), intents, audit, end, sim_truth, refund_late_days),
         "followed": followed_by_problem(truth, intents, zone),
         "silent": silent_decisions(candidates, intents, audit, truth),
         "reviews": review_requests(truth, intents, audit, baseline_days),
@@ -982,6 +1233,8 @@ def render(fig: dict) -> str:
         "![review requests](review_requests.png)",
         "",
     ]
+    if "refunds" in fig:
+        lines += render_refunds(fig["refunds"])
     lines += [
         "## Intents per type and channel",
         "",
@@ -1075,6 +1328,7 @@ def run_backtest(
     assume_consent: bool = False,
     warm_start: str | None = None,
     zone: str | None = None,
+    refund_late_days: float = REFUND_LATE_DAYS,
 ) -> dict:
     """Replay `source` in process (or take the outputs of an earlier replay in `from_replay`, e.g. one
     through Kafka), then write report.md, figures.json and the PNGs in `out_dir` (the replay's own
@@ -1127,6 +1381,8 @@ def run_backtest(
         scores,
         candidates,
         zone,
+        _sim_truth(source, simulate_orders, seed),
+        refund_late_days,
     )
     write_report(fig, out)
     return fig

@@ -4,6 +4,13 @@
 and benchmarks share one realistic source. It includes what real feeds do to you: late deliveries,
 failed attempts, carrier exceptions, lost parcels, cancellations, refunds, duplicated and
 out-of-order scans, unsubscribes, bounces, and support contacts about late orders.
+
+Returns after delivery (see `_Returns`): requests with per-item reasons, partial returns, declines,
+labels, the return parcel's carrier scans, receipt, inspection, refunds (some late), store credit and
+exchanges (a new order for the swapped size). They draw from their own random stream per order, so
+the orders and events of a seed without returns are the same as before returns were simulated. The
+simulator's ground truth about each return (was its refund late?) rides on the `return_requested`
+event as `SimEvent.truth`, outside the record: the engine never sees it; `returns_truth()` collects it.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class SimEvent:
     key: str
     record: dict
     arrives_at: int  # when it reaches Kafka: event time plus feed lag (late feeds are out of order)
+    truth: dict | None = None  # the simulator's ground truth (on return_requested), never produced
 
 
 class _Ids:
@@ -72,18 +80,31 @@ class _Ids:
 
 
 def generate(
-    orders: int = 200, start_ms: int = 1_767_225_600_000, span_ms: int = 2 * DAY, seed: int = 7, id_prefix: str = ""
+    orders: int = 200,
+    start_ms: int = 1_767_225_600_000,
+    span_ms: int = 2 * DAY,
+    seed: int = 7,
+    id_prefix: str = "",
+    return_rate_scale: float = 1.0,
 ) -> list[SimEvent]:
-    """Events of `orders` orders placed over `span_ms` from `start_ms`, sorted by arrival."""
+    """Events of `orders` orders placed over `span_ms` from `start_ms`, sorted by arrival.
+
+    `return_rate_scale` multiplies every category's return rate (0: no returns; the exchange orders
+    returns lead to come on top of `orders`)."""
+    if return_rate_scale < 0:
+        raise ValueError("return_rate_scale must be >= 0")
     rng = random.Random(seed)
     next_id = _Ids(id_prefix)
+    returns = _Returns(seed, id_prefix, return_rate_scale) if return_rate_scale > 0 else None
     customers = [f"{id_prefix}C{n:05d}" for n in range(max(1, int(orders * 0.7)))]
     profiles = {c: _profile(rng) for c in customers}
     out: list[SimEvent] = []
     for n in range(orders):
         customer = rng.choice(customers)
         placed = start_ms + int(rng.random() * span_ms)
-        out.extend(_order_life(rng, next_id, f"{id_prefix}O{n:06d}", customer, profiles[customer], placed))
+        out.extend(
+            _order_life(rng, next_id, f"{id_prefix}O{n:06d}", customer, profiles[customer], placed, returns=returns)
+        )
     out.sort(key=lambda e: (e.arrives_at, e.record["event_id"]))
     return out
 
@@ -102,20 +123,33 @@ def _profile(rng: random.Random) -> dict:
     }
 
 
-def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int) -> Iterator[SimEvent]:
-    items = rng.sample(CATALOG, k=rng.choice([1, 1, 1, 2, 2, 3]))
-    line_items = [
-        {
-            "sku": s,
-            "product_id": s.split("-")[0],
-            "title": t,
-            "category": c,
-            "quantity": rng.choice([1, 1, 2]),
-            "price": price,
-        }
-        for s, t, c, price in items
-    ]
-    total = round(sum(li["price"] * li["quantity"] for li in line_items), 2)
+def _order_life(
+    rng,
+    next_id,
+    order_id: str,
+    customer: str,
+    p: dict,
+    placed: int,
+    returns: _Returns | None = None,
+    exchange: tuple[str, list[dict]] | None = None,  # (original order, its new line items)
+) -> Iterator[SimEvent]:
+    if exchange is None:
+        items = rng.sample(CATALOG, k=rng.choice([1, 1, 1, 2, 2, 3]))
+        line_items = [
+            {
+                "sku": s,
+                "product_id": s.split("-")[0],
+                "title": t,
+                "category": c,
+                "quantity": rng.choice([1, 1, 2]),
+                "price": price,
+            }
+            for s, t, c, price in items
+        ]
+        total = round(sum(li["price"] * li["quantity"] for li in line_items), 2)
+    else:
+        line_items = exchange[1]
+        total = 0.0  # paid by the items sent back
     carrier, service, typical_days = rng.choice(CARRIERS)
     promised_days = int(typical_days) + 3  # shops pad the promise: about 8-10% still arrive late
     promised = placed + promised_days * DAY
@@ -128,7 +162,7 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
     yield order(
         "placed",
         placed,
-        order_number=f"#{order_id[-6:]}",
+        order_number=f"#{order_id[-6:]}" if exchange is None else f"#{exchange[0][-6:]}-X",
         currency="EUR",
         total=total,
         line_items=line_items,
@@ -142,11 +176,12 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
             "marketing_sms": p["marketing_sms"],
             "locale": p["locale"],
         },
+        **({"exchange_of": exchange[0]} if exchange else {}),
     )
     yield order("paid", placed + rng.randint(1, 10) * MINUTE)
     yield from _engagement(rng, next_id, customer, order_id, placed + rng.randint(2, 90) * MINUTE)
 
-    if rng.random() < 0.03:  # cancelled before it ships
+    if rng.random() < 0.03 and exchange is None:  # cancelled before it ships
         yield order("cancelled", placed + rng.randint(1, 12) * HOUR, reason="customer")
         return
 
@@ -260,8 +295,12 @@ def _order_life(rng, next_id, order_id: str, customer: str, p: dict, placed: int
                 },
                 at + 1000,
             )
-        if rng.random() < 0.02:
-            yield order("refunded", delivered_at + rng.randint(1, 10) * DAY, reason="return", amount=total)
+        if rng.random() < 0.02:  # a refund without a return flow (drawn as before returns existed)
+            refund = order("refunded", delivered_at + rng.randint(1, 10) * DAY, reason="return", amount=total)
+            if exchange is None and (returns is None or not returns.will_return(order_id, line_items)):
+                yield refund
+        if returns is not None and exchange is None:
+            yield from returns.journey(order_id, customer, p, line_items, delivered_at, carrier, typical_days, lane)
 
 
 def _engagement(rng, next_id, customer: str, order_id: str, at: int) -> Iterator[SimEvent]:
@@ -326,6 +365,298 @@ def _wismo(rng, next_id, customer: str, order_id: str, at: int) -> Iterator[SimE
     yield sup("solved", solved, status="solved", from_customer=False)
     if rng.random() < 0.5:
         yield sup("satisfaction_rating", solved + rng.randint(1, 24) * HOUR, rating=rng.choice([1, 2, 3, 4, 5]))
+
+
+# --- returns, exchanges and refunds ----------------------------------------------------------
+
+# Share of delivered line items sent back, per category. Olist has no returns data, so these are
+# not calibrated on it: they follow public industry figures for online orders (NRF and Appriss
+# Retail, "Consumer Returns in the Retail Industry", 2023: about 17-18% of online sales returned
+# overall; apparel and shoes highest at 20-30%, Coresight Research 2023; consumer electronics about
+# 8-10%; home goods about 8%; food, supplements and opened cosmetics rarely, 2-5%).
+RETURN_RATES = {
+    "fashion": 0.25,
+    "electronics": 0.09,
+    "appliances": 0.07,
+    "home": 0.08,
+    "consumables": 0.02,
+    "beauty": 0.04,
+}
+DEFAULT_RETURN_RATE = 0.05
+# Why an item comes back, per category (weights): apparel for fit and looks, devices for faults.
+RETURN_REASONS = {
+    "fashion": {
+        "size_too_small": 30,
+        "size_too_large": 25,
+        "style": 15,
+        "color": 8,
+        "not_as_described": 10,
+        "defective": 5,
+        "unwanted": 7,
+    },
+    "electronics": {"defective": 40, "not_as_described": 25, "unwanted": 20, "wrong_item": 5, "other": 10},
+    "appliances": {"defective": 45, "not_as_described": 20, "unwanted": 20, "wrong_item": 5, "other": 10},
+    "home": {"not_as_described": 30, "style": 20, "defective": 20, "unwanted": 25, "other": 5},
+    "consumables": {"wrong_item": 35, "defective": 25, "unwanted": 30, "other": 10},
+    "beauty": {"unwanted": 35, "not_as_described": 25, "defective": 20, "wrong_item": 10, "other": 10},
+}
+SIZE_REASONS = ("size_too_small", "size_too_large")
+SIZES = ["XS", "S", "M", "L", "XL", "XXL"]
+RETURN_DECLINED = 0.06  # requests the shop turns down (window passed, opened hygiene items, final sale)
+DECLINE_NOTES = [
+    "The 30-day return window for this order has passed.",
+    "Opened hygiene and food items cannot be returned.",
+    "Items bought on final sale cannot be returned.",
+]
+EXCHANGE_FOR_SIZE = 0.5  # a size problem: half ask for the other size (fashion: ~27% of returns)
+STORE_CREDIT = 0.04
+# Receipt at the warehouse to refund: most within 2-5 days, a late tail (a backlog, a lost slip).
+REFUND_LATE_SHARE = 0.10
+REFUND_DAYS = (1.5, 6.0, 3.0)  # triangular (low, high, mode) of an on-time refund
+REFUND_LATE_DAYS = (8.0, 20.0)  # uniform range of a late one
+REFUND_ASK_SHARE = 0.5  # customers with a late refund who write to support about it
+REFUND_TEXTS = [
+    "I sent my return back two weeks ago and still have not received my refund.",
+    "Where is my refund? The tracking says you received the parcel days ago.",
+    "Hello, could you check on the refund for my return? Thanks.",
+]
+
+
+def _swap_size(sku: str, reason: str) -> str:
+    """The other size of a fashion SKU (TEE-BLK-M -> TEE-BLK-L, SNK-WHT-42 -> SNK-WHT-41)."""
+    head, _, size = sku.rpartition("-")
+    step = 1 if reason == "size_too_small" else -1
+    if size.isdigit():
+        return f"{head}-{int(size) + step}"
+    if size in SIZES:
+        return f"{head}-{SIZES[max(0, min(len(SIZES) - 1, SIZES.index(size) + step))]}"
+    return sku
+
+
+class _Returns:
+    """The return journeys of delivered orders, each from its own random stream (seed, order id)."""
+
+    def __init__(self, seed: int, id_prefix: str, scale: float):
+        self.seed = seed
+        self.scale = scale
+        self.next_id = _Ids(f"{id_prefix}r")  # r...: never the same ids as the orders' own events
+
+    def _rng(self, order_id: str) -> random.Random:
+        return random.Random(f"returns:{self.seed}:{order_id}")
+
+    def _picked(self, rng: random.Random, line_items: list[dict]) -> list[dict]:
+        picked = []
+        for li in line_items:
+            if rng.random() < min(1.0, RETURN_RATES.get(li["category"], DEFAULT_RETURN_RATE) * self.scale):
+                reasons = RETURN_REASONS.get(li["category"], {"unwanted": 1, "other": 1})
+                reason = rng.choices(list(reasons), weights=list(reasons.values()))[0]
+                picked.append({"sku": li["sku"], "quantity": rng.randint(1, li["quantity"]), "reason": reason})
+        return picked
+
+    def will_return(self, order_id: str, line_items: list[dict]) -> bool:
+        return bool(self._picked(self._rng(order_id), line_items))
+
+    def journey(
+        self,
+        order_id: str,
+        customer: str,
+        p: dict,
+        line_items: list[dict],
+        delivered_at: int,
+        carrier: str,
+        typical_days: float,
+        lane: dict,
+    ) -> Iterator[SimEvent]:
+        rng = self._rng(order_id)
+        items = self._picked(rng, line_items)
+        if not items:
+            return
+        next_id = self.next_id
+        return_id = f"{order_id}-R1"
+        if any(i["reason"] in SIZE_REASONS for i in items) and rng.random() < EXCHANGE_FOR_SIZE:
+            resolution = "exchange"
+        elif rng.random() < STORE_CREDIT:
+            resolution = "store_credit"
+        else:
+            resolution = "refund"
+        base = {"order_id": order_id, "customer_id": customer}
+
+        def info(**extra) -> dict:
+            return {
+                "return_id": return_id,
+                "items": [dict(i) for i in items],
+                "resolution": resolution,
+                "label": None,
+                "exchange_order_id": None,
+                "refund_method": None,
+                "disposition": None,
+                "note": None,
+                **extra,
+            }
+
+        def order(kind: str, at: int, truth: dict | None = None, **extra) -> SimEvent:
+            record = {
+                "event_id": next_id("ord"),
+                "event_time": at,
+                "source": "simulator",
+                "type": kind,
+                **base,
+                "return_info": info(**extra.pop("info", {})),
+                **extra,
+            }
+            return SimEvent("orders", order_id, record, at + rng.randint(50, 2000), truth)
+
+        truth = {
+            "return_id": return_id,
+            "order_id": order_id,
+            "customer_id": customer,
+            "resolution": resolution,
+            "declined": False,
+            "items": len(items),
+            "partial": sum(i["quantity"] for i in items) < sum(li["quantity"] for li in line_items),
+            "categories": sorted({li["category"] for li in line_items if li["sku"] in {i["sku"] for i in items}}),
+            "received_at": None,
+            "refunded_at": None,
+            "refund_days": None,
+            "refund_late": None,  # the ground truth: the refund came in the late tail
+            "asked_at": None,  # when the customer wrote to support about the refund
+            "exchange_order_id": None,
+        }
+        requested = delivered_at + int(min(28.0, 0.3 + rng.expovariate(1 / 4)) * DAY)
+        first = order("return_requested", requested, truth)
+        if rng.random() < RETURN_DECLINED:
+            truth["declined"] = True
+            declined = requested + rng.randint(2, 48) * HOUR
+            yield first
+            yield order("return_declined", declined, info={"note": rng.choice(DECLINE_NOTES)})
+            yield order("return_closed", declined + rng.randint(1, 30) * MINUTE)
+            return
+        approved = requested + rng.randint(5, 20 * 60) * MINUTE
+        labelled = approved + max(MINUTE, int(rng.uniform(0, 2) * DAY))
+        shipment = f"{return_id}-S"
+        tracking = f"RTN{zlib.crc32(return_id.encode()):010d}"
+        label = {"shipment_id": shipment, "carrier": carrier, "tracking_number": tracking}
+        yield first
+        yield order("return_approved", approved)
+        yield order("return_label_created", labelled, info={"label": label})
+
+        # The return parcel: the customer drops it off, it travels like a forward parcel.
+        dropped = labelled + int(rng.uniform(0.3, 4) * DAY)
+        at_warehouse = dropped + int(max(0.5, rng.lognormvariate(0, 0.45) * typical_days) * DAY)
+        scans = [
+            (labelled + rng.randint(1, 6) * HOUR, "info_received", "InfoReceived_001"),
+            (dropped, "in_transit", "InTransit_002"),
+        ]
+        ofd = at_warehouse - rng.randint(2, 5) * HOUR
+        if ofd > dropped:
+            scans.append((ofd, "out_for_delivery", "OutForDelivery_001"))
+        else:
+            at_warehouse = dropped + 3 * HOUR
+        scans.append((at_warehouse, "delivered", "Delivered_001"))
+        back = {"origin_region": lane["destination_region"], "destination_region": lane["origin_region"]}
+        for at, status, raw in scans:
+            record = {
+                "event_id": next_id("scan"),
+                "event_time": at,
+                "source": "simulator",
+                **base,
+                "shipment_id": shipment,
+                "tracking_number": tracking,
+                "carrier": carrier,
+                "service_level": "return",
+                "status": status,
+                "sub_status": None,
+                **back,
+                "location": None,
+                "carrier_estimated_delivery_at": None,
+                "raw_status": raw,
+            }
+            lag = rng.randint(1, 60) * 1000
+            if rng.random() < 0.03:
+                lag += rng.randint(6, 30) * HOUR  # a late feed
+            yield SimEvent("carrier-scans", order_id, record, at + lag)
+            if rng.random() < 0.04:
+                yield SimEvent("carrier-scans", order_id, dict(record), at + lag + rng.randint(1, 600) * 1000)
+
+        received = at_warehouse + rng.randint(1, 20) * HOUR
+        truth["received_at"] = received
+        yield order("return_received", received)
+        roll = rng.random()
+        disposition = "restocked" if roll < 0.85 else ("not_restocked" if roll < 0.95 else "damaged")
+        if resolution == "exchange":
+            inspected = received + int(rng.uniform(0.1, 1.5) * DAY)
+            yield order("return_inspected", inspected, info={"disposition": disposition})
+            exchange_id = f"{order_id}-X1"
+            truth["exchange_order_id"] = exchange_id
+            created = inspected + rng.randint(10, 240) * MINUTE
+            yield order("exchange_created", created, info={"exchange_order_id": exchange_id})
+            yield order("return_closed", created + rng.randint(1, 30) * MINUTE)
+            by_sku = {li["sku"]: li for li in line_items}
+            new_items = [
+                {
+                    **by_sku[i["sku"]],
+                    "sku": _swap_size(i["sku"], i["reason"]) if i["reason"] in SIZE_REASONS else i["sku"],
+                    "quantity": i["quantity"],
+                }
+                for i in items
+            ]
+            yield from _order_life(
+                rng,
+                next_id,
+                exchange_id,
+                customer,
+                p,
+                created + rng.randint(1, 20) * MINUTE,
+                exchange=(order_id, new_items),
+            )
+            return
+        late = rng.random() < REFUND_LATE_SHARE
+        days = rng.uniform(*REFUND_LATE_DAYS) if late else rng.triangular(*REFUND_DAYS)
+        refunded = received + int(days * DAY)
+        inspected = received + int(rng.uniform(0.1, min(2.0, days - 0.1)) * DAY)
+        truth.update(refunded_at=refunded, refund_days=round(days, 3), refund_late=late)
+        yield order("return_inspected", inspected, info={"disposition": disposition})
+        by_sku = {li["sku"]: li for li in line_items}
+        amount = round(sum(by_sku[i["sku"]]["price"] * i["quantity"] for i in items), 2)
+        method = "store_credit" if resolution == "store_credit" else "original_payment"
+        yield order("refunded", refunded, reason="return", amount=amount, info={"refund_method": method})
+        yield order("return_closed", refunded + rng.randint(1, 60) * MINUTE)
+        if late and rng.random() < REFUND_ASK_SHARE:
+            asked = received + int(rng.uniform(6.0, min(12.0, days - 0.25)) * DAY)
+            truth["asked_at"] = asked
+            yield from _refund_ticket(rng, next_id, customer, order_id, asked, refunded)
+
+
+def _refund_ticket(rng, next_id, customer: str, order_id: str, at: int, refunded: int) -> Iterator[SimEvent]:
+    """The customer asks support where the refund is; solved once it came."""
+    ticket = next_id("tkt")
+
+    def sup(kind: str, t: int, **extra) -> SimEvent:
+        record = {
+            "event_id": next_id("sup"),
+            "event_time": t,
+            "source": "simulator",
+            "type": kind,
+            "customer_id": customer,
+            "order_id": order_id,
+            "ticket_id": ticket,
+            "status": None,
+            "from_customer": True,
+            "text": None,
+            "rating": None,
+            "topic": "return",
+            **extra,
+        }
+        return SimEvent("support", customer, record, t + rng.randint(100, 5000))
+
+    yield sup("ticket_opened", at, status="new", text=rng.choice(REFUND_TEXTS))
+    yield sup("solved", max(at, refunded) + rng.randint(1, 12) * HOUR, status="solved", from_customer=False)
+
+
+def returns_truth(events) -> dict[str, dict]:
+    """The simulator's ground truth per return id (resolution, declined, received and refund times,
+    whether the refund was late, when the customer asked), from generated events."""
+    return {e.truth["return_id"]: dict(e.truth) for e in events if e.truth is not None}
 
 
 def malformed(rng: random.Random, n: int) -> list[tuple[str, bytes, bytes | dict]]:

@@ -268,3 +268,140 @@ def test_backtest_of_an_earlier_replay(tmp_path):
     )
     assert main(["backtest", "--simulate", "60", "--seed", "3", "--out", str(tmp_path / "bt2"), "--no-progress"]) == 0
     assert (tmp_path / "bt" / "figures.json").read_bytes() == (tmp_path / "bt2" / "figures.json").read_bytes()
+
+
+# --- refunds of returns ----------------------------------------------------------------------
+
+
+def ret(oid: str, kind: str, at: int, resolution: str = "refund", **info) -> tuple[str, str, dict]:
+    return order(
+        oid,
+        at,
+        None,
+        kind=kind,
+        return_info={
+            "return_id": f"{oid}-R1",
+            "items": [{"sku": "S", "quantity": 1}],
+            "resolution": resolution,
+            **info,
+        },
+    )
+
+
+def ticket(oid: str, at: int) -> tuple[str, str, dict]:
+    return (
+        "support",
+        f"C-{oid}",
+        {
+            "event_id": f"{oid}-tkt-{at}",
+            "event_time": at,
+            "source": "t",
+            "type": "ticket_opened",
+            "customer_id": f"C-{oid}",
+            "order_id": oid,
+            "ticket_id": f"{oid}-t",
+            "topic": "return",
+        },
+    )
+
+
+def refund_intent(oid: str, at: int, return_id: str | None = None) -> dict:
+    return {**intent(oid, "refund_delayed", at), "intent_id": f"{oid}-rd-{at}", "content": {"return_id": return_id}}
+
+
+def refund_audit(oid: str, at: int) -> dict:
+    return {
+        "audit_id": f"{oid}-a-{at}",
+        "decided_at": at,
+        "intent_type": "refund_delayed",
+        "order_id": oid,
+        "customer_id": f"C-{oid}",
+        "decision": "suppressed",
+        "reasons": ["frequency_cap"],
+    }
+
+
+@pytest.fixture
+def refunds_case():
+    raw = [
+        ret("A", "return_requested", T - 5 * DAY),
+        ret("A", "return_received", T),
+        ticket("A", T + 8 * DAY),
+        ret("A", "refunded", T + 10 * DAY),  # late, alerted at 6 d: lead 4 d, 2 d before the customer wrote
+        ret("B", "return_received", T),
+        ret("B", "refunded", T + 3 * DAY),  # on time, flagged by an audit record at 2 d: false
+        ret("C", "return_received", T),
+        ret("C", "refunded", T + 12 * DAY),  # late, missed
+        ret("E", "return_requested", T),
+        ret("E", "return_declined", T + DAY),  # declined: not evaluated
+        ret("F", "return_received", T, resolution="exchange"),
+        ret("F", "exchange_created", T + DAY, resolution="exchange", exchange_order_id="F-X1"),
+        ret("G", "return_received", T + 28 * DAY),  # too recent when the data ends: left out
+        ret("H", "return_received", T),  # never refunded: late, alerted at 8 d
+        ret("I", "return_received", T),
+        order("I", T + 2 * DAY, None, kind="refunded", amount=10.0),  # a refund naming no return: on time
+        order("Z", T + 30 * DAY, None),
+    ]
+    events = prepare(raw, InputReport("t", "events"))
+    intents = [
+        refund_intent("A", T + 6 * DAY, "A-R1"),
+        refund_intent("B", T + 4 * DAY),  # after B's refund: apart
+        refund_intent("H", T + 8 * DAY, "H-R1"),
+    ]
+    audit = [refund_audit("B", T + 2 * DAY), refund_audit("Z", T + DAY)]  # Z has no return: unmatched
+    return events, intents, audit
+
+
+def test_late_refund_alerts_against_what_happened(refunds_case):
+    rf = build(*refunds_case, input_report={})["refunds"]
+    assert (rf["returns"], rf["declined"], rf["exchanges"], rf["received"], rf["refunded"]) == (8, 1, 1, 7, 4)
+    # Evaluated: A, B, C, H, I (G too recent); late: A, C (refunded after 7 d) and H (still not).
+    assert (rf["evaluated"], rf["late"], rf["undecided"], rf["not_refunded_by_end"]) == (5, 3, 1, 1)
+    assert (rf["alerts"], rf["tp"], rf["fp"], rf["fn"]) == (3, 2, 1, 1)
+    assert rf["precision"] == rf["recall"] == 0.6667
+    assert rf["lead_days_to_refund_median"] == 4.0  # A only: H was never refunded
+    assert (rf["asked"], rf["tp_asked"], rf["tp_before_ask"], rf["lead_days_to_ask_median"]) == (1, 1, 1, 2.0)
+    assert rf["days_after_receipt_median"] == 6.0  # alerts at 2, 6 and 8 days after receipt
+    assert (rf["raised"], rf["raised_after_refund"], rf["raised_unmatched"]) == (5, 1, 1)
+    assert rf["truth_from_simulator"] == 0
+
+
+def test_the_simulators_record_decides_where_there_is_one(refunds_case):
+    events, intents, audit = refunds_case
+    sim = {"A-R1": {"return_id": "A-R1", "refund_late": False}}
+    rf = build(events, intents, audit, input_report={}, sim_truth=sim)["refunds"]
+    assert rf["truth_from_simulator"] == 1 and rf["simulator_and_threshold_disagree"] == 1
+    assert (rf["late"], rf["tp"], rf["fp"], rf["fn"]) == (2, 1, 2, 1)
+    # A longer threshold: C (12 d) is still late, A (10 d) and H (30 d without) too; fewer late with 11 d.
+    rf = build(events, intents, audit, input_report={}, refund_late_days=11)["refunds"]
+    assert (rf["late"], rf["undecided"]) == (2, 1)
+
+
+def test_refunds_without_returns_or_alerts_report_zeros(case, refunds_case, tmp_path):
+    fig = build(*case, input_report={})
+    rf = fig["refunds"]
+    assert rf["returns"] == rf["evaluated"] == rf["alerts"] == 0 and rf["precision"] is None
+    text = write_report(fig, tmp_path / "none").read_text()
+    assert "## Refunds of returns" in text and "No returns in this data" in text
+    events, _, _ = refunds_case
+    fig = build(events, [], [], input_report={})
+    assert (fig["refunds"]["recall"], fig["refunds"]["precision"]) == (0.0, None)
+    text = write_report(fig, tmp_path / "silent").read_text()
+    assert "raised no `refund_delayed`" in text and "| 0 | 0 | 0 | 3 | n/a | 0.000 | n/a |" in text
+
+
+def test_backtest_of_simulated_returns_takes_the_simulators_record(tmp_path, capsys):
+    """--simulate regenerates the simulator's record of each refund; a `simulate --out` file carries it
+    beside each return's first event. Both give the same refunds figures."""
+    import orjson
+
+    events = tmp_path / "events.jsonl"
+    assert main(["simulate", "--orders", "80", "--seed", "4", "--out", str(events)]) == 0
+    for name, source in (("sim", ["--simulate", "80", "--seed", "4"]), ("file", ["--input", str(events)])):
+        assert main(["backtest", *source, "--out", str(tmp_path / name), "--no-progress", "--run-on-days", "40"]) == 0
+    assert "late refunds:" in capsys.readouterr().out
+    sim, file = (orjson.loads((tmp_path / n / "figures.json").read_bytes())["refunds"] for n in ("sim", "file"))
+    assert sim == file
+    assert sim["returns"] > 5 and sim["evaluated"] > 3 and sim["truth_from_simulator"] == sim["evaluated"]
+    assert sim["simulator_and_threshold_disagree"] == 0 and sim["undecided"] == 0
+    assert "## Refunds of returns" in (tmp_path / "sim" / "report.md").read_text()

@@ -18,7 +18,7 @@ from streams.core.orders import decide_order
 from streams.core.state import CustomerState, OrderState
 from streams.registry import LocalRegistry
 from streams.serde import AvroSerde
-from streams.tools.simulate import HOUR, generate
+from streams.tools.simulate import HOUR, generate, returns_truth
 
 APP = "aftersale"
 
@@ -147,7 +147,13 @@ def test_simulated_traffic_through_the_core(full_run):
     all_orders = {r["order_id"] for r in order_events}
     cancelled = {r["order_id"] for r in order_events if r["type"] == "cancelled"}
     delivered = {r["order_id"] for r in scans if r["status"] == "delivered"}
-    assert len(all_orders) == 200 and cancelled and delivered  # the sample exercises what it should
+    exchanges = {r["order_id"] for r in order_events if r["type"] == "placed" and r.get("exchange_of")}
+    assert len(all_orders - exchanges) == 200 and cancelled and delivered  # the sample exercises what it should
+    assert exchanges and {r["type"] for r in order_events} >= {"return_received", "refunded", "return_declined"}
+    # Orders with a return parcel: its scans are the return journey's, which the core's returns work
+    # (issue 20) handles; the forward-shipping checks below are about the orders' own parcels.
+    returned = {r["order_id"] for r in scans if r["shipment_id"].endswith("-R1-S")}
+    forward_delivered = {r["order_id"] for r in scans if r["status"] == "delivered" and r["order_id"] not in returned}
 
     by_order: dict[str, list[MessageIntent]] = defaultdict(list)
     for intent in engine.intents:
@@ -168,21 +174,23 @@ def test_simulated_traffic_through_the_core(full_run):
     # No "out for delivery" after "delivered" for the same order.
     for order_id, intents in by_order.items():
         kinds = [i.intent_type for i in intents]
-        if "delivered" in kinds:
+        if "delivered" in kinds and order_id not in returned:
             assert "out_for_delivery" not in kinds[kinds.index("delivered") :], order_id
 
     # Each delivered order gets exactly one "delivered" message: sent, or skipped for a reason.
     delivered_candidates = Counter(
         c.order_id for c in engine.commands if c.kind == "candidate_intent" and c.intent.intent_type == "delivered"
     )
-    assert {o: delivered_candidates[o] for o in delivered if delivered_candidates[o] != 1} == {}
+    assert {o: delivered_candidates[o] for o in forward_delivered if delivered_candidates[o] != 1} == {}
     assert set(delivered_candidates) == delivered
     delivered_out = Counter(i.order_id for i in engine.intents if i.intent_type == "delivered")
     delivered_skipped = Counter(
         a.order_id for a in engine.audit if a.intent_type == "delivered" and a.decision == "skipped"
     )
     assert {
-        o: (delivered_out[o], delivered_skipped[o]) for o in delivered if delivered_out[o] + delivered_skipped[o] != 1
+        o: (delivered_out[o], delivered_skipped[o])
+        for o in forward_delivered
+        if delivered_out[o] + delivered_skipped[o] != 1
     } == {}
     assert sum(delivered_out.values()) >= 0.95 * len(delivered)
 
@@ -290,3 +298,150 @@ def test_any_arrival_order_proposes_and_sends_each_message_at_most_once(history)
 def test_any_arrival_order_sends_nothing_after_the_cancellation(history):
     _, after_cancel = run_history(history)
     assert [(i.intent_type, i.reason_codes) for i in after_cancel] == []
+
+
+# --- returns, exchanges and refunds ----------------------------------------------------------
+
+
+def _by_return(events) -> dict[str, list]:
+    out: dict[str, list] = defaultdict(list)
+    shipments = {}
+    for e in sorted(events, key=lambda e: (e.record["event_time"], e.record["event_id"])):
+        info = e.record.get("return_info")
+        if e.topic == "orders" and info:
+            out[info["return_id"]].append(e)
+            if info["label"]:
+                shipments[info["label"]["shipment_id"]] = info["return_id"]
+    for e in events:
+        if e.topic == "carrier-scans" and e.record["shipment_id"] in shipments:
+            out[shipments[e.record["shipment_id"]]].append(e)
+    for v in out.values():
+        v.sort(key=lambda e: (e.record["event_time"], e.topic != "orders"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def returns_run():
+    return generate(orders=2000, seed=7)
+
+
+def test_returns_leave_the_other_orders_as_they_were():
+    """Returns draw from their own stream: without them (scale 0) a seed gives what it gave before
+    returns existed, and with them the orders that are not returned are the same, event for event."""
+    with_returns = generate(orders=300, seed=5)
+    without = generate(orders=300, seed=5, return_rate_scale=0)
+    assert not any(e.truth or e.record.get("return_info") for e in without)
+    returned = {e.truth["order_id"] for e in with_returns if e.truth}
+    assert 30 < len(returned) < 90
+
+    def kept(events):
+        return [(e.topic, e.record, e.arrives_at) for e in events if e.record.get("order_id") not in returned]
+
+    assert kept([e for e in with_returns if not e.record.get("order_id", "").endswith("-X1")]) == kept(without)
+    more = generate(orders=300, seed=5, return_rate_scale=2.0)
+    assert len(returns_truth(more)) > 1.5 * len(returned)
+    with pytest.raises(ValueError):
+        generate(orders=3, return_rate_scale=-1)
+
+
+def test_return_rates_reasons_and_resolutions_per_category(returns_run):
+    placed = {e.record["order_id"]: e.record for e in returns_run if e.record.get("type") == "placed"}
+    requested = [e.record for e in returns_run if e.record.get("type") == "return_requested"]
+    delivered = {
+        e.record["order_id"]
+        for e in returns_run
+        if e.topic == "carrier-scans" and e.record["status"] == "delivered" and e.record["service_level"] != "return"
+    }
+    items, back, reasons = Counter(), Counter(), defaultdict(Counter)
+    for oid in delivered - {o for o, r in placed.items() if r.get("exchange_of")}:
+        for li in placed[oid]["line_items"]:
+            items[li["category"]] += 1
+    for r in requested:
+        cats = {li["sku"]: li["category"] for li in placed[r["order_id"]]["line_items"]}
+        for i in r["return_info"]["items"]:
+            back[cats[i["sku"]]] += 1
+            reasons[cats[i["sku"]]][i["reason"]] += 1
+    rate = {c: back[c] / items[c] for c in items}
+    assert 0.18 <= rate["fashion"] <= 0.32
+    assert 0.06 <= rate["electronics"] <= 0.13 and 0.05 <= rate["home"] <= 0.12
+    assert rate["consumables"] <= 0.05 and rate["beauty"] <= 0.07
+    size = reasons["fashion"]["size_too_small"] + reasons["fashion"]["size_too_large"]
+    assert size > 0.4 * sum(reasons["fashion"].values())
+    bad = reasons["electronics"]["defective"] + reasons["electronics"]["not_as_described"]
+    assert bad > 0.5 * sum(reasons["electronics"].values())
+
+    truth = returns_truth(returns_run)
+    assert len(truth) == len(requested)
+    kept = [t for t in truth.values() if not t["declined"]]
+    resolutions = Counter(t["resolution"] for t in kept)
+    assert resolutions["refund"] > 0.6 * len(kept) and resolutions["store_credit"] >= 1
+    fashion = [t for t in kept if t["categories"] == ["fashion"]]
+    assert 0.15 <= sum(t["resolution"] == "exchange" for t in fashion) / len(fashion) <= 0.4
+    assert 0.02 <= sum(t["declined"] for t in truth.values()) / len(truth) <= 0.1
+    assert sum(t["partial"] for t in truth.values()) > 0.2 * len(truth)
+
+
+def test_refund_delays_have_a_late_tail_and_the_truth_says_which(returns_run):
+    truth = returns_truth(returns_run)
+    refunds = [t for t in truth.values() if t["refund_late"] is not None]
+    late = [t for t in refunds if t["refund_late"]]
+    assert 0.06 <= len(late) / len(refunds) <= 0.15
+    for t in refunds:
+        days = (t["refunded_at"] - t["received_at"]) / (24 * HOUR)
+        assert (8 <= days <= 20) if t["refund_late"] else (1.5 <= days <= 6), t
+        assert t["asked_at"] is None or (t["refund_late"] and t["received_at"] < t["asked_at"] < t["refunded_at"])
+    on_time = sorted(t["refund_days"] for t in refunds if not t["refund_late"])
+    assert sum(2 <= d <= 5 for d in on_time) > 0.7 * len(on_time)
+    assert any(t["asked_at"] for t in late)
+
+
+def test_each_return_journey_is_in_order_and_tracked_on_the_original_order(returns_run):
+    truth = returns_truth(returns_run)
+    placed = {e.record["order_id"]: e.record for e in returns_run if e.record.get("type") == "placed"}
+    for return_id, events in _by_return(returns_run).items():
+        t = truth[return_id]
+        kinds = [e.record.get("type") or f"scan:{e.record['status']}" for e in events]
+        assert all(e.key == e.record["order_id"] == t["order_id"] for e in events)
+        assert kinds[0] == "return_requested" and kinds[-1] == "return_closed", kinds
+        if t["declined"]:
+            assert kinds == ["return_requested", "return_declined", "return_closed"]
+            assert events[1].record["return_info"]["note"]
+            continue
+        orders = [k for k in kinds if not k.startswith("scan:")]
+        last = "exchange_created" if t["resolution"] == "exchange" else "refunded"
+        assert orders == [
+            "return_requested",
+            "return_approved",
+            "return_label_created",
+            "return_received",
+            "return_inspected",
+            last,
+            "return_closed",
+        ], kinds
+        label = events[2].record["return_info"]["label"]
+        scans = [e.record for e in events if e.topic == "carrier-scans"]
+        assert {s["shipment_id"] for s in scans} == {label["shipment_id"]}
+        assert scans[-1]["status"] == "delivered" and scans[-1]["event_time"] <= t["received_at"]
+        assert 0 <= events[2].record["event_time"] - events[1].record["event_time"] <= 2 * 24 * HOUR
+        if t["resolution"] == "exchange":
+            x = placed[t["exchange_order_id"]]
+            created = next(e.record for e in events if e.record.get("type") == "exchange_created")
+            assert x["exchange_of"] == t["order_id"] and x["event_time"] > created["event_time"]
+            assert created["return_info"]["exchange_order_id"] == x["order_id"]
+            assert [li["quantity"] for li in x["line_items"]] == [
+                i["quantity"] for i in events[0].record["return_info"]["items"]
+            ]
+        else:
+            refund = next(e.record for e in events if e.record.get("type") == "refunded")
+            assert refund["amount"] > 0 and refund["event_time"] == t["refunded_at"]
+            method = refund["return_info"]["refund_method"]
+            assert method == ("store_credit" if t["resolution"] == "store_credit" else "original_payment")
+    exchanges = {o for o, r in placed.items() if r.get("exchange_of")}
+    life = Counter(
+        (e.record["order_id"], e.record.get("type") or e.record.get("status"))
+        for e in returns_run
+        if e.record.get("order_id") in exchanges and e.topic in ("orders", "carrier-scans")
+    )
+    for oid in exchanges:
+        assert life[(oid, "paid")] == 1 and life[(oid, "fulfilled")] == 1 and life[(oid, "in_transit")] >= 1
+    assert sum(1 for oid in exchanges if life[(oid, "delivered")]) > 0.85 * len(exchanges)

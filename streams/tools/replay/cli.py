@@ -99,6 +99,7 @@ def backtest_command(args) -> int:
         tick_hours=args.tick_hours,
         assume_consent=args.assume_consent,
         warm_start=args.warm_start,
+        refund_late_days=args.refund_late_days,
     )
     d, r, m = fig["delay"], fig["reviews"], fig["messages"]
     print(
@@ -118,6 +119,13 @@ def backtest_command(args) -> int:
         print(f"calibration: Brier {d['calibration']['brier']} (base rate {d['calibration']['brier_base_rate']})")
     for t, v in fig["followed"].items():
         print(f"  {t}: {v['followed_by_late_delivery']} of {v['delivered']} delivered orders then late ({v['share']})")
+    rf = fig["refunds"]
+    print(
+        f"late refunds: precision {rf['precision']}, recall {rf['recall']} ({rf['late']} late of {rf['evaluated']} "
+        f"returns to refund; {rf['returns']} returns), median lead to the refund {rf['lead_days_to_refund_median']} d"
+        if rf["returns"]
+        else "late refunds: no returns in this data"
+    )
     reach = r["reach"]
     print(
         f"review requests reach: 3-5 stars {reach['3_5']['share']}, 1-2 stars {reach['1_2']['share']}"
