@@ -785,7 +785,8 @@ def plot_lead_time(d: dict, path: Path) -> None:
     ax.set_xlabel("days from the alert to the start of the promised date (dotted: rules N = 1, 2, 3, 5)")
     ax.set_ylabel("late orders")
     ax.set_title("Delay alerts: lead before the promised date")
-    ax.legend(loc="upper right", frameon=False, fontsize=8)
+    if leads:  # nothing to label otherwise
+        ax.legend(loc="upper right", frameon=False, fontsize=8)
     _save(fig, path)
 
 

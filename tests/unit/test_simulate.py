@@ -150,10 +150,9 @@ def test_simulated_traffic_through_the_core(full_run):
     exchanges = {r["order_id"] for r in order_events if r["type"] == "placed" and r.get("exchange_of")}
     assert len(all_orders - exchanges) == 200 and cancelled and delivered  # the sample exercises what it should
     assert exchanges and {r["type"] for r in order_events} >= {"return_received", "refunded", "return_declined"}
-    # Orders with a return parcel: its scans are the return journey's, which the core's returns work
-    # (issue 20) handles; the forward-shipping checks below are about the orders' own parcels.
+    # Orders with a return parcel: its scans are the return's, never delivery news (checked below).
     returned = {r["order_id"] for r in scans if r["shipment_id"].endswith("-R1-S")}
-    forward_delivered = {r["order_id"] for r in scans if r["status"] == "delivered" and r["order_id"] not in returned}
+    assert returned
 
     by_order: dict[str, list[MessageIntent]] = defaultdict(list)
     for intent in engine.intents:
@@ -163,9 +162,10 @@ def test_simulated_traffic_through_the_core(full_run):
     counts = Counter(i.intent_id for i in engine.intents)
     assert [k for k, n in counts.items() if n > 1] == []
 
-    # One confirmation per order that was not cancelled.
+    # One confirmation per order that was not cancelled; none for an exchange order.
     confirmations = Counter(i.order_id for i in engine.intents if i.intent_type == "order_confirmation")
-    assert {o: confirmations[o] for o in all_orders - cancelled if confirmations[o] != 1} == {}
+    assert {o: confirmations[o] for o in all_orders - cancelled - exchanges if confirmations[o] != 1} == {}
+    assert not [o for o in exchanges if confirmations[o]]
     assert all(confirmations[o] <= 1 for o in cancelled)
 
     # Nothing about shipping for cancelled orders.
@@ -174,23 +174,21 @@ def test_simulated_traffic_through_the_core(full_run):
     # No "out for delivery" after "delivered" for the same order.
     for order_id, intents in by_order.items():
         kinds = [i.intent_type for i in intents]
-        if "delivered" in kinds and order_id not in returned:
+        if "delivered" in kinds:
             assert "out_for_delivery" not in kinds[kinds.index("delivered") :], order_id
 
     # Each delivered order gets exactly one "delivered" message: sent, or skipped for a reason.
     delivered_candidates = Counter(
         c.order_id for c in engine.commands if c.kind == "candidate_intent" and c.intent.intent_type == "delivered"
     )
-    assert {o: delivered_candidates[o] for o in forward_delivered if delivered_candidates[o] != 1} == {}
+    assert {o: delivered_candidates[o] for o in delivered if delivered_candidates[o] != 1} == {}
     assert set(delivered_candidates) == delivered
     delivered_out = Counter(i.order_id for i in engine.intents if i.intent_type == "delivered")
     delivered_skipped = Counter(
         a.order_id for a in engine.audit if a.intent_type == "delivered" and a.decision == "skipped"
     )
     assert {
-        o: (delivered_out[o], delivered_skipped[o])
-        for o in forward_delivered
-        if delivered_out[o] + delivered_skipped[o] != 1
+        o: (delivered_out[o], delivered_skipped[o]) for o in delivered if delivered_out[o] + delivered_skipped[o] != 1
     } == {}
     assert sum(delivered_out.values()) >= 0.95 * len(delivered)
 
