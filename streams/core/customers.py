@@ -209,9 +209,19 @@ def _on_fact(decision: CustomerDecision, command: CustomerCommand, now: int, con
         state.open_returns.setdefault(key, at)
         for old in sorted(state.open_returns, key=state.open_returns.get)[:-OPEN_RETURNS_KEPT]:
             del state.open_returns[old]
+        taken: dict[str, int] = {}
+        for i in fact.items:
+            taken[i.sku] = taken.get(i.sku, 0) + i.quantity
+        delivered = order.delivered_items or order.items
+        whole = bool(taken and delivered) and all(taken.get(i["sku"], 0) >= i["quantity"] for i in delivered)
+        if whole and fact.detail not in order.returning:
+            # All of it goes back: care tips and onboarding for it would be noise (gate: order_returned).
+            order.returning.append(fact.detail)
     elif fact.type == "return_closed":
         return_id, _, outcome = (fact.detail or "").rpartition(":")
         state.open_returns.pop(f"{command.order_id}:{return_id}", None)
+        if return_id in order.returning:
+            order.returning.remove(return_id)
         if outcome != "declined":  # returned (refunded or exchanged): no review of it, and a cool-down
             order.returned = True
             state.last_return_at = max(state.last_return_at or at, at)

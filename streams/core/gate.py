@@ -34,7 +34,18 @@ from .state import RECENT_INTENTS_KEPT, CustomerState, HeldIntent
 
 RELEASE = "release:"
 # News that is still worth telling after the order was cancelled (none proposed yet; kept explicit).
-CLOSING_NEWS = frozenset({"order_cancelled", "cancellation_confirmed", "refund_issued", "return_received"})
+# News that still goes out about a cancelled, refunded or returned order: it closes the story.
+CLOSING_NEWS = frozenset(
+    {
+        "order_cancelled",
+        "cancellation_confirmed",
+        "refund_issued",
+        "refund_delayed",
+        "return_received",
+        "return_label_ready",
+        "return_declined",
+    }
+)
 POST_DELIVERY_SERVICE = ("care_tips", "onboarding_")
 # How far a parcel's news has got; older news is not sent once newer news was proposed.
 STAGES = {"shipped": 1, "out_for_delivery": 2, "ready_for_pickup": 2, "delivered": 3}
@@ -196,7 +207,7 @@ def _order_closed(state: CustomerState, intent: MessageIntent) -> str | None:
     after_sale = intent.kind == "marketing" or intent.intent_type.startswith(POST_DELIVERY_SERVICE)
     if after_sale and order.refunded_at is not None:
         return "order_refunded"
-    if after_sale and order.returned:
+    if after_sale and (order.returned or order.returning):
         return "order_returned"
     return None
 

@@ -720,7 +720,7 @@ def _return_facts(decision: OrderDecision, ret: ReturnState, trigger, was_open: 
     """Tell the customer stage a return opened (first seen) and closed (it holds reviews and
     promotions meanwhile, and starts a cool-down after). `was_open` None: first seen."""
     if was_open is None:
-        _fact(decision, trigger, "return_opened", detail=ret.return_id)
+        _fact(decision, trigger, "return_opened", detail=ret.return_id, returned=ret.items)
         was_open = True
     if was_open and not ret.open:
         _fact(decision, trigger, "return_closed", detail=f"{ret.return_id}:{_outcome(ret)}")
@@ -955,7 +955,12 @@ def _items(state: OrderState, shipment: Shipment | None) -> list[dict]:
 
 
 def _fact(
-    decision: OrderDecision, event, fact_type: str, detail: str | None = None, shipment: Shipment | None = None
+    decision: OrderDecision,
+    event,
+    fact_type: str,
+    detail: str | None = None,
+    shipment: Shipment | None = None,
+    returned: list[dict] | None = None,
 ) -> None:
     state = decision.state
     if state.placed_at is None:
@@ -964,6 +969,16 @@ def _fact(
     if fact_type == "placed" and state.contact is not None:
         contact = ContactChannels(**state.contact)
     items = _items(state, shipment) if fact_type in ("placed", "delivered") else []
+    if returned:  # the items a return takes back (return_opened)
+        by_sku = {i["sku"]: i for i in state.items}
+        items = [
+            {
+                **by_sku.get(r["sku"], {"title": r["sku"], "category": "unknown"}),
+                "sku": r["sku"],
+                "quantity": r["quantity"],
+            }
+            for r in returned
+        ]
     decision.commands.append(
         CustomerCommand(
             command_id=ids.stable_id("fact", event.event_id, fact_type, detail),

@@ -157,6 +157,7 @@ class CustomerOrder:
     cancelled_at: int | None = None
     refunded_at: int | None = None
     returned: bool = False
+    returning: list[str] = field(default_factory=list)  # open returns that take back every item delivered
     negative_contact: bool = False  # a complaint, negative message or bad rating about this order
     reviewed: bool = False  # the customer reviewed something of this order already
     engaged: list[int] = field(default_factory=list)  # times of opens/clicks about this order (newest few)

@@ -233,3 +233,35 @@ def test_the_cool_down_after_a_return_does_not_hold_the_messages_of_its_exchange
     run.feed(fact_command("return_closed", T0 + 2 * DAY, detail="R1:exchanged"))
     assert customer_block(run.state, T0 + 3 * DAY, config).reasons == ["guard:return"]
     assert customer_block(run.state, T0 + 3 * DAY, config, "O-X") is None
+
+
+def test_care_tips_and_onboarding_stop_when_everything_delivered_goes_back():
+    run = CustomerRun(fire_dues=True)
+    run.feed(fact_command("placed", T0, items=[item("TEE", "fashion")]))
+    run.feed(fact_command("delivered", T0 + DAY, items=[item("TEE", "fashion")]))
+    run.feed(fact_command("return_opened", T0 + DAY + HOUR, detail=RETURN, items=[item("TEE", "fashion")]))
+    assert run.state.orders[ORDER].returning == [RETURN]
+    run.advance(T0 + 20 * DAY)
+    assert "care_tips" not in types(run.intents)
+    skipped = [(a.intent_type, a.reasons) for a in run.audit if a.intent_type == "care_tips"]
+    assert skipped and all("order_returned" in reasons for _, reasons in skipped)
+    run.feed(fact_command("return_closed", T0 + 21 * DAY, detail="R1:declined"))
+    assert run.state.orders[ORDER].returning == [] and not run.state.orders[ORDER].returned
+
+
+def test_a_partial_return_keeps_the_rest_of_the_orders_care_tips():
+    run = CustomerRun(fire_dues=True)
+    both = [item("TEE", "fashion"), item("MUG", "home")]
+    run.feed(fact_command("placed", T0, items=both), fact_command("delivered", T0 + DAY, items=both))
+    run.feed(fact_command("return_opened", T0 + DAY + HOUR, detail=RETURN, items=[item("TEE", "fashion")]))
+    assert run.state.orders[ORDER].returning == []
+
+
+def test_returning_one_of_two_of_the_same_item_is_a_partial_return():
+    run = CustomerRun(fire_dues=True)
+    two = [item("TEE", "fashion", quantity=2)]
+    run.feed(fact_command("placed", T0, items=two), fact_command("delivered", T0 + DAY, items=two))
+    run.feed(fact_command("return_opened", T0 + DAY + HOUR, detail=RETURN, items=[item("TEE", "fashion")]))
+    assert run.state.orders[ORDER].returning == []
+    run.feed(fact_command("return_opened", T0 + DAY + 2 * HOUR, detail="R2", items=[item("TEE", "fashion", 2)]))
+    assert run.state.orders[ORDER].returning == ["R2"]
