@@ -41,6 +41,7 @@ class Directory(Lookups):
         self._orders = LRU(size)
         self._returns = LRU(size)
         self._skus = LRU(size)
+        self._return_shipments = LRU(size)
 
     def customer_for_order(self, order_id: str) -> str | None:
         return self._customers.get(order_id)
@@ -54,6 +55,9 @@ class Directory(Lookups):
     def sku_for_line_item(self, line_item_id: str) -> str | None:
         return self._skus.get(line_item_id)
 
+    def is_return_shipment(self, shipment_key: str) -> bool:
+        return self._return_shipments.get(shipment_key) is not None
+
     def learn(self, facts: list[Learned]) -> None:
         for fact in facts:
             if not fact.key or not fact.value:
@@ -66,3 +70,5 @@ class Directory(Lookups):
                 self._returns.put(fact.key, fact.value)
             elif fact.kind == "line_item_sku":
                 self._skus.put(fact.key, fact.value)
+            elif fact.kind == "return_shipment":
+                self._return_shipments.put(fact.key, fact.value)

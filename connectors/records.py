@@ -45,6 +45,7 @@ class Learned:
 
     kind: str  # order_customer: order id -> customer id | tracking_order: shipment key -> order id
     # | return_order: return id -> order id | line_item_sku: Shopify line item id -> our sku
+    # | return_shipment: shipment key of a return label -> order id
     key: str
     value: str
 
@@ -71,6 +72,9 @@ class Lookups:
 
     def sku_for_line_item(self, line_item_id: str) -> str | None:
         return None
+
+    def is_return_shipment(self, shipment_key: str) -> bool:
+        return False
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,9 @@ def scan_record(inbound: Inbound, source: str, event_id: str, event_time: int, o
             "order_id": order_id,
             "customer_id": inbound.lookups.customer_for_order(order_id),
             **scan,
+            # A return label's parcel (the shop's return webhook taught it), or the tracker says so.
+            "direction": scan.get("direction")
+            or ("return" if inbound.lookups.is_return_shipment(scan["shipment_id"]) else None),
         },
         event_id,
     )

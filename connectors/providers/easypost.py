@@ -106,6 +106,7 @@ def map_webhook(payload, inbound: Inbound) -> Mapped:
             location=_location(detail),
             carrier_estimated_delivery_at=to_ms(tracker.get("est_delivery_date")),
             raw_status=f"{status}/{status_detail}" if status_detail else status,
+            direction="return" if tracker.get("is_return") is True else None,
         )
     )
     return out

@@ -601,6 +601,7 @@ def _return_base(
     out.learned.append(Learned("return_order", return_id, order_id))
     if shipment is not None:
         out.learned.append(Learned("tracking_order", shipment, order_id))
+        out.learned.append(Learned("return_shipment", shipment, order_id))  # its scans go back to the shop
     customer_id = _customer_of(order_id, inbound, out, topic, raw)
     if customer_id is None:
         return None

@@ -176,6 +176,7 @@ class CarrierScan:
     location: str | None = None
     carrier_estimated_delivery_at: int | None = None
     raw_status: str | None = None
+    direction: str | None = None  # forward | return (a return parcel); None: not known
 
 
 @dataclass(slots=True)

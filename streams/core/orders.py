@@ -663,7 +663,7 @@ def _return_of(state: OrderState, event: OrderEvent) -> ReturnState | None:
     the order's only return still waiting for its refund."""
     info = event.return_info
     if info is None:
-        waiting = [r for r in state.returns.values() if r.open and r.refunded_at is None]
+        waiting = [r for r in state.returns.values() if r.open and r.refunded_at is None and not _parcel_only(r)]
         return waiting[0] if len(waiting) == 1 else None
     ret = state.returns.get(info.return_id)
     if ret is None:
@@ -687,6 +687,8 @@ def _on_return(decision: OrderDecision, event: OrderEvent, now: int, lanes: Mapp
         ret.exchange_order_id = info.exchange_order_id or ret.exchange_order_id
         ret.disposition = info.disposition or ret.disposition
     ret.requested_at = min(ret.requested_at or at, at)
+    if first:
+        _adopt_parcel(decision, ret, None, now, lanes)
     if kind == "return_approved":
         ret.approved_at = at
         _advance(ret, "approved")
@@ -736,6 +738,7 @@ def _outcome(ret: ReturnState) -> str:
 
 def _on_label(decision: OrderDecision, ret: ReturnState, event: OrderEvent, now: int, lanes) -> None:
     state, label = decision.state, event.return_info.label
+    _adopt_parcel(decision, ret, label.shipment_id, now, lanes)
     ret.label_at = event.event_time
     ret.label_shipment_id, ret.carrier = label.shipment_id, label.carrier or ret.carrier
     ret.tracking_number = label.tracking_number or ret.tracking_number
@@ -752,25 +755,68 @@ def _on_label(decision: OrderDecision, ret: ReturnState, event: OrderEvent, now:
 
 
 def _return_for_scan(state: OrderState, scan: CarrierScan) -> ReturnState | None:
-    """The return a scan is about: its label's shipment; or a parcel never heard of, on an order
-    whose own parcels have all arrived and that has an open return without a label yet (the label
-    event can come after the first scans: the topics are read independently)."""
+    """The return a scan is about: its label's shipment; else, for a parcel said to go back
+    (`direction` return) or a parcel never heard of on an order whose own parcels have all arrived,
+    the open return still without a label. A parcel said to go back before any return is known is
+    kept aside (`parcel:<shipment>`) for the return that comes (the topics are read independently:
+    its scans can be processed before the return's events)."""
     for ret in state.returns.values():
         if ret.label_shipment_id == scan.shipment_id:
             return ret
-    if scan.shipment_id in state.shipments or not state.shipments:
+    if scan.direction == "forward":
         return None
-    waiting = [r for r in state.returns.values() if r.open and r.label_shipment_id is None]
-    if not waiting or any(s.status not in TERMINAL for s in state.shipments.values()):
+    if scan.direction != "return" and (
+        scan.shipment_id in state.shipments
+        or not state.shipments
+        or any(s.status not in TERMINAL for s in state.shipments.values())
+    ):
         return None
-    ret = max(waiting, key=lambda r: r.requested_at or 0)
+    waiting = [r for r in state.returns.values() if r.open and r.label_shipment_id is None and not _parcel_only(r)]
+    if waiting:
+        ret = max(waiting, key=lambda r: r.requested_at or 0)
+    elif scan.direction == "return":
+        ret = state.returns[PARCEL + scan.shipment_id] = ReturnState(PARCEL + scan.shipment_id)
+    else:
+        return None
     ret.label_shipment_id, ret.carrier, ret.tracking_number = scan.shipment_id, scan.carrier, scan.tracking_number
     return ret
+
+
+PARCEL = "parcel:"  # a return parcel scanned before its return is known
+
+
+def _parcel_only(ret: ReturnState) -> bool:
+    return ret.return_id.startswith(PARCEL)
+
+
+def _adopt_parcel(decision: OrderDecision, ret: ReturnState, shipment_id: str | None, now: int, lanes) -> None:
+    """A return parcel seen before its return becomes that return's (the one its label names, or
+    the first return of the order without one)."""
+    state = decision.state
+    kept = [r for r in state.returns.values() if _parcel_only(r) and shipment_id in (None, r.label_shipment_id)]
+    if not kept or ret is kept[0]:
+        return
+    parcel = kept[0]
+    del state.returns[parcel.return_id]
+    ret.label_shipment_id, ret.carrier = parcel.label_shipment_id, ret.carrier or parcel.carrier
+    ret.tracking_number = ret.tracking_number or parcel.tracking_number
+    ret.shipped_at = ret.shipped_at or parcel.shipped_at
+    if ret.shipped_at is not None:
+        _advance(ret, "in_transit")
+    if parcel.received_at is not None:
+        trigger = Trigger(f"{state.order_id}:{parcel.return_id}:delivered", parcel.received_at)
+        _on_received(decision, ret, trigger, now, lanes, "return_scan:delivered")
 
 
 def _on_return_scan(decision: OrderDecision, ret: ReturnState, scan: CarrierScan, now: int, lanes) -> None:
     """The return parcel on its way back: no delivery messages, no transit statistics; its arrival
     at the warehouse is the return received, unless the shop said so already."""
+    if _parcel_only(ret):  # no return known yet: recorded for it, said once it comes
+        if scan.status == "delivered":
+            ret.received_at = ret.received_at or scan.event_time
+        elif scan.status in ("in_transit", "out_for_delivery", "available_for_pickup"):
+            ret.shipped_at = ret.shipped_at or scan.event_time
+        return
     if scan.status == "delivered":
         _on_received(decision, ret, scan, now, lanes, "return_scan:delivered")
     elif scan.status in ("in_transit", "out_for_delivery", "available_for_pickup") and ret.shipped_at is None:

@@ -570,6 +570,7 @@ class _Returns:
                 "location": None,
                 "carrier_estimated_delivery_at": None,
                 "raw_status": raw,
+                "direction": "return",  # the shop's tracker knows its return labels
             }
             lag = rng.randint(1, 60) * 1000
             if rng.random() < 0.03:

@@ -138,7 +138,11 @@ def check_run(events, outputs: RunOutputs, dead_letters_expected: int = 0, kille
         audit_of[(a["order_id"], a["intent_type"])][a["audit_id"]] = a["decision"]
         reason_of[a["audit_id"]] = ",".join(a["reasons"][:1])
 
-    placed = {e.record["order_id"] for e in events if e.topic == "orders" and e.record["type"] == "placed"}
+    placed = {  # an exchange order is no order of the customer's: it has no confirmation to check
+        e.record["order_id"]
+        for e in events
+        if e.topic == "orders" and e.record["type"] == "placed" and not e.record.get("exchange_of")
+    }
     delivered = {
         e.record["order_id"] for e in events if e.topic == "carrier-scans" and e.record["status"] == "delivered"
     }

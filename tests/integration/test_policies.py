@@ -16,20 +16,27 @@ PROBLEM_SCANS = {"attempt_failed", "exception", "returned_to_sender", "expired"}
 
 
 def ground_truth(events):
-    promised, delivered, troubled = {}, {}, set()
+    """Promised dates, and when each order first went wrong (a review request after that is wrong)."""
+    promised, delivered, troubled = {}, {}, {}
+
+    def trouble(order_id: str, at: int) -> None:
+        troubled[order_id] = min(troubled.get(order_id, at), at)
+
     for e in events:
         r = e.record
         if e.topic == "orders" and r["type"] == "placed":
             promised[r["order_id"]] = r["promised_delivery_at"]
-        elif e.topic == "orders" and r["type"] in ("cancelled", "refunded"):
-            troubled.add(r["order_id"])
+        elif e.topic == "orders" and r["type"] in ("cancelled", "refunded") and not r.get("return_info"):
+            trouble(r["order_id"], r["event_time"])
         elif e.topic == "carrier-scans" and r["status"] in PROBLEM_SCANS:
-            troubled.add(r["order_id"])
-        elif e.topic == "carrier-scans" and r["status"] == "delivered":
+            trouble(r["order_id"], r["event_time"])
+        elif e.topic == "carrier-scans" and r["status"] == "delivered" and r.get("direction") != "return":
             delivered[r["order_id"]] = min(delivered.get(r["order_id"], r["event_time"]), r["event_time"])
         elif e.topic == "support" and r.get("order_id"):
-            troubled.add(r["order_id"])
-    troubled |= {o for o, t in delivered.items() if t > promised[o]}
+            trouble(r["order_id"], r["event_time"])
+    for o, t in delivered.items():
+        if t > promised[o]:
+            trouble(o, t)
     return promised, troubled
 
 
@@ -73,7 +80,10 @@ def test_delay_alerts_before_the_promise_and_reviews_only_without_problems(setti
 
     reviews = [i for i in intents if i["intent_type"] == "review_request"]
     assert reviews, "no review request at all"
-    assert not [r["order_id"] for r in reviews if r["order_id"] in troubled]
+    late = [
+        r["order_id"] for r in reviews if int(r["send_at"].timestamp() * 1000) >= troubled.get(r["order_id"], 2**62)
+    ]
+    assert not late  # never after the order went wrong (a later return or complaint is another matter)
     assert all(r["kind"] == "marketing" for r in reviews)
     # The guard said why it held back: some audit records name a problem.
     assert any(a["reasons"][0].startswith("guard:") for a in only(seen, "decision-audit"))

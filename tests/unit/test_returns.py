@@ -265,3 +265,18 @@ def test_returning_one_of_two_of_the_same_item_is_a_partial_return():
     assert run.state.orders[ORDER].returning == []
     run.feed(fact_command("return_opened", T0 + DAY + 2 * HOUR, detail="R2", items=[item("TEE", "fashion", 2)]))
     assert run.state.orders[ORDER].returning == ["R2"]
+
+
+def test_a_return_parcel_scanned_before_its_return_is_known_waits_for_it():
+    run = delivered_order()
+    back = dict(shipment_id=LABEL, tracking="RTRK9")
+    first = [scan("in_transit", DELIVERED + 2 * DAY, **back), scan("delivered", DELIVERED + 3 * DAY, **back)]
+    for s in first:
+        s.direction = "return"  # the tracker knows a return label
+    run.feed(*first)
+    assert types(run.intents).count("delivered") == 1 and LABEL not in run.state.shipments
+    assert types(run.intents)[-1] == "delivered"  # nothing said yet: no return known
+    run.feed(ret("return_requested", DELIVERED + DAY, resolution="refund"))
+    assert types(run.intents)[-1] == "return_received"
+    assert list(run.state.returns) == [RETURN] and run.state.returns[RETURN].label_shipment_id == LABEL
+    assert "refund_due:R1" in run.state.timers
