@@ -156,6 +156,8 @@ def test_after_erasure_nothing_of_the_customer_is_readable_anywhere(settings, wo
         status, done = post_json(worker.url("/api/erasure"), {"customer_id": CUSTOMER}, worker.token)
         assert status == 202 and done["keys_shredded"] >= 2, done  # the customer's key and the unattributed one
         assert post_json(worker.url("/api/erasure"), {"customer_id": CUSTOMER}, "wrong")[0] == 401
+        assert post_json(worker.url("/api/erasure"), {"customer_id": " "}, worker.token)[0] == 400
+        assert post_json(worker.url("/api/erasure"), {"order_ids": ["O-1"]}, worker.token)[0] == 400
 
         for path in (f"/customers/{CUSTOMER}", f"/orders/{ORDER}"):
             worker.wait_for(lambda p=path: http_get(worker.url(p), token=worker.token)[0] == 404, 60, f"{path} 404")

@@ -262,9 +262,13 @@ def test_unknown_keys_are_404_json(worker_a, fed):
 def test_readiness_metrics_and_openapi(worker_a, fed):
     assert ready(worker_a)["checks"] == {"running": True, "assigned": True, "recovered": True}
 
+    sim = generate(orders=20, seed=7, start_ms=T0, id_prefix="S")  # what `fed` sent, and O-1
+    orders = len({e.record["order_id"] for e in sim if e.topic in ("orders", "carrier-scans")}) + 1
+    assert orders > 21  # exchange orders of the simulated returns are orders too
+
     def refreshed():  # table sizes are counted every 10 s
         text = worker_a.metrics()
-        return text if 'aftersale_table_keys{table="orders"} 21.0' in text else None
+        return text if f'aftersale_table_keys{{table="orders"}} {orders}.0' in text else None
 
     text = wait_for(refreshed, 25, "table sizes in /metrics")
     assert f'aftersale_consumer_lag{{partition="0",topic="{worker_a.settings.app_id}.orders"}} 0.0' in text
