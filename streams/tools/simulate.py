@@ -339,7 +339,8 @@ def _engagement(rng, next_id, customer: str, order_id: str, at: int) -> Iterator
         yield eng("spam_report", at + rng.randint(1, 48) * HOUR)
 
 
-def _wismo(rng, next_id, customer: str, order_id: str, at: int) -> Iterator[SimEvent]:
+def _ticket(rng, next_id, customer: str, order_id: str, topic: str):
+    """A new support ticket about an order: returns a maker of its events (kind, time, fields)."""
     ticket = next_id("tkt")
 
     def sup(kind: str, t: int, **extra) -> SimEvent:
@@ -355,11 +356,16 @@ def _wismo(rng, next_id, customer: str, order_id: str, at: int) -> Iterator[SimE
             "from_customer": True,
             "text": None,
             "rating": None,
-            "topic": "wismo",
+            "topic": topic,
             **extra,
         }
         return SimEvent("support", customer, record, t + rng.randint(100, 5000))
 
+    return sup
+
+
+def _wismo(rng, next_id, customer: str, order_id: str, at: int) -> Iterator[SimEvent]:
+    sup = _ticket(rng, next_id, customer, order_id, "wismo")
     yield sup("ticket_opened", at, status="new", text=rng.choice(WISMO_TEXTS))
     solved = at + rng.randint(2, 48) * HOUR
     yield sup("solved", solved, status="solved", from_customer=False)
@@ -630,26 +636,7 @@ class _Returns:
 
 def _refund_ticket(rng, next_id, customer: str, order_id: str, at: int, refunded: int) -> Iterator[SimEvent]:
     """The customer asks support where the refund is; solved once it came."""
-    ticket = next_id("tkt")
-
-    def sup(kind: str, t: int, **extra) -> SimEvent:
-        record = {
-            "event_id": next_id("sup"),
-            "event_time": t,
-            "source": "simulator",
-            "type": kind,
-            "customer_id": customer,
-            "order_id": order_id,
-            "ticket_id": ticket,
-            "status": None,
-            "from_customer": True,
-            "text": None,
-            "rating": None,
-            "topic": "return",
-            **extra,
-        }
-        return SimEvent("support", customer, record, t + rng.randint(100, 5000))
-
+    sup = _ticket(rng, next_id, customer, order_id, "return")
     yield sup("ticket_opened", at, status="new", text=rng.choice(REFUND_TEXTS))
     yield sup("solved", max(at, refunded) + rng.randint(1, 12) * HOUR, status="solved", from_customer=False)
 
