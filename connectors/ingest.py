@@ -278,23 +278,16 @@ class IngestService:
         self.metrics.events.labels(provider, "too_large").inc(len(oversized))
         if self.ingest.record_unknown:
             markers = [
-                self.sink.prepare_raw(
-                    "connector-unknown",
+                self._connector_unknown(
                     provider,
-                    {
-                        "received_at": now_ms,
-                        "topic": f"{provider}:{m.topic}"[:200],
-                        "partition": -1,
-                        "offset": -1,
-                        "key": delivery_id.encode() if delivery_id else None,
-                        "value": None,
-                        "reason": "too_large",
-                        "error": (
-                            f"{provider} delivery {delivery_id}: the record for {m.topic}"
-                            f"{f' (event {m.event_id})' if m.event_id else ''} is {size} bytes, over the "
-                            f"producer's max_request_size of {limit} bytes"
-                        )[:2000],
-                    },
+                    m.topic,
+                    None,
+                    "too_large",
+                    f"{provider} delivery {delivery_id}: the record for {m.topic}"
+                    f"{f' (event {m.event_id})' if m.event_id else ''} is {size} bytes, over the "
+                    f"producer's max_request_size of {limit} bytes",
+                    now_ms,
+                    delivery_id,
                 )
                 for m, size in oversized
             ]
@@ -332,7 +325,7 @@ class IngestService:
         broker failures surface here too."""
         try:
             for record in fresh:  # validated before anything is sealed: a 400 makes no key
-                self.sink.prepare(record)
+                self.sink.check(record)
             messages = [self.sink.prepare(await self._sealed(r)) for r in fresh]
             if self.ingest.record_unknown:
                 messages += [
@@ -362,18 +355,24 @@ class IngestService:
         # The whole body when the skip is the whole delivery, else just the one event of a batch.
         value = raw if skip.raw is payload or skip.raw is None else orjson.dumps(skip.raw)
         value = (await self.keys.seal(UNATTRIBUTED, value)).encode()
+        return self._connector_unknown(provider, skip.what, value, skip.kind, skip.reason, now_ms, delivery_id)
+
+    def _connector_unknown(
+        self, provider: str, what: str, value: bytes | None, reason: str, error: str, now_ms: int, delivery_id
+    ) -> Message:
+        """A record for <app>.connector-unknown (DeadLetter schema), keyed by provider."""
         return self.sink.prepare_raw(
             "connector-unknown",
             provider,
             {
                 "received_at": now_ms,
-                "topic": f"{provider}:{skip.what}"[:200],
+                "topic": f"{provider}:{what}"[:200],
                 "partition": -1,
                 "offset": -1,
                 "key": delivery_id.encode() if delivery_id else None,
                 "value": value,
-                "reason": skip.kind,
-                "error": skip.reason[:2000],
+                "reason": reason,
+                "error": error[:2000],
             },
         )
 

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from streams import webauth
+from streams import security, webauth
 from streams.config import Settings
 from streams.core.model import InvalidEvent, MessageIntent, message_intent_from, to_record
 from streams.producer import make_codec
@@ -40,7 +40,7 @@ from streams.serde import DecodeError
 from .directory import ADDRESS_FOR_CHANNEL, CustomerDirectory
 from .memory import LRU
 from .settings import SenderSettings
-from .sink import EventSink, Message, client_options
+from .sink import EventSink, Message
 from .transports import HttpTransport, Permanent, Retryable, SmtpTransport, backoff
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Sender:
             if transport:
                 await transport.start()
         self.consumer = AIOKafkaConsumer(
-            **client_options(self.settings),
+            **security.aiokafka_options(self.settings),
             group_id=self.config.group or f"{self.settings.app_id}-sender",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

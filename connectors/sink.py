@@ -27,11 +27,6 @@ from streams.producer import make_codec
 from .records import OutRecord
 
 
-def client_options(settings: Settings) -> dict:
-    """aiokafka connection options from the same settings the engine's clients use (streams/security.py)."""
-    return security.aiokafka_options(settings)
-
-
 MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default, within the broker's default message.max.bytes
 
 
@@ -66,7 +61,7 @@ class EventSink:
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
-            **client_options(self.settings), enable_idempotence=True, acks="all", **self._options
+            **security.aiokafka_options(self.settings), enable_idempotence=True, acks="all", **self._options
         )
         await self.producer.start()
 
@@ -92,11 +87,15 @@ class EventSink:
         sized = [(m, self.size(m)) for m in messages]
         return [(m, size) for m, size in sized if size > self.max_request_size]
 
+    @staticmethod
+    def check(record: OutRecord) -> None:
+        """Validate as the engine will, so it is never dead-lettered there. Raises InvalidEvent or
+        ValueError for a record that does not fit."""
+        INPUTS[record.topic][1](dict(record.value))
+
     def prepare(self, record: OutRecord) -> Message:
-        """Validate as the engine will (so it is never dead-lettered there) and encode.
-        Raises InvalidEvent or ValueError for a record that does not fit."""
-        _schema, convert = INPUTS[record.topic]
-        convert(dict(record.value))
+        """Validate (`check`) and encode."""
+        self.check(record)
         return Message(
             self.settings.topic(record.topic),
             record.key.encode(),

@@ -21,13 +21,12 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from connectors.sink import client_options
 from deploy.broker import LocalBroker, TlsFiles
 from integration.certs import make_certs
 from integration.worker import REPO, WorkerProcess
 from streams.config import Settings
 from streams.producer import EventProducer, make_codec, make_producer
-from streams.security import faust_credentials, librdkafka_config
+from streams.security import aiokafka_options, faust_credentials, librdkafka_config
 from streams.tools.reach import BrokerUnreachable, require_broker
 from streams.tools.simulate import generate
 from streams.tools.watch import OutputReader
@@ -120,7 +119,7 @@ def test_confluent_kafka_clients_round_trip(tls_broker, certs, kind):
 async def test_aiokafka_clients_of_the_sink_and_of_faust_round_trip(tls_broker, certs, kind):
     settings = settings_from(tls_env(tls_broker, certs, kind))
     topic = create_topic(settings)
-    producer = AIOKafkaProducer(**client_options(settings), acks="all")  # the ingest service's sink
+    producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all")  # the ingest service's sink
     await asyncio.wait_for(producer.start(), 30)
     try:
         await asyncio.wait_for(producer.send_and_wait(topic, kind.encode(), key=b"k"), 30)
@@ -141,7 +140,7 @@ async def test_aiokafka_clients_of_the_sink_and_of_faust_round_trip(tls_broker, 
 
 async def aiokafka_refused(settings: Settings, caplog) -> str:
     """Start an aiokafka producer that must not get in: fails within 15 s; returns what it logged."""
-    producer = AIOKafkaProducer(**client_options(settings), request_timeout_ms=5000)
+    producer = AIOKafkaProducer(**aiokafka_options(settings), request_timeout_ms=5000)
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
         await asyncio.wait_for(producer.start(), 15)
