@@ -119,8 +119,10 @@ def _set_timer(decision: OrderDecision, kind: str, due_at: int) -> None:
 def _on_order_event(decision: OrderDecision, event: OrderEvent, now: int, lanes: Mapping[str, dict]) -> None:
     state = decision.state
     state.customer_id = event.customer_id
-    if event.type in RETURN_TYPES or (event.type == "refunded" and _return_of(state, event) is not None):
-        _on_return(decision, event, now, lanes)
+    if event.type in RETURN_TYPES or event.type == "refunded":
+        ret = _return_of(state, event)  # a refund may settle a return (and is the order's refund too)
+        if ret is not None:
+            _on_return(decision, event, ret, now, lanes)
         if event.type != "refunded":
             return
     if event.type == "placed":
@@ -673,10 +675,11 @@ def _return_of(state: OrderState, event: OrderEvent) -> ReturnState | None:
     return ret
 
 
-def _on_return(decision: OrderDecision, event: OrderEvent, now: int, lanes: Mapping[str, dict]) -> None:
+def _on_return(
+    decision: OrderDecision, event: OrderEvent, ret: ReturnState, now: int, lanes: Mapping[str, dict]
+) -> None:
     """One step of a return: recorded whatever order it comes in; each message once per return."""
     state = decision.state
-    ret = _return_of(state, event)
     info, at, kind = event.return_info, event.event_time, event.type
     was_open = ret.open
     first = ret.requested_at is None
