@@ -440,9 +440,7 @@ def _on_return(body: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
         # so the engine keeps the return closed from the first close on.
         out.skipped.append(Skip("ignored", topic, f"return {return_id} reopened"))
         return
-    base = _return_base(
-        return_id, _ref_id(body.get("order"), "Order") or ident(body.get("order_id")), inbound, out, topic, body
-    )
+    base = _return_base(return_id, _order_ref(body), inbound, out, topic, body)
     if base is None:
         return
     at = first_ms(body.get("updated_at"), body.get("created_at"), inbound.received_at)
@@ -500,9 +498,8 @@ def _on_reverse_delivery(body: dict, inbound: Inbound, out: Mapped, topic: str) 
     if not number and not text(label.get("public_file_url")):
         out.skipped.append(Skip("ignored", topic, f"reverse delivery {delivery_id}: no tracking number, no label"))
         return
-    order_id = _ref_id(body.get("order"), "Order") or ident(body.get("order_id"))
     shipment = shipment_key(number, f"shopify:reverse_delivery:{delivery_id}")
-    base = _return_base(return_id, order_id, inbound, out, topic, body, shipment=shipment)
+    base = _return_base(return_id, _order_ref(body), inbound, out, topic, body, shipment=shipment)
     if base is None:
         return
     carrier = text(tracking.get("carrier_name"), 100)
@@ -549,9 +546,7 @@ def _on_dispose(body: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
     if not final and "processing_required" not in kinds:
         out.skipped.append(Skip("ignored", topic, f"dispositions {sorted(k or '' for k in kinds)}: none we know"))
         return
-    base = _return_base(
-        return_id, _ref_id(body.get("order"), "Order") or ident(body.get("order_id")), inbound, out, topic, body
-    )
+    base = _return_base(return_id, _order_ref(body), inbound, out, topic, body)
     if base is None:
         return
     # The same dispositions always give the same id (retries); a later disposition gives a new one.
@@ -579,6 +574,11 @@ def _on_dispose(body: dict, inbound: Inbound, out: Mapped, topic: str) -> None:
         at,
         return_info=_return_info(return_id, disposition=disposition),
     )
+
+
+def _order_ref(body: dict) -> str | None:
+    """The order a return payload names: `order` {id or gid}, or `order_id` (close, cancel, reopen)."""
+    return _ref_id(body.get("order"), "Order") or ident(body.get("order_id"))
 
 
 def _return_base(
