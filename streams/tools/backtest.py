@@ -138,12 +138,8 @@ def _day_start(ms: int, zone) -> int:
     return int(datetime.combine(day, dtime(0), tzinfo=zone).timestamp() * 1000)
 
 
-def _pr(alerts: dict[str, int], late: set, evaluated: list[str], starts: dict[str, int]) -> dict:
-    """Precision, recall and lead of one alerting policy ({order: first alert send time})."""
-    alerted = [o for o in evaluated if o in alerts]
-    tp = [o for o in alerted if o in late]
-    leads = sorted(starts[o] - alerts[o] for o in tp)
-    all_leads = sorted(starts[o] - alerts[o] for o in alerted)
+def _confusion(alerted: list, tp: list, late: set) -> dict:
+    """Alerts, true and false positives, misses, precision and recall."""
     return {
         "alerts": len(alerted),
         "tp": len(tp),
@@ -151,6 +147,17 @@ def _pr(alerts: dict[str, int], late: set, evaluated: list[str], starts: dict[st
         "fn": len(late) - len(tp),
         "precision": _ratio(len(tp), len(alerted)),
         "recall": _ratio(len(tp), len(late)),
+    }
+
+
+def _pr(alerts: dict[str, int], late: set, evaluated: list[str], starts: dict[str, int]) -> dict:
+    """Precision, recall and lead of one alerting policy ({order: first alert send time})."""
+    alerted = [o for o in evaluated if o in alerts]
+    tp = [o for o in alerted if o in late]
+    leads = sorted(starts[o] - alerts[o] for o in tp)
+    all_leads = sorted(starts[o] - alerts[o] for o in alerted)
+    return {
+        **_confusion(alerted, tp, late),
         "lead_days_median_tp": _days(statistics.median(leads)) if leads else None,
         "lead_days_median_all": _days(statistics.median(all_leads)) if all_leads else None,
         "tp_before_promised_day": sum(1 for v in leads if v > 0),
@@ -639,12 +646,7 @@ def refund_alerts(
         "raised": len(raised),
         "raised_after_refund": after_refund,
         "raised_unmatched": unmatched,
-        "alerts": len(alerted),
-        "tp": len(tp),
-        "fp": len(alerted) - len(tp),
-        "fn": len(late) - len(tp),
-        "precision": _ratio(len(tp), len(alerted)),
-        "recall": _ratio(len(tp), len(late)),
+        **_confusion(alerted, tp, late),
         "lead_days_to_refund_median": _days(statistics.median(to_refund)) if to_refund else None,
         "asked": sum(1 for r in late if returns[r].asked_at is not None),
         "tp_asked": len(asked),
