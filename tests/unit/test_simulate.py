@@ -3,9 +3,14 @@ through both stages of the core, every order gets its messages exactly once."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -18,7 +23,19 @@ from streams.core.orders import decide_order
 from streams.core.state import CustomerState, OrderState
 from streams.registry import LocalRegistry
 from streams.serde import AvroSerde
-from streams.tools.simulate import HOUR, generate, returns_truth
+from streams.tools.simulate import (
+    DAY,
+    HOUR,
+    MINUTE,
+    OPEN_FLOOR,
+    Habit,
+    generate,
+    habit,
+    habits,
+    next_check_in,
+    open_probability,
+    returns_truth,
+)
 
 APP = "aftersale"
 
@@ -443,3 +460,119 @@ def test_each_return_journey_is_in_order_and_tracked_on_the_original_order(retur
     for oid in exchanges:
         assert life[(oid, "paid")] == 1 and life[(oid, "fulfilled")] == 1 and life[(oid, "in_transit")] >= 1
     assert sum(1 for oid in exchanges if life[(oid, "delivered")]) > 0.85 * len(exchanges)
+
+
+# --- when customers read their e-mail --------------------------------------------------------
+
+# sha256 of the events of generate(orders=300, seed=7) other than opens and clicks, in the order
+# generate gives them, computed with the simulator as it was before opens followed habits.
+BEFORE_HABITS = "545011e5cbbd9e67dba9e97ad1239ff9981fd0ae910df52c7f02f5ab47765505"
+
+
+def _is_open(e) -> bool:
+    return e.topic == "engagement" and e.record["type"] in ("opened", "clicked")
+
+
+def _in_window(h: Habit, at_ms: int) -> bool:
+    local = datetime.fromtimestamp(at_ms / 1000, timezone.utc).astimezone(ZoneInfo(h.tz))
+    return (local.hour - h.peak_hour) % 24 < h.spread_hours
+
+
+@pytest.fixture(scope="module")
+def habits_run():
+    events = generate(orders=2000, seed=7)
+    return events, habits(events, 7)
+
+
+def test_opens_leave_every_other_event_of_a_seed_as_it_was():
+    """Opens draw their times from their own stream: the main stream is drawn as before, so every
+    other event (orders, scans, returns, tickets, their ids, times and arrival) is byte-identical."""
+    events = generate(orders=300, seed=7)
+    kept = [
+        orjson.dumps([e.topic, e.key, e.record, e.arrives_at, e.truth], option=orjson.OPT_SORT_KEYS)
+        for e in events
+        if not _is_open(e)
+    ]
+    assert len(kept) == 3240
+    assert hashlib.sha256(b"\n".join(kept)).hexdigest() == BEFORE_HABITS
+    notices = [
+        e.record["event_id"] for e in events if e.record["event_id"].endswith(("-open-shipped", "-open-delivered"))
+    ]
+    assert len(notices) > 50
+    ids = Counter(e.record["event_id"] for e in events if e.topic != "carrier-scans")  # scans are redelivered
+    assert [k for k, n in ids.items() if n > 1] == []
+    prefixed = generate(orders=30, seed=7, id_prefix="P")
+    assert all(e.record["event_id"].startswith("P") for e in prefixed)
+
+
+def test_habits_are_deterministic_and_mostly_evening():
+    assert habit(7, "C00001", "Europe/Berlin") == habit(7, "C00001", "Europe/Berlin")
+    assert habit(7, "C00001", "Asia/Tokyo").tz == "Asia/Tokyo"
+    many = [habit(7, f"C{n:05d}", "Europe/Berlin") for n in range(5000)]
+    assert len({(h.peak_hour, h.spread_hours, h.base_open) for h in many}) > 500
+    assert all(1 <= h.spread_hours <= 3 and 0.25 <= h.base_open <= 0.6 for h in many)
+    share = Counter(
+        "morning" if 6 <= h.peak_hour <= 9 else "midday" if 11 <= h.peak_hour <= 14 else "evening" for h in many
+    )
+    assert sum(share.values()) == 5000 and all(18 <= h.peak_hour <= 22 or h.peak_hour <= 14 for h in many)
+    assert 0.26 <= share["morning"] / 5000 <= 0.34
+    assert 0.21 <= share["midday"] / 5000 <= 0.29
+    assert 0.41 <= share["evening"] / 5000 <= 0.49
+
+
+def test_open_probability_is_highest_just_before_the_window_and_lowest_just_after():
+    h = Habit(peak_hour=19, spread_hours=2, base_open=0.5, tz="Europe/Berlin")
+    day = int(datetime(2026, 1, 5, tzinfo=ZoneInfo("Europe/Berlin")).timestamp() * 1000)  # local midnight
+    p = {m: open_probability(h, day + m * MINUTE) for m in range(0, 24 * 60, 5)}
+    assert all(OPEN_FLOOR * h.base_open <= v <= h.base_open for v in p.values())
+    assert p[19 * 60] == p[20 * 60 + 55] == h.base_open  # inside the window
+    assert p[18 * 60 + 55] > 0.48  # just before it
+    assert min(p, key=p.get) == 21 * 60  # just after it ends: a whole day to wait
+    assert p[21 * 60] < 1.01 * OPEN_FLOOR * h.base_open
+    before = [p[m] for m in range(21 * 60, 24 * 60, 5)] + [p[m] for m in range(0, 19 * 60, 5)]
+    assert before == sorted(before)  # the closer to the next window, the likelier
+
+
+def test_next_check_in_is_a_minute_of_the_next_window():
+    late = Habit(peak_hour=22, spread_hours=3, base_open=0.4, tz="America/New_York")  # runs past midnight
+    jitter = random.Random(1)
+    start = 1_767_225_600_000
+    for k in range(500):
+        after = start + k * 37 * MINUTE
+        t = next_check_in(late, after, jitter)
+        assert after <= t < after + DAY and _in_window(late, t), (after, t)
+        if _in_window(late, after):
+            assert t - after < 3 * HOUR
+    assert next_check_in(late, start, random.Random(3)) == next_check_in(late, start, random.Random(3))
+
+
+def test_opens_follow_each_customers_habit(habits_run):
+    events, truth = habits_run
+    opens = [e.record for e in events if e.topic == "engagement" and e.record["type"] == "opened"]
+    orders = {e.record["order_id"] for e in events if e.topic == "orders"}
+    assert 0.8 <= len(opens) / len(orders) <= 1.1
+    by_customer = defaultdict(list)
+    for r in opens:
+        by_customer[r["customer_id"]].append(_in_window(truth[r["customer_id"]], r["event_time"]))
+    regulars = {c: v for c, v in by_customer.items() if len(v) >= 3}
+    assert len(regulars) > 100
+    assert all(sum(v) > len(v) / 2 for v in regulars.values())
+    clicks = [e.record for e in events if e.topic == "engagement" and e.record["type"] == "clicked"]
+    assert sum(_in_window(truth[r["customer_id"]], r["event_time"]) for r in clicks) > 0.8 * len(clicks)
+
+
+def test_notices_are_opened_more_when_they_land_just_before_the_check_in(habits_run):
+    """The shipping and delivered notices: opened with `open_probability` of when they were sent."""
+    events, truth = habits_run
+    opened = {e.record["event_id"] for e in events if e.topic == "engagement" and e.record["type"] == "opened"}
+    sent = {(e.record["order_id"], "shipped"): e.record for e in events if e.record.get("type") == "fulfilled"}
+    for e in events:
+        if e.topic == "carrier-scans" and e.record["status"] == "delivered" and e.record["service_level"] != "return":
+            sent[(e.record["order_id"], "delivered")] = e.record
+    near, far = [], []
+    for (order_id, kind), r in sent.items():
+        h = truth[r["customer_id"]]
+        p = open_probability(h, r["event_time"])
+        (near if p > 0.8 * h.base_open else far).append(f"eng-{order_id}-open-{kind}" in opened)
+    assert len(near) > 300 and len(far) > 2000
+    assert sum(near) / len(near) > 0.35 > 0.2 > sum(far) / len(far)
