@@ -235,6 +235,12 @@ class ContentHints:
 
 
 @dataclass(slots=True)
+class ExperimentArm:
+    experiment: str
+    arm: str
+
+
+@dataclass(slots=True)
 class MessageIntent:
     intent_id: str
     decided_at: int
@@ -251,6 +257,9 @@ class MessageIntent:
     source_event_id: str
     locale: str | None = None
     time_zone: str | None = None
+    experiment: str | None = None  # the experiment that chose the variant to render, else the first one
+    arm: str | None = None
+    experiments: list[ExperimentArm] = field(default_factory=list)  # every experiment it is in
 
 
 @dataclass(slots=True)
@@ -265,6 +274,8 @@ class DecisionAudit:
     order_id: str | None = None
     channel: str | None = None
     intent_id: str | None = None
+    experiment: str | None = None  # held_out: the experiment that held it back, and the arm
+    arm: str | None = None
 
 
 @dataclass(slots=True)
@@ -451,6 +462,7 @@ def _intent_from(record: dict) -> MessageIntent:
             "send_at": to_ms(record["send_at"]),
             "expires_at": to_ms(record["expires_at"]),
             "content": ContentHints(**content),
+            "experiments": [ExperimentArm(**e) for e in record.get("experiments") or ()],
         }
     )
 

@@ -38,4 +38,7 @@ def test_emit_knows_every_field_of_the_records_it_copies():
         "source_event_id",
         "locale",
         "time_zone",
+        "experiment",
+        "arm",
+        "experiments",
     ]
