@@ -16,8 +16,8 @@ was known before it. A `Due` (or a tick) only advances the clock. Timer kinds:
 
 from __future__ import annotations
 
-from . import gate, post_delivery, replenishment, winback
-from .decisions import CustomerDecision, cancel_timer
+from . import experiments, gate, post_delivery, replenishment, send_time, winback
+from .decisions import CustomerDecision, cancel_timer, shared_get, shared_put
 from .model import (
     CHANNELS,
     CustomerCommand,
@@ -39,12 +39,15 @@ from .policy import (
     PROBLEMS_KEPT,
     PolicyConfig,
 )
+from .segments import segment
 from .sentiment import is_negative
 from .state import CustomerOrder, CustomerState
 
 __all__ = ["CustomerDecision", "decide_customer"]
 
 NEGATIVE_RATING = DEFAULT_POLICY.negative_rating  # kept for callers of the earlier module
+ENROLLED_KEPT = 50  # experiments a customer is remembered as counted in
+WISMO_TOPICS = frozenset({"wismo", "delivery"})  # tickets asking where the order is (connectors' topics)
 MAX_FIRINGS = 200  # per decision: a safety net, timers never schedule themselves in the past
 
 
@@ -53,8 +56,11 @@ def decide_customer(
     item: CustomerCommand | EngagementEvent | SupportEvent | Due,
     now: int,
     config: PolicyConfig = DEFAULT_POLICY,
+    shared=None,
 ) -> CustomerDecision:
     """Fold one item into the customer. Takes ownership of `state` (it may be changed in place).
+    `shared`: the partition's learned statistics (send-time fallbacks, bandit counts), a mapping
+    read with .get(); what the decision changes is in `decision.stats`.
 
     A Due, or a "tick" command, that finds nothing due returns `duplicate=True`: nothing changed,
     nothing to store."""
@@ -62,10 +68,10 @@ def decide_customer(
         if state is None:
             return CustomerDecision(CustomerState(customer_id=item.key), duplicate=True)
         matching = state.timers.get(item.kind) == item.due_at
-        return _advance(CustomerDecision(state), max(now, item.due_at) if matching else now, config)
+        return _advance(CustomerDecision(state, shared=shared), max(now, item.due_at) if matching else now, config)
     if state is None:
         state = CustomerState(customer_id=item.customer_id)
-    decision = CustomerDecision(state)
+    decision = CustomerDecision(state, shared=shared)
     if isinstance(item, CustomerCommand) and item.kind == "tick":
         return _advance(decision, item.due.now if item.due is not None else now, config)
     item_id = item.command_id if isinstance(item, CustomerCommand) else item.event_id
@@ -73,6 +79,8 @@ def decide_customer(
         decision.duplicate = True
         return decision
     state.updated_at = max(state.updated_at or 0, item.event_time)
+    if config.experiments:
+        _enrol(decision, item.event_time, config)
     run_due(decision, now, config)
     if isinstance(item, CustomerCommand):
         if item.kind == "candidate_intent" and item.intent is not None:
@@ -126,6 +134,45 @@ def _fire(decision: CustomerDecision, kind: str, due_at: int, now: int, config: 
         winback.fire(decision, due_at, now, config)
 
 
+# --- experiments: outcomes and rewards ---------------------------------------------------------
+
+
+def _outcome(
+    decision: CustomerDecision, config: PolicyConfig, at: int, order_id: str | None, *pairs, unit: str | None = None
+) -> None:
+    if config.experiments:
+        experiments.count(decision.outcomes, config.experiments, at, decision.state.customer_id, order_id, pairs, unit)
+
+
+def _enrol(decision: CustomerDecision, at: int, config: PolicyConfig) -> None:
+    """A customer counts once as a unit of each running customer experiment, from the first input
+    about them while it runs (their arm's denominator for unsubscribes and repeat purchases)."""
+    state = decision.state
+    for exp in config.experiments:
+        if exp.unit == "customer" and exp.policy == "hash" and exp.id not in state.enrolled and exp.active(at):
+            state.enrolled.append(exp.id)
+            del state.enrolled[:-ENROLLED_KEPT]
+            experiments.count(decision.outcomes, (exp,), at, state.customer_id, None, (("units", 1),))
+
+
+def _reward(decision: CustomerDecision, config: PolicyConfig, reward: str, at: int) -> None:
+    """A review, click or order: a success for the bandit arm last sent within its reward window."""
+    state = decision.state
+    for exp in config.experiments:
+        exposure = state.exposures.get(exp.id)
+        if exp.policy != "thompson" or exposure is None:
+            continue
+        if at - exposure["at"] > exp.reward_days * 86_400_000:
+            del state.exposures[exp.id]  # its window passed without a reward
+        elif exp.reward == reward and at >= exposure["at"]:
+            del state.exposures[exp.id]
+            key = experiments.bandit_key(exp)
+            counts = shared_get(decision, key) or {}
+            trials, wins = counts.get(exposure["arm"], (0, 0))
+            shared_put(decision, key, {**counts, exposure["arm"]: [trials, wins + 1]})
+            decision.outcomes.append((exp.id, exposure["arm"], "rewarded", 1))
+
+
 # --- candidates from the order stage ---------------------------------------------------------
 
 
@@ -175,6 +222,8 @@ def _on_fact(decision: CustomerDecision, command: CustomerCommand, now: int, con
         _on_placed(decision, order, fact, at, now, config)
     elif fact.type == "delivered":
         first = order.delivered_at is None
+        if first:
+            _outcome(decision, config, at, order.order_id, ("delivered", 1))
         order.delivered_at = min(order.delivered_at or at, at)
         delivered = _items(fact) or list(order.items)  # no items given: the whole order
         known = {i["sku"] for i in order.delivered_items}
@@ -241,6 +290,8 @@ def _on_placed(
 ) -> None:
     state = decision.state
     state.orders_count += 1
+    if config.experiments:
+        _placed_outcomes(decision, order, at, config)
     if order.order_id not in state.order_ids:
         state.order_ids.append(order.order_id)  # every order, so an erasure request reaches them all
         del state.order_ids[:-ORDER_IDS_KEPT]
@@ -258,6 +309,17 @@ def _on_placed(
         _apply_checkout_contact(state, fact, at)
     replenishment.on_placed(decision, order, order.items, now, config)
     winback.on_placed(decision, at, now, config)
+
+
+def _placed_outcomes(decision: CustomerDecision, order: CustomerOrder, at: int, config: PolicyConfig) -> None:
+    state = decision.state
+    _outcome(decision, config, at, order.order_id, ("orders", 1))
+    _outcome(decision, config, at, order.order_id, ("units", 1), unit="order")
+    if state.orders_count == 2 and state.first_order_at is not None:
+        for exp in config.experiments:  # bought again soon after their first order
+            if exp.unit == "customer" and exp.active(at) and at - state.first_order_at <= exp.repeat_days * 86_400_000:
+                experiments.count(decision.outcomes, (exp,), at, state.customer_id, None, (("repeat", 1),))
+    _reward(decision, config, "order", at)
 
 
 def _apply_checkout_contact(state: CustomerState, fact: OrderFact, at: int) -> None:
@@ -284,6 +346,10 @@ def _apply_checkout_contact(state: CustomerState, fact: OrderFact, at: int) -> N
 
 def _on_engagement(decision: CustomerDecision, event: EngagementEvent, now: int, config: PolicyConfig) -> None:
     state = decision.state
+    if event.type in ("opened", "clicked"):
+        send_time.observe(decision, event.event_time, segment(state, event.event_time, config), config)
+        if event.type == "clicked" and config.experiments:
+            _reward(decision, config, "click", event.event_time)
     if event.type in ("opened", "clicked") and event.order_id:
         order = _order(state, event.order_id, event.event_time)
         if event.event_time not in order.engaged:
@@ -303,6 +369,8 @@ def _on_engagement(decision: CustomerDecision, event: EngagementEvent, now: int,
     elif kind == "bounced":
         ch.bounced = True
     elif kind in ("unsubscribed", "spam_report"):
+        if ch.marketing_consent:
+            _outcome(decision, config, event.event_time, None, ("unsubscribed", 1), unit="customer")
         # An unsubscribe or spam report takes effect at once, whatever its event time.
         ch.marketing_consent = False
         ch.consent_at = max(ch.consent_at or event.event_time, event.event_time)
@@ -328,6 +396,21 @@ def _record_review(decision: CustomerDecision, event: EngagementEvent, now: int,
         }
     )
     del state.reviews[:-20]
+    if config.experiments:
+        if event.order_id and not (state.orders.get(event.order_id) and state.orders[event.order_id].reviewed):
+            _outcome(decision, config, event.event_time, event.order_id, ("reviewed", 1))
+        if event.rating is not None:
+            r = event.rating
+            _outcome(
+                decision,
+                config,
+                event.event_time,
+                event.order_id,
+                ("ratings", 1),
+                ("rating_sum", r),
+                ("rating_sq", r * r),
+            )
+        _reward(decision, config, "review", event.event_time)
     if event.order_id:
         _order(state, event.order_id, event.event_time).reviewed = True
     if event.rating is not None and event.rating <= config.negative_rating:
@@ -345,6 +428,13 @@ def _on_support(decision: CustomerDecision, event: SupportEvent, now: int, confi
         or (event.type == "message" and event.from_customer)  # a customer reply reopens the ticket
         or (event.type == "status_changed" and event.status in ("new", "open", "pending", "hold"))
     )
+    if event.type == "ticket_opened" and config.experiments:
+        _outcome(decision, config, event.event_time, event.order_id, ("tickets", 1))
+        if event.topic in WISMO_TOPICS and event.order_id:
+            order = _order(state, event.order_id, event.event_time)
+            if not order.wismo:
+                order.wismo = True
+                _outcome(decision, config, event.event_time, event.order_id, ("wismo_orders", 1))
     if closing and event.ticket_id in state.open_tickets:
         state.open_tickets.remove(event.ticket_id)
     elif opening and event.ticket_id not in state.open_tickets:

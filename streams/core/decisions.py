@@ -17,6 +17,21 @@ class CustomerDecision:
     audit: list[DecisionAudit] = field(default_factory=list)
     schedule: list[Schedule] = field(default_factory=list)  # call me back (see model.Schedule)
     duplicate: bool = False  # nothing happened: a redelivered item, or a Due/tick with nothing due
+    shared: object = None  # the partition's learned statistics (a mapping view), read through shared_get
+    stats: dict = field(default_factory=dict)  # statistics this decision changed: key -> new value
+    outcomes: list = field(default_factory=list)  # (experiment, arm, outcome, value) (experiments.py)
+
+
+def shared_get(decision: CustomerDecision, key: str):
+    """A partition statistic as this decision left it (its own changes first)."""
+    found = decision.stats.get(key)
+    if found is None and decision.shared is not None:
+        found = decision.shared.get(key)
+    return found
+
+
+def shared_put(decision: CustomerDecision, key: str, value) -> None:
+    decision.stats[key] = value
 
 
 def audit(
@@ -27,6 +42,8 @@ def audit(
     now: int,
     *extra: object,
     channel: str | None = None,
+    experiment: str | None = None,
+    arm: str | None = None,
 ) -> None:
     """Record a decision not to send (now). The id depends only on the intent, the verdict and
     `extra` (e.g. the release time of a hold), so a replay gives the same audit ids. `channel`: the
@@ -43,6 +60,8 @@ def audit(
             order_id=intent.order_id,
             channel=channel or intent.channel,
             intent_id=intent.intent_id,
+            experiment=experiment,
+            arm=arm,
         )
     )
 

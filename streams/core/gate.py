@@ -12,9 +12,13 @@ policy), first time and again at release. In order:
 5. channel (channels.py): consent and reachability, urgency, engagement -> skipped if none;
 6. reputation guard (guard.py), marketing only -> held until it lifts, or suppressed if it outlasts
    the message;
-7. quiet hours (quiet_hours.py) -> held until the window ends (dropped if it expires first);
-8. caps and smart sending (caps.py), marketing only -> skipped;
-9. out it goes: on the chosen channel (a new id if it moved), with segment and tone, recorded.
+7. send time (send_time.py), messages that can wait -> held until the customer's best hour, unless
+   an experiment puts them in the fixed-time arm;
+8. quiet hours (quiet_hours.py) -> held until the window ends (dropped if it expires first);
+9. caps and smart sending (caps.py), marketing only -> skipped;
+10. experiments (experiments.py): an arm that holds this message back -> audited "held_out";
+11. out it goes: on the chosen channel (a new id if it moved), with segment and tone, its experiments
+    and arms (a Thompson-sampled arm picked now), recorded.
 
 Held messages are kept in the state (`held`) with a timer "release:<candidate id>"; at release they
 go through all of this again with the time of release.
@@ -24,9 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import caps, channels, guard, ids, reviews
-from .decisions import CustomerDecision, audit, cancel_timer, set_timer
-from .model import ContentHints, MessageIntent, message_intent_from, to_record
+from . import caps, channels, experiments, guard, ids, reviews, send_time
+from .decisions import CustomerDecision, audit, cancel_timer, set_timer, shared_get, shared_put
+from .model import ContentHints, ExperimentArm, MessageIntent, message_intent_from, to_record
 from .policy import HELD_KEPT, PolicyConfig
 from .quiet_hours import quiet_until
 from .segments import segment, tone
@@ -137,6 +141,11 @@ def consider(
             return
 
     when = max(now, intent.send_at)
+    can_wait = send_time.can_wait(intent)
+    joined = experiments.memberships(config.experiments, intent, now, can_wait) if config.experiments else []
+    timing = _timing(decision, proposal, intent, channel, when, tz, joined, can_wait, now, config, released)
+    if timing is None:
+        return  # held for the customer's best hour
     opens = quiet_until(when, tz, channel, intent.kind, intent.priority, config)
     if opens is not None:
         if opens > intent.expires_at:
@@ -150,7 +159,46 @@ def consider(
         audit(decision, intent, "skipped", [capped], now, channel=channel)
         return
 
-    _emit(decision, proposal, intent, channel, notes, now, released, config)
+    for exp, arm in joined:
+        if arm is not None and arm.hold and intent.kind != "transactional":
+            reasons = [f"experiment:{exp.id}", f"arm:{arm.name}"]
+            audit(decision, intent, "held_out", reasons, now, channel=channel, experiment=exp.id, arm=arm.name)
+            decision.outcomes.append((exp.id, arm.name, "held_out", 1))
+            return
+
+    _emit(decision, proposal, intent, channel, [*notes, *timing], now, released, config, joined)
+
+
+def _timing(
+    decision: CustomerDecision,
+    proposal: Proposal,
+    intent: MessageIntent,
+    channel: str,
+    when: int,
+    tz: str | None,
+    joined: list,
+    can_wait: bool,
+    now: int,
+    config: PolicyConfig,
+    released: HeldIntent | None,
+) -> list[str] | None:
+    """Reason codes for when a message that can wait goes out, or None when it was held for the
+    customer's best hour. Urgent order and delivery news never waits here."""
+    if not can_wait or not config.send_time_optimisation:
+        return []
+    arm = next((a for _, a in joined if a is not None and a.send_time), None)
+    if arm is not None and arm.send_time == "fixed":
+        return ["send_time:fixed"]
+    if released is not None and released.reasons and released.reasons[0].startswith("send_time:"):
+        return released.reasons[:1]  # its hour has come
+    best = send_time.best_time(decision, intent, channel, when, tz, segment(decision.state, now, config), config)
+    if best is None:
+        return ["send_time:no_history"]
+    at, code = best
+    if at > when:
+        _hold(decision, proposal, intent, channel, at, [code], now, released)
+        return None
+    return [code]
 
 
 def release(decision: CustomerDecision, candidate_id: str, now: int, config: PolicyConfig) -> None:
@@ -288,8 +336,19 @@ def _emit(
     now: int,
     released: HeldIntent | None,
     config: PolicyConfig,
+    joined: list | None = None,
 ) -> None:
     state = decision.state
+    tags, variant = [], None
+    for exp, arm in joined or ():
+        if arm is None:  # Thompson sampling: the arm is picked per message
+            arm, explored = _bandit(decision, exp, proposal, intent, now)
+            notes = [*notes, f"bandit:{exp.id}:{arm.name}:{'explore' if explored else 'exploit'}"]
+        tags.append(ExperimentArm(exp.id, arm.name))
+        if variant is None and exp.kind in ("variant", "bandit"):
+            variant = tags[-1]
+        decision.outcomes.append((exp.id, arm.name, "sent", 1))
+    named = variant or (tags[0] if tags else None)
     # The intent as it goes out: copied field by field (dataclasses.replace is several times slower,
     # and this runs for every message); the content's lists are shared, as replace shares them.
     c = intent.content
@@ -324,6 +383,9 @@ def _emit(
         source_event_id=intent.source_event_id,
         locale=intent.locale or state.locale,
         time_zone=intent.time_zone or state.time_zone,
+        experiment=named.experiment if named else None,
+        arm=named.arm if named else None,
+        experiments=tags,
     )
     decision.intents.append(out)
     state.channel(channel).sent += 1
@@ -344,3 +406,20 @@ def _emit(
         caps.record_marketing(state, channel, out.intent_type, max(out.send_at, now))
     if out.intent_type == "review_request":
         reviews.record_asked(state, out, now, config)
+
+
+def _bandit(
+    decision: CustomerDecision, exp: experiments.Experiment, proposal: Proposal, intent: MessageIntent, now: int
+) -> tuple[experiments.Arm, bool]:
+    """Pick the arm by Thompson sampling, count the trial, and remember it for the reward."""
+    key = experiments.bandit_key(exp)
+    counts = shared_get(decision, key) or {}
+    arm, explored, _ = experiments.thompson(exp, counts, proposal.candidate_id)
+    trials, wins = counts.get(arm.name, (0, 0))
+    shared_put(decision, key, {**counts, arm.name: [trials + 1, wins]})
+    decision.state.exposures[exp.id] = {
+        "arm": arm.name,
+        "at": max(now, intent.send_at),
+        "order_id": intent.order_id,
+    }
+    return arm, explored

@@ -143,6 +143,18 @@ class PolicyConfig:
     lapsed_days: int = 180  # no order for this long
     occasional_gap_days: int = 90  # repeat customers whose usual gap is this long
 
+    # --- send-time optimisation (send_time.py) ---------------------------------------------------
+    # Klaviyo Smart Send Time and Braze Intelligent Timing learn the hour each customer engages.
+    send_time_optimisation: bool = True  # off: messages go out at the planned hour
+    send_time_half_life_days: int = 90  # an open this old counts half
+    send_time_min_opens: float = 2.0  # the customer's own (decayed) opens before their habit leads
+    send_time_prior_weight: float = 2.0  # the shop's or segment's habit counts as this many opens
+    send_time_min_shop_opens: float = 30.0  # a shop or segment histogram is used from this many opens
+    send_time_max_delay_ms: int = 24 * HOUR  # a message waits at most this long for the best hour
+
+    # --- experiments (experiments.py): from the experiments file, none by default ---------------
+    experiments: tuple = ()
+
     # --- lifetimes of the messages the customer stage creates ----------------------------------
     ttl_ms: Mapping = field(
         default_factory=lambda: _frozen(

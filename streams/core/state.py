@@ -159,6 +159,7 @@ class CustomerOrder:
     returned: bool = False
     returning: list[str] = field(default_factory=list)  # open returns that take back every item delivered
     negative_contact: bool = False  # a complaint, negative message or bad rating about this order
+    wismo: bool = False  # the customer asked where it is (a "where is my order" ticket)
     reviewed: bool = False  # the customer reviewed something of this order already
     engaged: list[int] = field(default_factory=list)  # times of opens/clicks about this order (newest few)
     parcels: dict[str, int] = field(default_factory=dict)  # tracking number -> furthest stage proposed (1-3)
@@ -225,6 +226,11 @@ class CustomerState:
     replenish: dict[str, ReplenishPlan] = field(default_factory=dict)  # sku -> plan
     sku_purchases: dict[str, list[int]] = field(default_factory=dict)  # replenishable sku -> placement times
     timers: dict[str, int] = field(default_factory=dict)  # scheduled decision kind -> due time (see model.Schedule)
+    # When they engage: decayed opens and clicks per local hour and weekday (send_time.py).
+    send_time: dict | None = None  # hours: 24 floats, days: 7 floats, at: as of (event time)
+    # Thompson-sampled experiments: the last arm sent, until its reward came or its window passed.
+    exposures: dict[str, dict] = field(default_factory=dict)  # experiment -> arm, at, order_id
+    enrolled: list[str] = field(default_factory=list)  # customer experiments they were counted in (units)
     seen: list[str] = field(default_factory=list)  # event and command ids
     updated_at: int | None = None
 

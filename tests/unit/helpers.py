@@ -6,7 +6,7 @@ gives the same id (a redelivery); pass `event_id=` to make a distinct event with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -32,6 +32,7 @@ from streams.core.model import (
     SupportEvent,
 )
 from streams.core.orders import decide_order
+from streams.core.policy import DEFAULT_POLICY, PolicyConfig
 from streams.core.state import CustomerState, OrderState
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -372,6 +373,8 @@ def support(
 
 # --- customer stage runner -------------------------------------------------------------------
 
+PLANNED_HOUR = replace(DEFAULT_POLICY, send_time_optimisation=False)
+
 
 @dataclass
 class CustomerRun:
@@ -384,11 +387,14 @@ class CustomerRun:
     duplicates: int = 0
     schedule: list[Schedule] = field(default_factory=list)  # entries not fired yet (the app's schedule table)
     fire_dues: bool = False  # after each item, fire what is due by its time (the app on the event clock)
+    # Tests of the other policies decide at the planned hour; send-time tests pass DEFAULT_POLICY.
+    config: PolicyConfig = PLANNED_HOUR
+    shared: dict = field(default_factory=dict)  # the partition's statistics (the app's customer_stats)
 
     def feed(self, *items, now: int | None = None) -> "CustomerRun":
         for item in items:
             at = item.event_time if now is None else now
-            decision = decide_customer(self.state, item, at)
+            decision = decide_customer(self.state, item, at, self.config, self.shared)
             self._take(decision)
             self.duplicates += decision.duplicate
             if self.fire_dues:
@@ -408,18 +414,20 @@ class CustomerRun:
                 at = max(clock, entry.due_at) if live else now
                 clock = at
                 if self.state is not None:
-                    self._take(decide_customer(self.state, Due(entry.key, entry.kind, entry.due_at, at), at))
+                    due = Due(entry.key, entry.kind, entry.due_at, at)
+                    self._take(decide_customer(self.state, due, at, self.config, self.shared))
         return self
 
     def _take(self, decision) -> None:
         self.state = decision.state
+        self.shared.update(decision.stats)
         self.intents.extend(decision.intents)
         self.audit.extend(decision.audit)
         self.schedule.extend(decision.schedule)
 
 
-def run_customer(*items, now: int | None = None) -> CustomerRun:
-    return CustomerRun().feed(*items, now=now)
+def run_customer(*items, now: int | None = None, config: PolicyConfig | None = None) -> CustomerRun:
+    return CustomerRun(config=config or PLANNED_HOUR).feed(*items, now=now)
 
 
 def send(run: CustomerRun, *items, now: int | None = None) -> tuple[list[MessageIntent], list[DecisionAudit]]:
