@@ -110,7 +110,7 @@ TOPICS = [
 
 # Faust names changelogs "<app id>-<table>-changelog"; declared here so `aftersale topics` shows
 # and creates them with the right partitions and compaction before a worker starts.
-TABLES = ["orders", "customers", "lanes", "order_schedule", "customer_schedule"]
+TABLES = ["orders", "customers", "lanes", "order_schedule", "customer_schedule", "customer_stats"]
 
 
 def changelog_name(app_id: str, table: str) -> str:

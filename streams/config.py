@@ -17,6 +17,20 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+def load_experiments(path: str | Path | None) -> tuple:
+    """Experiments from a TOML file (streams/core/experiments.py); exits with what is wrong."""
+    from .core.experiments import ExperimentConfigError, loads
+
+    if not path:
+        return ()
+    try:
+        return loads(Path(path).read_text())
+    except OSError as e:
+        raise SystemExit(f"AFTERSALE_EXPERIMENTS: cannot read {path}: {e}") from None
+    except ExperimentConfigError as e:
+        raise SystemExit(f"AFTERSALE_EXPERIMENTS {path}: {e}") from None
+
+
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")  # what aiokafka can produce (with cramjam)
 
 
@@ -44,6 +58,7 @@ class Settings:
     # the broker stores and serves the batches as compressed. none | gzip | snappy | lz4 | zstd.
     compression: str = "zstd"
     warm_start: str | None = None  # learned.json of a replay of past orders (streams/core/warm.py)
+    experiments: str | None = None  # experiments file (TOML, docs/experiments.md); none: no experiments
     instance_id: str | None = None  # static group membership: a restarted worker gets its partitions back at once
     session_timeout: float = 30.0  # seconds before a silent worker's partitions move elsewhere
     # Token for every HTTP view but /health and /ready (streams/webauth.py); unset: the worker makes
@@ -80,6 +95,7 @@ class Settings:
             fire_limit=_int("AFTERSALE_FIRE_LIMIT", cls.fire_limit),
             compression=(env.get("AFTERSALE_COMPRESSION") or cls.compression).lower(),
             warm_start=env.get("AFTERSALE_WARM_START") or None,
+            experiments=env.get("AFTERSALE_EXPERIMENTS") or None,
             instance_id=env.get("AFTERSALE_INSTANCE_ID") or None,
             session_timeout=float(env.get("AFTERSALE_SESSION_TIMEOUT") or cls.session_timeout),
             web_token=env.get("AFTERSALE_WEB_TOKEN") or None,
@@ -102,6 +118,7 @@ class Settings:
             raise SystemExit(f"AFTERSALE_ROCKSDB_MEMORY_MB must be at least 8, got {settings.rocksdb_memory_mb}")
         if settings.warm_start and not Path(settings.warm_start).is_file():
             raise SystemExit(f"AFTERSALE_WARM_START: no such file {settings.warm_start}")
+        settings.load_experiments()  # a bad experiments file stops the start, with what is wrong
         if settings.compression not in COMPRESSIONS:
             raise SystemExit(
                 f"AFTERSALE_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, got {settings.compression!r}"
@@ -112,6 +129,10 @@ class Settings:
         if bad_security:
             raise SystemExit("Kafka security settings: " + "; ".join(bad_security))
         return settings
+
+    def load_experiments(self) -> tuple:
+        """The experiments of AFTERSALE_EXPERIMENTS (checked), or none."""
+        return load_experiments(self.experiments)
 
     def topic(self, name: str) -> str:
         return f"{self.app_id}.{name}"

@@ -25,6 +25,7 @@ from .core.model import (
     Schedule,
 )
 from .core.orders import decide_order
+from .core.policy import DEFAULT_POLICY, PolicyConfig
 from .core.state import CustomerState, OrderState
 from .runtime.scheduling import Scheduler
 
@@ -43,6 +44,7 @@ class Outputs:
     duplicate: bool = False
     fired: int = 0  # scheduled decisions taken (Dues popped)
     scores: list = field(default_factory=list)  # the order stage's delay assessments (replays keep them)
+    outcomes: list = field(default_factory=list)  # (experiment, arm, outcome, value) (core/experiments.py)
     more: bool = False  # a fire stopped at its limit: more may be due (the worker fires again, see app.py)
 
     def extend(self, other: "Outputs") -> "Outputs":
@@ -51,6 +53,7 @@ class Outputs:
         self.audit += other.audit
         self.erase_orders += other.erase_orders
         self.scores += other.scores
+        self.outcomes += other.outcomes
         self.fired += other.fired
         self.more = self.more or other.more
         return self
@@ -196,15 +199,38 @@ class OrderStage:
         return Outputs(commands=decision.commands, audit=decision.audit, scores=decision.scores)
 
 
+class _SharedView:
+    """The customer stage's learned statistics of one partition (send-time habits of the shop and
+    its segments, bandit counts), read on demand by the core."""
+
+    __slots__ = ("table", "partition")
+
+    def __init__(self, table: MutableMapping, partition: int):
+        self.table, self.partition = table, partition
+
+    def get(self, key: str, default=None):
+        found = self.table.get(f"{self.partition}|{key}")
+        return default if found is None else found
+
+
 class CustomerStage:
-    """`objects=True`: see OrderStage."""
+    """`objects=True`: see OrderStage. `stats`: the partition statistics table (learned per
+    partition, like lanes); `config`: the policy, with the experiments file's experiments."""
 
     def __init__(
-        self, customers: MutableMapping, schedule: MutableMapping, objects: bool = False, event_clock: bool = False
+        self,
+        customers: MutableMapping,
+        schedule: MutableMapping,
+        stats: MutableMapping | None = None,
+        objects: bool = False,
+        event_clock: bool = False,
+        config: PolicyConfig = DEFAULT_POLICY,
     ):
         self.event_clock = event_clock
         self.customers, self.schedule = customers, Scheduler(schedule)
+        self.stats = {} if stats is None else stats
         self.objects = objects
+        self.config = config
 
     def _load(self, stored) -> CustomerState | None:
         if not stored:
@@ -225,7 +251,7 @@ class CustomerStage:
         if isinstance(item, ErasureRequest):
             return self.erase(item)
         stored = self.customers.get(item.customer_id)
-        decision = decide_customer(self._load(stored), item, now)
+        decision = decide_customer(self._load(stored), item, now, self.config, _SharedView(self.stats, partition))
         if decision.duplicate and stored and getattr(item, "kind", None) != "tick":
             return _repair(self.customers, self.schedule, partition, item.customer_id, stored, decision.state, now)
         return self._apply(partition, item.customer_id, decision, now)
@@ -240,7 +266,9 @@ class CustomerStage:
                     if stored is None:
                         continue
                     when = _decision_time(due, now, self.event_clock)
-                    decision = decide_customer(stored, _at(due, when), when)
+                    decision = decide_customer(
+                        stored, _at(due, when), when, self.config, _SharedView(self.stats, partition)
+                    )
                     out.extend(self._apply(partition, due.key, decision, when, later))
             finally:
                 self.schedule.add(partition, later, now)
@@ -250,5 +278,7 @@ class CustomerStage:
         if decision.duplicate:
             return Outputs(duplicate=True)
         self.customers[key] = decision.state if self.objects else decision.state.to_dict()
+        for stat_key, value in decision.stats.items():
+            self.stats[f"{partition}|{stat_key}"] = value
         _schedule(self.schedule, partition, decision.schedule, now, later)
-        return Outputs(intents=decision.intents, audit=decision.audit)
+        return Outputs(intents=decision.intents, audit=decision.audit, outcomes=decision.outcomes)

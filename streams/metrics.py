@@ -41,6 +41,13 @@ class Metrics:
             "Returns received whose refund is later than the shop's usual time (refund_delayed proposed)",
             registry=self.registry,
         )
+        self.experiment_outcomes = Counter(
+            "aftersale_experiment_outcomes",
+            "Per experiment and arm: units, orders, WISMO orders, deliveries, reviews, ratings, unsubscribes, "
+            "repeat buyers, messages sent and held out (docs/experiments.md)",
+            ["experiment", "arm", "outcome"],
+            registry=self.registry,
+        )
         self.fired = Counter(
             "aftersale_scheduled_fired",
             "Scheduled decisions taken (timers that fell due)",

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+from .core.experiments import summarise
 from .live_state import as_dict
 from .runtime.checkpoint import OUTBOX_PREFIX
 from .runtime.faust_ext import active_dbs
@@ -26,6 +27,11 @@ EXACT_COUNT_UP_TO = 10_000  # keys per partition DB counted one by one (~10 ms);
 RATE_WINDOW_SECONDS = 30.0  # throughput is averaged over about this long
 ALERT_WORDS = ("delay", "exception", "stall")  # intent types an operator wants to see at once
 LISTED = 50  # recent decisions in the snapshot
+
+
+def _finite(entry: dict) -> dict:
+    """An interval entry with NaN (no data yet) as None: JSON has no NaN."""
+    return {k: [None if x != x else round(x, 4) for x in v] for k, v in entry.items()}
 
 
 def is_alert(intent_type: str) -> bool:
@@ -182,6 +188,29 @@ class OpsMonitor:
             "reasons": [{"reason": r, "count": n} for (r,), n in sorted(reasons.items(), key=lambda kv: -kv[1])],
         }
 
+    def _experiments(self, metrics) -> list[dict[str, Any]]:
+        """Per experiment and arm, what this worker counted since it started, with 95% intervals
+        (the same figures as the replay's report; Prometheus sums them over workers)."""
+        running = self.handles.get("experiments") or ()
+        if not running:
+            return []
+        counts = counter_totals(metrics.experiment_outcomes, "experiment", "arm", "outcome")
+        rows = []
+        for row in summarise(counts, running):
+            c = row["counts"]
+            rows.append(
+                {
+                    "experiment": row["experiment"],
+                    "kind": row["kind"],
+                    "arm": row["arm"],
+                    "control": row["control"],
+                    **{k: c[k] for k in ("units", "orders", "sent", "held_out")},
+                    "rates": {k: _finite(v) for k, v in row["rates"].items()},
+                    "mean_rating": _finite({"value": row["mean_rating"]})["value"],
+                }
+            )
+        return rows
+
     def snapshot(self) -> dict[str, Any]:
         metrics, recent = self.handles["metrics"], self.handles["recent"]
         intents = [as_dict(i) for i in reversed(recent["intents"])]
@@ -208,6 +237,7 @@ class OpsMonitor:
                 "partitions": [{"topic": t, "partition": p, "lag": n} for (t, p), n in sorted(self.lag.items())],
             },
             "returns": self._returns(metrics),
+            "experiments": self._experiments(metrics),
             "tables": dict(self.table_keys),
             "scheduled_backlog": self.backlog,
             "intents_by_type": by_type,

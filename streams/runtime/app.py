@@ -32,6 +32,7 @@ from ..codec import Codec
 from . import rocksdb_memory
 from ..config import Settings
 from ..core import warm
+from ..core.policy import PolicyConfig
 from ..core.state import CustomerState, OrderState
 from ..core.model import ErasureRequest, OrderEvent
 from ..engine import CustomerStage, OrderStage, Outputs
@@ -153,6 +154,8 @@ def build_app(settings: Settings) -> faust.App:
     customer_schedule_table = app.Table(
         "customer_schedule", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS
     )
+    # Engagement habits of the shop and its segments, and bandit counts, learned per partition.
+    customer_stats = app.Table("customer_stats", default=None, partitions=settings.partitions, options=ROCKSDB_OPTIONS)
 
     def now_for(event_time: int) -> int:
         # Live decisions use the wall clock (so stale news is dropped); replays and the demo
@@ -242,6 +245,8 @@ def build_app(settings: Settings) -> faust.App:
                 metrics.returns.labels(command.fact.type.removeprefix("return_")).inc()
             elif command.kind == "candidate_intent" and command.intent.intent_type == "refund_delayed":
                 metrics.refunds_overdue.inc()
+        for experiment, arm, outcome, value in out.outcomes:
+            metrics.experiment_outcomes.labels(experiment, arm, outcome).inc(value)
         for intent in out.intents:
             metrics.intents_out.labels(intent.intent_type, intent.channel).inc()
             recent["intents"].append(intent)
@@ -267,15 +272,17 @@ def build_app(settings: Settings) -> faust.App:
             DirectTable(table), snapshot=encode_value, restore=lambda data: state_type.from_dict(orjson.loads(data))
         )
 
-    order_tables, customer_tables = (orders, lanes, order_schedule_table), (customers, customer_schedule_table)
+    order_tables = (orders, lanes, order_schedule_table)
+    customer_tables = (customers, customer_schedule_table, customer_stats)
     order_views = [state_view(orders, OrderState)] + [WriteBack(DirectTable(t)) for t in order_tables[1:]]
-    customer_views = [state_view(customers, CustomerState), WriteBack(DirectTable(customer_schedule_table))]
+    customer_views = [state_view(customers, CustomerState)] + [WriteBack(DirectTable(t)) for t in customer_tables[1:]]
     order_checkpoint = Checkpoint(send, [RocksStore(t) for t in order_tables], "order")
     customer_checkpoint = Checkpoint(send, [RocksStore(t) for t in customer_tables], "customer")
     # Warm start: statistics a replay of past orders learned (AFTERSALE_WARM_START, streams/core/warm.py).
     learned = warm.loads(Path(settings.warm_start).read_bytes()) if settings.warm_start else None
     order_stage_core = OrderStage(*order_views, objects=True, event_clock=event_clock, warm=learned)
-    customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock)
+    policy = PolicyConfig(experiments=settings.load_experiments())  # the experiments file, checked at start-up
+    customer_stage_core = CustomerStage(*customer_views, objects=True, event_clock=event_clock, config=policy)
 
     def decide(stage, message, record) -> tuple[Outputs, int]:
         """One input through one stage: decide, then fire what became due, at most about
@@ -471,6 +478,8 @@ def build_app(settings: Settings) -> faust.App:
         "customers": customers,
         "recent": recent,
         "lanes": lanes,
+        "customer_stats": customer_stats,
+        "experiments": policy.experiments,
         "scheduled_backlog": lambda: order_stage_core.schedule.pending + customer_stage_core.schedule.pending,
         "outputs": {
             "commands": commands_out,

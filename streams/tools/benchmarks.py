@@ -997,7 +997,9 @@ def bench_e2e(options: dict) -> list[Figure]:
         intents = read_outputs(settings, ["intents"], decode=False)
         audit = sum(1 for _ in read_outputs(settings, ["decision-audit"], decode=False))
         rocksdb = dir_bytes(work / "worker")
-        changelogs = changelog_bytes(settings, ["orders", "customers", "lanes", "order_schedule", "customer_schedule"])
+        from deploy.topics import TABLES
+
+        changelogs = changelog_bytes(settings, TABLES)
         print(
             f"   worker: {proc:.2f}s after its first commit ({total:.2f}s with start-up); "
             f"{commands:,} internal commands, {len(intents):,} intents; RSS {rss / 2**20:.0f} MiB; "

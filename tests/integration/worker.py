@@ -13,8 +13,8 @@ __all__ = ["REPO", "WorkerProcess"]
 class WorkerProcess(WorkerRun):
     """On event time, INFO logging, ready once it answers /health."""
 
-    def __init__(self, settings, data_dir: Path, log_path: Path, instance_id: str = "w0"):
-        super().__init__(settings, data_dir, log_path, clock="event", instance_id=instance_id, loglevel="info")
+    def __init__(self, settings, data_dir: Path, log_path: Path, instance_id: str = "w0", env: dict | None = None):
+        super().__init__(settings, data_dir, log_path, clock="event", instance_id=instance_id, loglevel="info", env=env)
 
     def start(self, timeout: float = 90.0) -> "WorkerProcess":
         super().start(wait="health", timeout=timeout)
