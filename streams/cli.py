@@ -367,6 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="LEARNED_JSON",
             help="start from the statistics an earlier replay learned (its learned.json)",
         )
+        p.add_argument(
+            "--experiments",
+            type=_existing,
+            metavar="TOML",
+            default=None,
+            help="run these experiments (as AFTERSALE_EXPERIMENTS for a worker; docs/experiments.md); per-arm "
+            "outcomes go to outcomes.json (in process)",
+        )
+        p.add_argument(
+            "--plant",
+            action="append",
+            default=[],
+            metavar="EXPERIMENT:ARM:OUTCOME=LIFT",
+            help="with --simulate: plant an effect of an arm (outcome wismo or review; e.g. "
+            "delay-warning-holdout:held_out:wismo=0.2) for the report to find again; repeatable",
+        )
         if name == "replay":
             p.add_argument("--file-order", action="store_true", help="feed a JSONL log in file order, not event time")
             p.add_argument("--kafka", action="store_true", help="through Kafka and a Faust worker, in lockstep (slow)")

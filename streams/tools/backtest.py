@@ -706,13 +706,22 @@ def render_refunds(rf: dict) -> list[str]:
     return lines
 
 
-def _sim_truth(source: str | None, simulate_orders: int | None, seed: int) -> dict[str, dict] | None:
+def _outcomes(replay_dir: Path) -> list[dict] | None:
+    import orjson
+
+    path = replay_dir / "outcomes.json"
+    return orjson.loads(path.read_bytes()) if path.exists() else None
+
+
+def _sim_truth(
+    source: str | None, simulate_orders: int | None, seed: int, planted: tuple = ()
+) -> dict[str, dict] | None:
     """The simulator's record of each return: regenerated for --simulate, read from the "truth" of a
     `simulate --out` file's lines; none for other data."""
     if simulate_orders:
         from .simulate import generate, returns_truth
 
-        return returns_truth(generate(orders=simulate_orders, seed=seed))
+        return returns_truth(generate(orders=simulate_orders, seed=seed, planted=planted))
     path = Path(source) if source else None
     if path is None or path.is_dir() or path.suffix.lower() == ".csv" or not path.exists():
         return None
@@ -995,9 +1004,19 @@ def build(
     zone: str = "UTC",
     sim_truth: dict[str, dict] | None = None,
     refund_late_days: float = REFUND_LATE_DAYS,
+    outcomes: list[dict] | None = None,
+    running: tuple = (),
+    planted: tuple = (),
+    seed: int | None = None,
 ) -> dict:
+    """`outcomes`, `running`, `planted`: the replay's experiment outcomes, its experiments and the
+    effects planted in its simulated traffic; `seed`: the simulator's, for the send-time truth."""
+    from . import experiments_report
+
     truth, end = ground_truth(events)
     return {
+        "send_time": experiments_report.send_time(events, intents, audit, seed, running),
+        "experiments": experiments_report.experiment_outcomes(outcomes, running, planted, truth),
         "delay": delay_alerts(truth, intents, end, scores, zone),
         "refunds": refund_alerts(return_truth(events), intents, audit, end, sim_truth, refund_late_days),
         "followed": followed_by_problem(truth, intents, zone),
@@ -1280,6 +1299,9 @@ def render(fig: dict) -> str:
         "![messages per order](messages_per_order.png)",
         "",
     ]
+    from . import experiments_report
+
+    lines += experiments_report.render(fig["send_time"], fig["experiments"], _table)
     return "\n".join(lines)
 
 
@@ -1332,17 +1354,23 @@ def run_backtest(
     warm_start: str | None = None,
     zone: str | None = None,
     refund_late_days: float = REFUND_LATE_DAYS,
+    experiments: str | None = None,
+    plant: tuple[str, ...] = (),
 ) -> dict:
     """Replay `source` in process (or take the outputs of an earlier replay in `from_replay`, e.g. one
     through Kafka), then write report.md, figures.json and the PNGs in `out_dir` (the replay's own
     outputs go to out_dir/replay/). The ground truth is read from all the input's events, also under
     the consent what-if (which keeps review answers out of the replay). `zone`: the shop's, for
-    "late by calendar day" (default: Sao Paulo for Olist data, else UTC)."""
-    from .replay import load, load_simulated, run_replay
+    "late by calendar day" (default: Sao Paulo for Olist data, else UTC). `experiments`, `plant`: see
+    run_replay (with `from_replay`, the file that replay ran)."""
+    from ..config import load_experiments
+    from .replay import _planted, load, load_simulated, run_replay
     from .replay.output import read_jsonl
 
+    running = load_experiments(experiments)
+    planted = _planted(plant, running, simulate_orders)
     if simulate_orders:
-        events, report = load_simulated(simulate_orders, seed=seed)
+        events, report = load_simulated(simulate_orders, seed=seed, planted=planted)
     else:
         events, report = load(source)
     if zone is None:
@@ -1368,6 +1396,8 @@ def run_backtest(
             tick_hours=tick_hours,
             what_if_consent=assume_consent,
             warm_start=warm_start,
+            experiments=experiments,
+            plant=plant,
         )
     intents = read_jsonl(replay_dir / "intents.jsonl")
     audit = read_jsonl(replay_dir / "audit.jsonl")
@@ -1384,8 +1414,12 @@ def run_backtest(
         scores,
         candidates,
         zone,
-        _sim_truth(source, simulate_orders, seed),
+        _sim_truth(source, simulate_orders, seed, planted),
         refund_late_days,
+        _outcomes(replay_dir),
+        running,
+        planted,
+        seed if simulate_orders else None,
     )
     write_report(fig, out)
     return fig

@@ -27,6 +27,8 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
+
+from ..core.experiments import Experiment, assign, unit_of
 from zoneinfo import ZoneInfo
 
 HOUR = 3_600_000
@@ -95,11 +97,13 @@ def generate(
     seed: int = 7,
     id_prefix: str = "",
     return_rate_scale: float = 1.0,
+    planted: tuple[Planted, ...] = (),
 ) -> list[SimEvent]:
     """Events of `orders` orders placed over `span_ms` from `start_ms`, sorted by arrival.
 
     `return_rate_scale` multiplies every category's return rate (0: no returns; the exchange orders
-    returns lead to come on top of `orders`)."""
+    returns lead to come on top of `orders`). `planted`: effects of experiment arms on customers'
+    behaviour (see Planted); none by default."""
     if return_rate_scale < 0:
         raise ValueError("return_rate_scale must be >= 0")
     rng = random.Random(seed)
@@ -114,9 +118,50 @@ def generate(
         order_id = f"{id_prefix}O{n:06d}"
         p = profiles[customer]
         opens = _Opens(habit(seed, customer, p["tz"]), seed, order_id, id_prefix)
-        out.extend(_order_life(rng, next_id, order_id, customer, p, placed, opens, returns=returns))
+        out.extend(_order_life(rng, next_id, order_id, customer, p, placed, opens, returns=returns, planted=planted))
     out.sort(key=lambda e: (e.arrives_at, e.record["event_id"]))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Planted:
+    """An effect planted for one arm of an experiment, for the backtest to find again: the chance
+    that a late order's customer asks where it is ("wismo", 0.35 without), or that a delivered
+    order is reviewed ("review", 0.3 without), moves by `lift` in that arm. The arm is the one the
+    engine assigns (streams/core/experiments.py), so the effect is on everyone the arm covers,
+    whether a message went out or not: what an intention-to-treat comparison measures."""
+
+    experiment: Experiment
+    arm: str
+    outcome: str  # wismo | review
+    lift: float
+
+
+PLANTABLE = ("wismo", "review")
+
+
+def planted_from(spec: str, experiments: tuple[Experiment, ...]) -> Planted:
+    """`EXPERIMENT:ARM:OUTCOME=LIFT`, e.g. `delay-warning-holdout:held_out:wismo=0.2`."""
+    try:
+        head, lift = spec.split("=", 1)
+        exp_id, arm, outcome = head.split(":")
+        value = float(lift)
+    except ValueError:
+        raise ValueError(f"--plant {spec!r}: want EXPERIMENT:ARM:OUTCOME=LIFT") from None
+    exp = next((e for e in experiments if e.id == exp_id), None)
+    if exp is None or arm not in {a.name for a in exp.arms} or outcome not in PLANTABLE or exp.policy != "hash":
+        raise ValueError(
+            f"--plant {spec!r}: no hash-assigned experiment {exp_id!r} with arm {arm!r}, or outcome not in {PLANTABLE}"
+        )
+    return Planted(exp, arm, outcome, value)
+
+
+def _lift(planted: tuple[Planted, ...], outcome: str, customer: str, order_id: str) -> float:
+    total = 0.0
+    for p in planted:
+        if p.outcome == outcome and assign(p.experiment, unit_of(p.experiment, customer, order_id)).name == p.arm:
+            total += p.lift
+    return total
 
 
 def _profile(rng: random.Random) -> dict:
@@ -143,6 +188,7 @@ def _order_life(
     opens: _Opens,
     returns: _Returns | None = None,
     exchange: tuple[str, list[dict]] | None = None,  # (original order, its new line items)
+    planted: tuple[Planted, ...] = (),
 ) -> Iterator[SimEvent]:
     if exchange is None:
         items = rng.sample(CATALOG, k=rng.choice([1, 1, 1, 2, 2, 3]))
@@ -285,10 +331,10 @@ def _order_life(
             yield SimEvent("carrier-scans", order_id, dict(record), at + lag + rng.randint(1, 600) * 1000)
 
     late = delivered_at is None or delivered_at > promised
-    if late and rng.random() < 0.35:
+    if late and rng.random() < 0.35 + _lift(planted, "wismo", customer, order_id):
         yield from _wismo(rng, next_id, customer, order_id, promised + rng.randint(2, 30) * HOUR)
     if delivered_at is not None:
-        if rng.random() < 0.3:
+        if rng.random() < 0.3 + _lift(planted, "review", customer, order_id):
             rating = rng.choice([1, 2, 3]) if late else rng.choice([3, 4, 5, 5, 5])
             at = delivered_at + rng.randint(2, 12) * DAY
             yield SimEvent(

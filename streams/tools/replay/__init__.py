@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .events import InputReport, ReplayEvent, assume_consent, load, load_simulated, prepare
@@ -79,13 +80,23 @@ def run_replay(
     tick_hours: float = 1.0,
     what_if_consent: bool = False,
     warm_start: str | Path | None = None,
+    experiments: str | Path | None = None,
+    plant: tuple[str, ...] = (),
 ) -> dict:
     """Read, replay (in process, or through Kafka when `kafka` is a lockstep.KafkaTarget), write
     the outputs; returns the summary (also in out_dir/summary.json). Speed goes to stderr only, so
-    the files stay byte-identical between runs."""
+    the files stay byte-identical between runs. `experiments`: an experiments file (TOML) the
+    customer stage runs, its per-arm outcomes go to outcomes.json; `plant`: effects of their arms
+    the simulator plants (`EXPERIMENT:ARM:OUTCOME=LIFT`, simulated traffic only)."""
+    from ...config import load_experiments
+    from ...core.policy import DEFAULT_POLICY
+
+    running = load_experiments(experiments)
+    planted = _planted(plant, running, simulate_orders)
+    config = replace(DEFAULT_POLICY, experiments=running)
     with no_cyclic_gc():  # reading keeps every event too (see output.no_cyclic_gc)
         if simulate_orders:
-            events, report = load_simulated(simulate_orders, seed=seed, sort=sort)
+            events, report = load_simulated(simulate_orders, seed=seed, sort=sort, planted=planted)
         else:
             events, report = load(source, sort=sort)
     what_if = {}
@@ -104,8 +115,15 @@ def run_replay(
     try:
         if kafka is None:
             result = run_events(
-                events, partitions=partitions, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update, warm=warm
+                events,
+                partitions=partitions,
+                run_on_ms=run_on_ms,
+                tick_ms=tick_ms,
+                progress=update,
+                warm=warm,
+                config=config,
             )
+            outcomes = result.outcomes
             intents, audit, rejected = result.intents, result.audit, result.rejected
             scores, candidates, learned = result.scores, result.candidates, result.learned
             extra = {
@@ -124,6 +142,7 @@ def run_replay(
             got = replay_kafka(events, kafka, run_on_ms=run_on_ms, tick_ms=tick_ms, progress=update)
             intents, audit = got.intents, got.audit
             scores, candidates, learned = None, None, None  # not visible from outside a worker
+            outcomes = None  # the worker's metrics have them (aftersale_experiment_outcomes_total)
             rejected = [
                 (d.get("topic", "?"), f"{d.get('reason', '?')}: {d.get('error', '')}") for d in got.dead_letters
             ]
@@ -141,6 +160,9 @@ def run_replay(
     elapsed = time.perf_counter() - started
     extra["what_if"] = what_if
     extra["warm_start"] = str(warm_start) if warm_start else None
+    extra["experiments"] = str(experiments) if experiments else None
+    extra["planted"] = list(plant)
+    extra["seed"] = seed if simulate_orders else None
     summary = write_outputs(
         out_dir,
         intents,
@@ -152,6 +174,7 @@ def run_replay(
         candidates=candidates,
         learned=learned,
         source=report.source,
+        outcomes=outcomes,
     )
     rate = len(events) / elapsed if elapsed > 0 else float("inf")
     print(
@@ -160,3 +183,16 @@ def run_replay(
         file=sys.stderr,
     )
     return summary
+
+
+def _planted(plant: tuple[str, ...], running: tuple, simulate_orders: int | None) -> tuple:
+    if not plant:
+        return ()
+    if not simulate_orders:
+        raise SystemExit("--plant needs --simulate: effects are planted in simulated traffic")
+    from ..simulate import planted_from
+
+    try:
+        return tuple(planted_from(spec, running) for spec in plant)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 
 def _source(args) -> tuple[str | None, int | None]:
@@ -29,6 +30,8 @@ def replay_command(args) -> int:
             tick_hours=args.tick_hours,
             what_if_consent=args.assume_consent,
             warm_start=args.warm_start,
+            experiments=args.experiments,
+            plant=tuple(args.plant),
         )
         _print(summary)
         return 0
@@ -49,7 +52,6 @@ def replay_command(args) -> int:
         if not bootstrap:
             print("starting a local Kafka broker...", file=sys.stderr)
             import tempfile
-            from pathlib import Path
 
             broker = LocalBroker(data_dir=Path(tempfile.mkdtemp(prefix="aftersale-replay-broker-"))).start()
             bootstrap = broker.bootstrap_servers
@@ -59,7 +61,8 @@ def replay_command(args) -> int:
         apply(settings)
         if not args.app_id:
             print(f"starting a worker (app id {app_id}, --clock event)...", file=sys.stderr)
-            worker = Worker(settings).start()
+            env = {"AFTERSALE_EXPERIMENTS": str(Path(args.experiments).resolve())} if args.experiments else {}
+            worker = Worker(settings, env=env).start()
             wait_assigned(settings)
         summary = run_replay(
             source,
@@ -72,6 +75,8 @@ def replay_command(args) -> int:
             seed=args.seed,
             kafka=KafkaTarget(settings),
             tick_hours=args.tick_hours,
+            experiments=args.experiments,
+            plant=tuple(args.plant),
         )
         _print(summary)
         return 0
@@ -100,6 +105,8 @@ def backtest_command(args) -> int:
         assume_consent=args.assume_consent,
         warm_start=args.warm_start,
         refund_late_days=args.refund_late_days,
+        experiments=args.experiments,
+        plant=tuple(args.plant),
     )
     d, r, m = fig["delay"], fig["reviews"], fig["messages"]
     print(

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 from ...core import model
 from ...core.model import Due, InvalidEvent
+from ...core.policy import DEFAULT_POLICY, PolicyConfig
 from ...engine import CustomerStage, OrderStage, partition_for
 from ...runtime.scheduling import BUCKET_MS, Scheduler, _bucket_key, _chunk_key, _cursor_key
 from .events import CONVERT, ORDER_TOPICS, ReplayEvent, convert, plan
@@ -39,6 +40,8 @@ class ReplayResult:
     scores: list = field(default_factory=list)  # (order, phase, at, P(late), basis) of every delay assessment
     candidates: list = field(default_factory=list)  # every candidate intent the order stage proposed
     learned: dict = field(default_factory=dict)  # the lane/hand-off statistics at the end, per partition
+    outcomes: Counter = field(default_factory=Counter)  # (experiment, arm, outcome) -> total
+    shared: dict = field(default_factory=dict)  # the customer stage's partition statistics at the end
 
     def rejected_by_reason(self) -> Counter:
         return Counter(reason.split(":", 1)[0] for _, reason in self.rejected)
@@ -112,13 +115,18 @@ class InProcessEngine:
     path with every state stored as its dict after each event (as the worker's tables hold them
     between batches) and the stock scheduler (slower, for checks)."""
 
-    def __init__(self, partitions: int = 4, objects: bool = True, warm: dict | None = None):
+    def __init__(
+        self, partitions: int = 4, objects: bool = True, warm: dict | None = None, config: PolicyConfig = DEFAULT_POLICY
+    ):
         self.partitions = partitions
         self.orders: dict = {}
         self.customers: dict = {}
         self.lanes: dict = {}
+        self.stats: dict = {}
         self.order_stage = OrderStage(self.orders, self.lanes, {}, objects=objects, event_clock=True, warm=warm)
-        self.customer_stage = CustomerStage(self.customers, {}, objects=objects, event_clock=True)
+        self.customer_stage = CustomerStage(
+            self.customers, {}, self.stats, objects=objects, event_clock=True, config=config
+        )
         if objects and _sparse_ok():  # the fast path; objects=False stays exactly the worker's code
             self.order_stage.schedule = SparseScheduler(_IndexedTable())
             self.customer_stage.schedule = SparseScheduler(_IndexedTable())
@@ -176,8 +184,14 @@ class InProcessEngine:
             ident = getattr(item, "event_id", None) or getattr(item, "command_id", "?")
             result.rejected.append((ident, "processing_error: " + traceback.format_exc(limit=3)))
             return
+        self._customer_outputs(out, result)
+
+    @staticmethod
+    def _customer_outputs(out, result: ReplayResult) -> None:
         result.intents += out.intents
         result.audit += out.audit
+        for experiment, arm, outcome, value in out.outcomes:
+            result.outcomes[(experiment, arm, outcome)] += value
 
     def tick(self, now: int, result: ReplayResult) -> None:
         """Time passes to `now` on every partition, as a live worker's timer makes it: every order
@@ -213,8 +227,7 @@ class InProcessEngine:
         except Exception:
             result.rejected.append((f"tick:{p}:{until}", "processing_error: " + traceback.format_exc(limit=3)))
             return
-        result.intents += out.intents
-        result.audit += out.audit
+        self._customer_outputs(out, result)
 
 
 def run_events(
@@ -226,6 +239,7 @@ def run_events(
     progress_every: int = 2048,
     tick_ms: int = 0,
     warm: dict | None = None,
+    config: PolicyConfig = DEFAULT_POLICY,
 ) -> ReplayResult:
     """Prepared events (streams/tools/replay/events.py) through the engine, in the given order, with time
     ticking every `tick_ms` and running on `run_on_ms` past the last event (see events.plan).
@@ -236,9 +250,9 @@ def run_events(
     state from before the event. So the whole replay is run again on the worker's exact path
     (objects=False), and that result is returned, with `exact_rerun` set."""
     with no_cyclic_gc():
-        result = _run(events, partitions, run_on_ms, tick_ms, objects, progress, progress_every, warm)
+        result = _run(events, partitions, run_on_ms, tick_ms, objects, progress, progress_every, warm, config)
         if objects and any(reason.startswith("processing_error") for _, reason in result.rejected):
-            result = _run(events, partitions, run_on_ms, tick_ms, False, None, progress_every, warm)
+            result = _run(events, partitions, run_on_ms, tick_ms, False, None, progress_every, warm, config)
             result.exact_rerun = True
     return result
 
@@ -252,8 +266,9 @@ def _run(
     progress: Callable[[int], None] | None,
     progress_every: int,
     warm: dict | None = None,
+    config: PolicyConfig = DEFAULT_POLICY,
 ) -> ReplayResult:
-    engine = InProcessEngine(partitions, objects=objects, warm=warm)
+    engine = InProcessEngine(partitions, objects=objects, warm=warm, config=config)
     result = ReplayResult()
     feed = engine.feed_event
     n = 0
@@ -268,6 +283,7 @@ def _run(
     if progress is not None:
         progress(n)
     result.learned = dict(engine.lanes)
+    result.shared = dict(engine.stats)
     return result
 
 

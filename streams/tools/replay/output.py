@@ -114,11 +114,13 @@ def write_outputs(
     candidates: list | None = None,
     learned: dict | None = None,
     source: str = "",
+    outcomes: dict | None = None,
 ) -> dict:
     """intents.jsonl, audit.jsonl, rejected.jsonl and summary.json in `out_dir`; returns the summary.
     In-process replays also write scores.jsonl (every delay assessment: order, phase, at, p_late,
     basis), candidates.jsonl (every candidate intent id the order stage proposed) and learned.json
-    (the learned statistics, for a warm start: streams/core/warm.py)."""
+    (the learned statistics, for a warm start: streams/core/warm.py) and, with experiments,
+    outcomes.json (per experiment, arm and outcome: the total)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with no_cyclic_gc():
@@ -144,6 +146,9 @@ def write_outputs(
         from ...core import warm
 
         (out / "learned.json").write_bytes(warm.dumps(learned, source))
+    if outcomes is not None:  # (experiment, arm, outcome) -> total, as rows
+        rows = [{"experiment": e, "arm": a, "outcome": o, "value": v} for (e, a, o), v in sorted(outcomes.items())]
+        (out / "outcomes.json").write_bytes(orjson.dumps(rows, option=DUMP | orjson.OPT_INDENT_2) + b"\n")
     summary = summarize(intent_rows, audit_rows, report, extra)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=DUMP | orjson.OPT_INDENT_2) + b"\n")
     return summary
