@@ -226,11 +226,14 @@ def render(st: dict, xo: dict, table) -> list[str]:
         head = rows[0]
         lines += [f"### {exp_id} ({head['kind']}, by {head['unit']})", ""]
         present = [(k, label) for k, label in rate_names if k in head["rates"]]
+        bandit = head["kind"] == "bandit"  # arms are per message: no units, orders or holdouts
         body = []
         for r in rows:
             c = r["counts"]
-            cells = [r["arm"] + (" (control)" if r["control"] else ""), int(c["units"]), int(c["orders"])]
-            cells += [int(c["sent"]), int(c["held_out"])]
+            cells = [r["arm"] + (" (control)" if r["control"] and r["arm"] != "control" else "")]
+            cells += (
+                [int(c["sent"])] if bandit else [int(c["units"]), int(c["orders"]), int(c["sent"]), int(c["held_out"])]
+            )
             for k, _ in present:
                 entry = r["rates"][k]
                 scale = "num" if k == "wismo_per_100_orders" else "pct"
@@ -238,11 +241,12 @@ def render(st: dict, xo: dict, table) -> list[str]:
                 if "diff_vs_control" in entry:
                     cell += f"; vs control {_iv(entry['diff_vs_control'], scale)}"
                 cells.append(cell)
-            if head["kind"] != "bandit":
+            if not bandit:
                 cells.append(_iv(r["mean_rating"], "num"))
             body.append(cells)
-        header = ["arm", "units", "orders", "sent", "held out", *[label for _, label in present]]
-        if head["kind"] != "bandit":
+        header = ["arm", *(["sent"] if bandit else ["units", "orders", "sent", "held out"])]
+        header += [label for _, label in present]
+        if not bandit:
             header.append("mean rating")
         lines += [table(header, body), ""]
     if xo["planted"]:

@@ -396,3 +396,35 @@ def test_a_record_missing_a_required_field_still_fails_to_encode(serde):
     del record["intent"]["channel"]
     with pytest.raises((TypeError, ValueError, AttributeError)):
         serde.encode("aftersale.customer-commands-value", "io.aftersale.CustomerCommand", record)
+
+
+@pytest.mark.parametrize("old_id, name", [(17, "io.aftersale.MessageIntent"), (6, "io.aftersale.DecisionAudit")])
+def test_intents_and_audit_written_before_experiments_still_decode(serde, old_id, name):
+    """Bytes of the intent (id 17) and audit (id 6) versions before `experiment`, `arm` and
+    `experiments` existed read as records outside any experiment."""
+    old = json.loads((FROZEN_DIR / f"{old_id}.avsc").read_text())
+    assert "experiment" not in {f["name"] for f in old["fields"]}
+    intent = model.MessageIntent(
+        intent_id="i1",
+        decided_at=1_767_225_600_000,
+        order_id="O1",
+        customer_id="C1",
+        intent_type="review_request",
+        kind="marketing",
+        channel="email",
+        send_at=1_767_225_600_000,
+        expires_at=1_767_312_000_000,
+        priority="low",
+        content=model.ContentHints(),
+        reason_codes=["review_due"],
+        source_event_id="e1",
+    )
+    audit = model.DecisionAudit("a1", 1_767_225_600_000, "C1", "review_request", "held", ["quiet_hours"], "e1")
+    record = model.to_record(intent if old_id == 17 else audit)
+    for extra in ("experiment", "arm", "experiments"):
+        record.pop(extra, None)
+    decoded = serde.decode(frame(old_id, avro_body(fastavro.parse_schema(old), record)), name)
+    assert decoded["experiment"] is None and decoded["arm"] is None
+    if old_id == 17:
+        assert decoded["experiments"] == []
+        assert model.message_intent_from(decoded).experiments == []
