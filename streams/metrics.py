@@ -87,3 +87,12 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def reason_label(reason: str) -> str:
+    """A reason code as a metric label: the send-time hour dropped (`send_time:customer:h19` ->
+    `send_time:customer`), so labels stay few."""
+    if reason.startswith("send_time:"):
+        head, _, hour = reason.rpartition(":")
+        return head if hour.startswith("h") else reason
+    return reason

@@ -37,7 +37,7 @@ from ..core.state import CustomerState, OrderState
 from ..core.model import ErasureRequest, OrderEvent
 from ..engine import CustomerStage, OrderStage, Outputs
 from ..live_state import forget_customer
-from ..metrics import Metrics
+from ..metrics import Metrics, reason_label
 from ..registry import make_registry
 from .scheduling import Scheduler
 from ..security import faust_credentials
@@ -252,7 +252,7 @@ def build_app(settings: Settings) -> faust.App:
             recent["intents"].append(intent)
         for audit in out.audit:
             for reason in audit.reasons[:1]:
-                metrics.audit_out.labels(audit.decision, reason).inc()
+                metrics.audit_out.labels(audit.decision, reason_label(reason)).inc()
             recent["audit"].append(audit)
 
     event_clock = settings.clock == "event"

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ..core.model import RETURN_TYPES
+from ..metrics import reason_label
+from .worker_process import REPO
 from ..config import Settings
 
 HOUR = 3_600_000
@@ -34,6 +36,9 @@ SYNC_MS = 6 * HOUR  # the feed waits for the worker every 6 hours of event time 
 DIM, BOLD, GREEN, YELLOW, RED, RESET = "\033[2m", "\033[1m", "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 SHORT = {"orders": "order", "carrier-scans": "scan", "engagement": "engagement", "support": "support"}
 SCAN_NEWS = ("delivered", "exception", "attempt_failed", "returned_to_sender")
+
+
+EXPERIMENTS_FILE = REPO / "deploy" / "experiments.toml"
 
 
 def log_dir() -> Path:
@@ -90,6 +95,9 @@ def output_line(topic: str, r: dict, seq: int) -> Line:
             f"{_ts(at)}  << intent     {r['intent_type']:<27} {r['order_id'] or '':<8} {r['customer_id']:<7} "
             f"{r['channel']:<5} send {_ts(_ms(r['send_at']))}  {r['priority']:<6} why={','.join(r['reason_codes'])}"
         )
+        arms = [f"{e['experiment']}:{e['arm']}" for e in r.get("experiments") or ()]
+        if arms:
+            text += f" arms={','.join(arms)}"
         return Line(at, seq, text, GREEN)
     if topic == "decision-audit":
         at = _ms(r["decided_at"])
@@ -225,6 +233,7 @@ def _run(
         "AFTERSALE_PARTITIONS": str(settings.partitions),
         "BROKER_COMMIT_INTERVAL": "0.05",
         "AFTERSALE_WEB_TOKEN": settings.web_token or secrets.token_urlsafe(12),  # streams/webauth.py
+        "AFTERSALE_EXPERIMENTS": str(EXPERIMENTS_FILE),  # docs/experiments.md
     }
     worker_log = open(logs / "worker.log", "wb")
     worker = subprocess.Popen(
@@ -244,7 +253,7 @@ def _run(
         stdout=worker_log,
         stderr=subprocess.STDOUT,
     )
-    stats = {"in": Counter(), "out": Counter(), "why": Counter(), "shown": 0}
+    stats = {"in": Counter(), "out": Counter(), "why": Counter(), "arms": Counter(), "shown": 0}
     story: dict[str, list[Line]] = {}
     seq = iter(range(10**9))
     stop = threading.Event()
@@ -257,7 +266,11 @@ def _run(
                 screen.line(line)
                 stats["out"][f"{topic}: {record.get('intent_type') or record.get('reason')}"] += 1
                 if topic == "decision-audit":
-                    stats["why"][record["reasons"][0]] += 1
+                    stats["why"][reason_label(record["reasons"][0])] += 1
+                    if record.get("experiment"):
+                        stats["arms"][(record["experiment"], record["arm"], "held out")] += 1
+                for e in record.get("experiments") or () if topic == "intents" else ():
+                    stats["arms"][(e["experiment"], e["arm"], "sent")] += 1
                 if record.get("order_id") and topic != "dead-letters":
                     story.setdefault(record["order_id"], []).append(line)
 
@@ -389,6 +402,11 @@ def _summary(screen: Screen, stats: dict, story: dict[str, list[Line]], fed: int
         screen.say(f"  {n:6d}  {key}")
     if stats["why"]:
         screen.say("  not sent, by first reason: " + ", ".join(f"{k} {v}" for k, v in stats["why"].most_common()))
+    if stats["arms"]:
+        screen.say(f"  experiments ({EXPERIMENTS_FILE.relative_to(REPO)}; outcomes per arm on the ops page):")
+        for experiment in sorted({e for e, _, _ in stats["arms"]}):
+            arms = sorted((a, what, n) for (e, a, what), n in stats["arms"].items() if e == experiment)
+            screen.say(f"    {experiment}: " + ", ".join(f"{a} {n} {what}" for a, what, n in arms))
     order = pick_story(story)
     if order:
         screen.say()
