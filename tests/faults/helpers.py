@@ -57,6 +57,11 @@ class RunOutputs:
     def intent_ids(self) -> set[str]:
         return {i["intent_id"] for i in self.intents}
 
+    @property
+    def held_out(self) -> int:
+        """Distinct messages an experiment held out (audit records of decision held_out)."""
+        return len({a["audit_id"] for a in self.audit if a["decision"] == "held_out"})
+
 
 def collect(settings) -> RunOutputs:
     out = RunOutputs()

@@ -33,6 +33,7 @@ from streams.tools.benchmarks import GroupLag, WorkerRun, encode_events, simulat
 from streams.config import Settings
 from streams.producer import make_codec
 from streams.tools.simulate import malformed
+from streams.tools.worker_process import REPO
 
 from .helpers import Feeder, check_run, collect, report
 
@@ -81,19 +82,27 @@ def drain(settings: Settings, worker: WorkerRun, timeout: float) -> None:
         raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log_tail(80)}") from None
 
 
-@pytest.mark.parametrize("fire_limit", [None, 20], ids=["default", "fire-limit-20"])
-def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, fault_size, fire_limit):
+@pytest.mark.parametrize(
+    "fire_limit, experiments",
+    [(None, False), (20, False), (None, True)],
+    ids=["default", "fire-limit-20", "experiments"],
+)
+def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, fault_size, fire_limit, experiments):
     """With a fire limit of 20, due timers are decided in slices, the batch made durable after each
-    (its inputs still unacknowledged), so kills also land between the slices of a batch."""
+    (its inputs still unacknowledged), so kills also land between the slices of a batch. With
+    experiments (deploy/experiments.toml, both runs), holdouts, send-time arms and the bandit's
+    counts in the customer_stats table go through the kills too."""
     size = fault_size
-    env = {"AFTERSALE_FIRE_LIMIT": str(fire_limit)} if fire_limit else None
+    env = {"AFTERSALE_FIRE_LIMIT": str(fire_limit)} if fire_limit else {}
+    if experiments:
+        env["AFTERSALE_EXPERIMENTS"] = str(REPO / "deploy" / "experiments.toml")
     events = simulated(size.kill_orders, seed=17, id_prefix="K")
     killed_app = new_app(kafka_bootstrap, tmp_path, "killed")
     steady_app = new_app(kafka_bootstrap, tmp_path, "steady")
     feeder = Feeder(
         killed_app, [encode_events(killed_app, events), encode_events(steady_app, events)], rate=size.feed_rate
     )
-    steady = started(steady_app, "steady")  # the uninterrupted run, alongside (same events, own app id)
+    steady = started(steady_app, "steady", env if experiments else None)  # the uninterrupted run, alongside
     worker = started(killed_app, "killed", env)
     feeder.start()
     rng = random.Random(4)
@@ -145,9 +154,13 @@ def test_sigkilled_worker_loses_nothing(kafka_bootstrap, tmp_path, started, faul
             "decided differently after a kill (not failed, see check_run)": len(verdict.redecided),
             "e.g.": verdict.redecided[:3],
             "fire limit": fire_limit or "default",
+            "experiments": experiments,
+            "held out (killed, uninterrupted)": (killed.held_out, uninterrupted.held_out),
             "batches made durable early (fire limit reached)": slices,
         },
     )
+    if experiments:
+        assert killed.held_out and uninterrupted.held_out, "no message was held out: the variant tests nothing new"
     if fire_limit:  # (the default limit is reached too, when a restarted worker meets a backlog)
         assert slices > 10, "the fire limit was hardly reached: the variant tests nothing new"
     assert sum(1 for k in kills if k["lag"] > 0) >= size.kills - 1, f"kills mostly hit an idle worker: {kills}"
