@@ -54,6 +54,9 @@ SCHEMAS: dict[str, Any] = {
                 "content": "object",
                 "reason_codes": "array",
                 "source_event_id": "string",
+                "experiment": ["string", "null"],
+                "arm": ["string", "null"],
+                "experiments": "array",
             }.items()
         },
     },
@@ -72,6 +75,8 @@ SCHEMAS: dict[str, Any] = {
                 "decision": "string",
                 "reasons": "array",
                 "channel": ["string", "null"],
+                "experiment": ["string", "null"],
+                "arm": ["string", "null"],
             }.items()
         },
     },
@@ -227,6 +232,26 @@ SCHEMAS: dict[str, Any] = {
                             "type": "object",
                             "properties": {"reason": {"type": "string"}, "count": {"type": "number"}},
                         },
+                    },
+                },
+            },
+            "experiments": {
+                "type": "array",
+                "description": "Since this worker started, per experiment and arm (docs/experiments.md): units, "
+                "orders, messages sent and held out, rates as [value, low, high] (95%) with diff_vs_control",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "experiment": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "arm": {"type": "string"},
+                        "control": {"type": "boolean"},
+                        "units": {"type": "number"},
+                        "orders": {"type": "number"},
+                        "sent": {"type": "number"},
+                        "held_out": {"type": "number"},
+                        "rates": {"type": "object"},
+                        "mean_rating": {"type": "array"},
                     },
                 },
             },
