@@ -52,9 +52,18 @@ def bench_core(options: dict) -> list[Figure]:
             key = getattr(e, "order_id", None) or e.customer_id
             table[key] = table.get(key, 0) + 1
 
-    def core() -> None:
+    from dataclasses import replace
+
+    from ..config import load_experiments
+    from ..core.policy import DEFAULT_POLICY
+    from .worker_process import REPO
+
+    with_experiments = replace(DEFAULT_POLICY, experiments=load_experiments(REPO / "deploy" / "experiments.toml"))
+
+    def core(config=DEFAULT_POLICY) -> None:
         orders: dict = {}
         customers: dict = {}
+        shared: dict = {}  # the customer stage's partition statistics (one partition here)
         for e in events:
             if isinstance(e, (OrderEvent, CarrierScan)):
                 d = decide_order(orders.get(e.order_id), e, e.event_time)
@@ -63,8 +72,9 @@ def bench_core(options: dict) -> list[Figure]:
             else:
                 items = [e]
             for item in items:
-                c = decide_customer(customers.get(item.customer_id), item, item.event_time)
+                c = decide_customer(customers.get(item.customer_id), item, item.event_time, config, shared)
                 customers[item.customer_id] = c.state
+                shared.update(c.stats)
 
     def rate(fn) -> float:
         best = 0.0
@@ -75,6 +85,7 @@ def bench_core(options: dict) -> list[Figure]:
         return best
 
     base, got = rate(baseline), rate(core)
+    experiments = rate(lambda: core(with_experiments))
     return [
         Figure("core.baseline_dict_update", base, "events/s", note="dict get+set per event"),
         Figure(
@@ -86,6 +97,14 @@ def bench_core(options: dict) -> list[Figure]:
             target=">= 100000 events/s",
             met=got >= 100_000,
             note=f"{len(events)} simulated events, both stages",
+        ),
+        Figure(
+            "core.events_per_s_with_experiments",
+            experiments,
+            "events/s",
+            baseline="core.events_per_s",
+            ratio=experiments / got,
+            note="the same, running deploy/experiments.toml (holdouts, send-time arms, Thompson sampling)",
         ),
     ]
 
