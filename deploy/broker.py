@@ -256,10 +256,11 @@ def _prop_value(value: Any) -> str:
     return str(value)
 
 
-def _pdeathsig_preexec(parent_pid: int):
-    """preexec_fn that SIGTERMs the broker when the Python process dies (Linux only).
+def die_with_parent_preexec(parent_pid: int):
+    """preexec_fn that SIGTERMs the child (the broker, a worker) when the Python process dies
+    (Linux only).
 
-    Without it a SIGKILLed or crashed test run leaves a JVM holding ports and memory.
+    Without it a SIGKILLed or crashed test run leaves a JVM or a worker holding ports and memory.
     The kernel fires it when the *thread* that forked exits, so it is only used
     when starting from the main thread.
     """
@@ -771,7 +772,7 @@ class LocalBroker:
                 # Own session: a Ctrl-C aimed at pytest/the CLI does not hit the JVM
                 # mid-test; we stop it ourselves, cleanly.
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(os.getpid()) if self.die_with_parent else None,
+                preexec_fn=die_with_parent_preexec(os.getpid()) if self.die_with_parent else None,
             )
         if self.die_with_parent:
             _LIVE_BROKERS.add(self)

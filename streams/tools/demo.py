@@ -196,7 +196,7 @@ def _run(
     seed: int,
     verbose: bool,
 ) -> int:
-    from deploy.broker import LocalBroker, free_port
+    from deploy.broker import LocalBroker, die_with_parent_preexec, free_port
     from deploy.topics import apply
 
     from ..producer import EventProducer, make_codec, produce_events
@@ -252,6 +252,7 @@ def _run(
         env=env,
         stdout=worker_log,
         stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent_preexec(os.getpid()),
     )
     stats = {"in": Counter(), "out": Counter(), "why": Counter(), "arms": Counter(), "shown": 0}
     story: dict[str, list[Line]] = {}

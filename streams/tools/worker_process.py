@@ -77,7 +77,7 @@ class WorkerRun:
         ]
 
     def start(self, wait: str | None = "health", timeout: float = 120.0) -> "WorkerRun":
-        from deploy.broker import free_port
+        from deploy.broker import die_with_parent_preexec, free_port
 
         self.port = self.port or free_port()
         env = {
@@ -94,7 +94,16 @@ class WorkerRun:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.started_at = time.monotonic()
-            self.proc = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # SIGTERM when this process dies (started from the main thread), so a crashed test
+                # run leaves no worker behind.
+                preexec_fn=die_with_parent_preexec(os.getpid()),
+            )
         if wait == "health":
             self.wait_for(lambda: self.health(), timeout, "answer /health")
         elif wait == "ready":

@@ -248,7 +248,7 @@ class Worker:
     def start(self, timeout: float = 90.0) -> "Worker":
         import urllib.request
 
-        from deploy.broker import free_port
+        from deploy.broker import die_with_parent_preexec, free_port
 
         self.port = free_port()
         env = {
@@ -280,6 +280,7 @@ class Worker:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent_preexec(os.getpid()),
         )
         log.close()
         deadline = time.monotonic() + timeout
