@@ -105,6 +105,9 @@ def render_email(intent: dict, sender: str, to: str) -> EmailMessage:
     # Deterministic, so a receiving system can recognise a re-sent message.
     message["Message-ID"] = f"<{intent['intent_id']}@{domain}>"
     message["X-Aftersale-Intent-Id"] = intent["intent_id"]
+    arms = intent.get("experiments") or []
+    if arms:  # which arm of each experiment this message is (docs/experiments.md)
+        message["X-Aftersale-Experiments"] = "; ".join(f"{a['experiment']}={a['arm']}" for a in arms)
     # SendGrid's SMTP relay copies these into its event webhook, which attributes engagement back.
     message["X-SMTPAPI"] = json.dumps(
         {
@@ -114,12 +117,16 @@ def render_email(intent: dict, sender: str, to: str) -> EmailMessage:
                     ("customer_id", intent["customer_id"]),
                     ("intent_id", intent["intent_id"]),
                     ("order_id", intent.get("order_id")),
+                    ("experiment", intent.get("experiment")),
+                    ("arm", intent.get("arm")),
                 )
                 if v
             }
         }
     )
     lines = [message["Subject"] + "."]
+    if intent.get("experiment") and intent.get("arm"):
+        lines.append(f"Variant: {intent['experiment']} / {intent['arm']}")  # a real template renders it
     if intent.get("order_id"):
         lines.append(f"Order: {intent['order_id']}")
     for item in content.get("items") or []:

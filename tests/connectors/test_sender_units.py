@@ -175,6 +175,27 @@ def test_email_rendering_of_an_unknown_intent_type():
     assert message["Subject"] == "Delivery delayed" and message["Message-ID"] == "<i-9@example.com>"
 
 
+def test_email_rendering_names_the_experiments_for_attribution():
+    record = to_record(intent("i-7", intent_type="review_request"))
+    record.update(
+        experiment="review-incentive",
+        arm="voucher_10",
+        experiments=[
+            {"experiment": "global-control", "arm": "treated"},
+            {"experiment": "review-incentive", "arm": "voucher_10"},
+        ],
+    )
+    message = render_email(record, "shop@example.com", "a@example.com")
+    assert message["X-Aftersale-Experiments"] == "global-control=treated; review-incentive=voucher_10"
+    args = json.loads(message["X-SMTPAPI"])["unique_args"]
+    assert (args["experiment"], args["arm"], args["intent_id"]) == ("review-incentive", "voucher_10", "i-7")
+    assert "Variant: review-incentive / voucher_10" in message.get_content()
+    plain = render_email(to_record(intent("i-8")), "shop@example.com", "a@example.com")
+    assert (
+        plain["X-Aftersale-Experiments"] is None and "experiment" not in json.loads(plain["X-SMTPAPI"])["unique_args"]
+    )
+
+
 def test_sender_settings_refuse_configurations_that_cannot_work(tmp_path):
     with pytest.raises(SystemExit, match="AFTERSALE_SENDER_URL and/or AFTERSALE_SMTP_HOST"):
         SenderSettings.from_env({})
