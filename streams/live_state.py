@@ -11,6 +11,8 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .core.send_time import top_hours
+
 # Bookkeeping times, not something that happened to the order.
 NOT_MILESTONES = frozenset({"updated_at", "consent_at"})
 
@@ -141,6 +143,8 @@ def customer_view(customer: dict, decisions: dict[str, list[dict]]) -> dict:
             "orders_count": customer.get("orders_count", 0),
             "open_tickets": list(customer.get("open_tickets") or []),
             "last_contacted": iso(max((i.get("at") or 0 for i in customer.get("recent_intents") or []), default=None)),
+            # When they open and click, local hours best first (what send-time optimisation aims at).
+            "engaged_hours": top_hours(customer.get("send_time")),
         },
         "recent": decisions,
     }

@@ -166,6 +166,11 @@ SCHEMAS: dict[str, Any] = {
                     "orders_count": {"type": "integer"},
                     "open_tickets": {"type": "array", "items": {"type": "string"}},
                     "last_contacted": {"type": ["string", "null"], "format": "date-time"},
+                    "engaged_hours": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "Local hours the customer opens and clicks in, best first (send-time optimisation)",
+                    },
                 },
             },
             "recent": _DECISIONS,

@@ -72,6 +72,14 @@ def observe(decision: CustomerDecision, at: int, segment: str, config: PolicyCon
         shared_put(decision, key, add(shared_get(decision, key), at, state.time_zone, config))
 
 
+def top_hours(profile: dict | None, n: int = 3) -> list[int]:
+    """The customer's most engaged local hours, best first (for views; no decay applied)."""
+    if not profile:
+        return []
+    hours = profile["hours"]
+    return [h for h in sorted(range(24), key=lambda h: (-hours[h], h)) if hours[h] > 0][:n]
+
+
 def _weights(
     decision: CustomerDecision, segment: str, now: int, config: PolicyConfig
 ) -> tuple[list[float], list[float], str] | None:

@@ -116,6 +116,14 @@ def test_customer_view_consent_and_reachability_per_channel():
     assert derived["reachable_channels"] == ["email"] and derived["bounced_channels"] == ["sms"]
     assert (derived["orders_count"], derived["open_tickets"]) == (2, ["T-9"])
     assert derived["last_contacted"] == "2026-01-01T01:00:00Z"
+    assert derived["engaged_hours"] == []  # no opens or clicks yet
+
+
+def test_customer_view_says_when_the_customer_engages():
+    hours = [0.0] * 24
+    hours[19], hours[8], hours[12] = 3.5, 1.2, 0.4
+    customer = CustomerState(customer_id="C-2", send_time={"hours": hours, "days": [0.7] * 7, "at": T0})
+    assert customer_view(customer.to_dict(), {"intents": [], "audit": []})["derived"]["engaged_hours"] == [19, 8, 12]
 
 
 def audit(audit_id: str, order_id: str, customer_id: str, at: int) -> DecisionAudit:
