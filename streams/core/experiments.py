@@ -137,10 +137,10 @@ def bandit_key(experiment: Experiment) -> str:
     return f"bandit:{experiment.id}"
 
 
-def thompson(experiment: Experiment, counts: dict | None, message_id: str) -> tuple[Arm, bool, float]:
+def thompson(experiment: Experiment, counts: dict | None, message_id: str) -> tuple[Arm, bool]:
     """Pick an arm: a draw from each arm's Beta(1 + successes, 1 + failures), the highest wins.
-    Seeded by the experiment's seed and the message, so a replay draws the same. Returns the arm,
-    whether it explored (was not the arm with the best mean so far), and its mean."""
+    Seeded by the experiment's seed and the message, so a replay draws the same. Returns the arm
+    and whether it explored (was not the arm with the best mean so far)."""
     counts = counts or {}
     seed = int.from_bytes(hashlib.sha1(f"{experiment.seed}|{experiment.id}|{message_id}".encode()).digest()[:8], "big")
     rng = random.Random(seed)
@@ -153,7 +153,7 @@ def thompson(experiment: Experiment, counts: dict | None, message_id: str) -> tu
         if draw > best_draw:
             best, best_draw = arm, draw
     greedy = max(experiment.arms, key=lambda arm: means[arm.name]).name
-    return best, best.name != greedy, means[best.name]
+    return best, best.name != greedy
 
 
 # --- outcomes ------------------------------------------------------------------------------------

@@ -414,7 +414,7 @@ def _bandit(
     """Pick the arm by Thompson sampling, count the trial, and remember it for the reward."""
     key = experiments.bandit_key(exp)
     counts = shared_get(decision, key) or {}
-    arm, explored, _ = experiments.thompson(exp, counts, proposal.candidate_id)
+    arm, explored = experiments.thompson(exp, counts, proposal.candidate_id)
     trials, wins = counts.get(arm.name, (0, 0))
     shared_put(decision, key, {**counts, arm.name: [trials + 1, wins]})
     decision.state.exposures[exp.id] = {

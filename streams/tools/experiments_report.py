@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from ..core import experiments as ex
-
-POST_DELIVERY_SERVICE = ("care_tips", "onboarding_")
+from ..core.send_time import POST_DELIVERY_SERVICE
 
 
 def _can_wait(intent: dict) -> bool:
@@ -57,7 +58,9 @@ def send_time(events, intents: list[dict], audit: list[dict], seed: int | None, 
     for a in audit:
         if a["decision"] == "held" and any(r.startswith("send_time:") for r in a["reasons"]):
             planned[a["intent_id"]] = min(planned.get(a["intent_id"], a["decided_at"]), a["decided_at"])
-    arms: dict[str, dict] = defaultdict(lambda: {"messages": 0, "p_sum": 0.0, "opened": 0, "p_planned_sum": 0.0})
+    arms: dict[str, dict] = defaultdict(
+        lambda: {"messages": 0, "p_sum": 0.0, "opened": 0, "p_planned_sum": 0.0, "moved": 0}
+    )
     hours = defaultdict(lambda: defaultdict(int))
     for i in intents:
         if not _can_wait(i) or i.get("channel") != "email" or i.get("customer_id") not in truth:
@@ -74,10 +77,7 @@ def send_time(events, intents: list[dict], audit: list[dict], seed: int | None, 
         row["opened"] += _drawn(i["intent_id"], p)
         at_planned = planned.get(i["intent_id"], i["send_at"])
         row["p_planned_sum"] += open_probability(h, at_planned)
-        row["moved"] = row.get("moved", 0) + (at_planned != i["send_at"])
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
+        row["moved"] += at_planned != i["send_at"]
         local = datetime.fromtimestamp(i["send_at"] / 1000, ZoneInfo(h.tz)).hour
         hours[kind]["in_habit" if (local - h.peak_hour) % 24 < h.spread_hours else "outside"] += 1
     for kind, row in arms.items():
@@ -181,7 +181,7 @@ def render(st: dict, xo: dict, table) -> list[str]:
                     _pct(a["expected_open_rate"]),
                     _iv(a["open_rate"]),
                     _pct(a["expected_open_rate_at_planned_time"]),
-                    a.get("moved", 0),
+                    a["moved"],
                     _pct(a["in_habit_window"] / a["messages"]),
                 ]
             )
