@@ -317,6 +317,27 @@ def candidate_command(
     )
 
 
+def promotion(
+    at: int, n: int = 1, ttl: int = DAY, channel: str = "email", customer_id: str = CUSTOMER
+) -> CustomerCommand:
+    """A campaign's marketing message for the customer, proposed at `at` (occasion p<n>)."""
+    return candidate_command(
+        intent(
+            "promotion",
+            channel,
+            kind="marketing",
+            at=at,
+            customer_id=customer_id,
+            order_id=None,
+            occasion=f"p{n}",
+            reason_codes=["campaign"],
+            source_event_id=f"promo-{n}",
+            priority="low",
+            ttl=ttl,
+        )
+    )
+
+
 def engagement(
     type_: str,
     channel: str = "email",

@@ -15,6 +15,7 @@ from helpers import (
     engagement,
     fact_command,
     intent,
+    promotion,
     send,
 )
 from streams.core import ids
@@ -32,20 +33,7 @@ def customer(tz=LA, **channels) -> CustomerRun:
     return run
 
 
-def promo(at, channel="email", n=1):
-    return candidate_command(
-        intent(
-            "promotion",
-            channel,
-            kind="marketing",
-            at=at,
-            order_id=None,
-            occasion=f"p{n}",
-            reason_codes=["campaign"],
-            source_event_id=f"promo-{n}",
-            priority="low",
-        )
-    )
+promo = promotion
 
 
 def news(at, channel="email", n=1, intent_type="shipped"):

@@ -4,6 +4,7 @@ Transactional and service messages always go out."""
 
 from __future__ import annotations
 
+from functools import partial
 import pytest
 
 from helpers import (
@@ -20,6 +21,7 @@ from helpers import (
     fact_command,
     intent,
     item,
+    promotion,
     send,
     support,
 )
@@ -37,21 +39,7 @@ def customer() -> CustomerRun:
     return run
 
 
-def promo(at, ttl=5 * DAY, n=1):
-    return candidate_command(
-        intent(
-            "promotion",
-            "email",
-            kind="marketing",
-            at=at,
-            order_id=None,
-            occasion=f"p{n}",
-            reason_codes=["campaign"],
-            source_event_id=f"promo-{n}",
-            priority="low",
-            ttl=ttl,
-        )
-    )
+promo = partial(promotion, ttl=5 * DAY)
 
 
 # --- sentiment -------------------------------------------------------------------------------

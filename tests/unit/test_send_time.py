@@ -4,6 +4,7 @@ waits for it; the fixed-time arm of an experiment keeps the planned hour."""
 
 from __future__ import annotations
 
+from functools import partial
 from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from helpers import (
     engagement,
     fact_command,
     intent,
+    promotion,
     send,
 )
 from streams.core import send_time
@@ -49,22 +51,7 @@ def customer(config=DEFAULT_POLICY, opens_at_hour: int | None = 19, opens: int =
     return run
 
 
-def promo(when, n=1, ttl=3 * DAY, customer_id=CUSTOMER):
-    return candidate_command(
-        intent(
-            "promotion",
-            "email",
-            kind="marketing",
-            at=when,
-            customer_id=customer_id,
-            order_id=None,
-            occasion=f"p{n}",
-            reason_codes=["campaign"],
-            source_event_id=f"promo-{n}",
-            priority="low",
-            ttl=ttl,
-        )
-    )
+promo = partial(promotion, ttl=3 * DAY)
 
 
 def test_marketing_waits_for_the_hour_the_customer_opens_in():
