@@ -113,8 +113,9 @@ def _at(due: Due, now: int) -> Due:
     return due if due.now == now else Due(due.key, due.kind, due.due_at, now)
 
 
-class _LaneView:
-    """The lane statistics of one partition, read on demand by the core."""
+class _PartitionView:
+    """The learned statistics of one partition, read on demand by the core: the order stage's lanes
+    (with the warm start's under them), the customer stage's send-time habits and bandit counts."""
 
     __slots__ = ("table", "partition", "warm")
 
@@ -159,7 +160,7 @@ class OrderStage:
             self.erase(event.order_id)
             return Outputs()
         stored = self.orders.get(event.order_id)
-        decision = decide_order(self._load(stored), event, now, _LaneView(self.lanes, partition, self.warm))
+        decision = decide_order(self._load(stored), event, now, _PartitionView(self.lanes, partition, self.warm))
         if decision.duplicate and stored:
             return _repair(self.orders, self.schedule, partition, event.order_id, stored, decision.state, now)
         return self._apply(partition, event.order_id, decision, now)
@@ -183,7 +184,9 @@ class OrderStage:
                         continue
                     when = _decision_time(due, now, self.event_clock)
                     # The Due carries the fire's time: follow-up checks are scheduled from it.
-                    decision = decide_order(stored, _at(due, now), when, _LaneView(self.lanes, partition, self.warm))
+                    decision = decide_order(
+                        stored, _at(due, now), when, _PartitionView(self.lanes, partition, self.warm)
+                    )
                     out.extend(self._apply(partition, due.key, decision, when, later))
             finally:
                 self.schedule.add(partition, later, now)
@@ -197,20 +200,6 @@ class OrderStage:
             self.lanes[f"{partition}|{lane_key}"] = stats
         _schedule(self.schedule, partition, decision.schedule, now, later)
         return Outputs(commands=decision.commands, audit=decision.audit, scores=decision.scores)
-
-
-class _SharedView:
-    """The customer stage's learned statistics of one partition (send-time habits of the shop and
-    its segments, bandit counts), read on demand by the core."""
-
-    __slots__ = ("table", "partition")
-
-    def __init__(self, table: MutableMapping, partition: int):
-        self.table, self.partition = table, partition
-
-    def get(self, key: str, default=None):
-        found = self.table.get(f"{self.partition}|{key}")
-        return default if found is None else found
 
 
 class CustomerStage:
@@ -251,7 +240,7 @@ class CustomerStage:
         if isinstance(item, ErasureRequest):
             return self.erase(item)
         stored = self.customers.get(item.customer_id)
-        decision = decide_customer(self._load(stored), item, now, self.config, _SharedView(self.stats, partition))
+        decision = decide_customer(self._load(stored), item, now, self.config, _PartitionView(self.stats, partition))
         if decision.duplicate and stored and getattr(item, "kind", None) != "tick":
             return _repair(self.customers, self.schedule, partition, item.customer_id, stored, decision.state, now)
         return self._apply(partition, item.customer_id, decision, now)
@@ -267,7 +256,7 @@ class CustomerStage:
                         continue
                     when = _decision_time(due, now, self.event_clock)
                     decision = decide_customer(
-                        stored, _at(due, when), when, self.config, _SharedView(self.stats, partition)
+                        stored, _at(due, when), when, self.config, _PartitionView(self.stats, partition)
                     )
                     out.extend(self._apply(partition, due.key, decision, when, later))
             finally:

@@ -3,7 +3,7 @@ transit, hand-off delays), so a shop going live does not start cold.
 
 A replay writes them per partition (`learned.json`); here they are merged into one set (counts
 summed over partitions), which every partition of a worker or a replay reads under its own: what a
-partition learns itself is stored and takes over, the warm set is only the fallback (engine._LaneView).
+partition learns itself is stored and takes over, the warm set is only the fallback (engine._PartitionView).
 Pure: bytes in, dicts out; the caller reads the file.
 """
 
