@@ -35,6 +35,7 @@ from .policy import HELD_KEPT, PolicyConfig
 from .quiet_hours import quiet_until
 from .segments import segment, tone
 from .state import RECENT_INTENTS_KEPT, CustomerState, HeldIntent
+from .touchpoints import POST_DELIVERY_SERVICE, after_sale
 
 RELEASE = "release:"
 # News that is still worth telling after the order was cancelled (none proposed yet; kept explicit).
@@ -50,7 +51,6 @@ CLOSING_NEWS = frozenset(
         "return_declined",
     }
 )
-POST_DELIVERY_SERVICE = ("care_tips", "onboarding_")
 # How far a parcel's news has got; older news is not sent once newer news was proposed.
 STAGES = {"shipped": 1, "out_for_delivery": 2, "ready_for_pickup": 2, "delivered": 3}
 STAGE_NAMES = {1: "shipped", 2: "out_for_delivery", 3: "delivered"}
@@ -252,10 +252,10 @@ def _order_closed(state: CustomerState, intent: MessageIntent) -> str | None:
         return None
     if order.cancelled_at is not None:
         return "order_cancelled"
-    after_sale = intent.kind == "marketing" or intent.intent_type.startswith(POST_DELIVERY_SERVICE)
-    if after_sale and order.refunded_at is not None:
+    later = after_sale(intent.kind, intent.intent_type)
+    if later and order.refunded_at is not None:
         return "order_refunded"
-    if after_sale and (order.returned or order.returning):
+    if later and (order.returned or order.returning):
         return "order_returned"
     return None
 

@@ -23,8 +23,8 @@ from .model import MessageIntent
 from .policy import HOUR, PolicyConfig
 from .quiet_hours import quiet_until
 from .state import CustomerState
+from .touchpoints import after_sale
 
-POST_DELIVERY_SERVICE = ("care_tips", "onboarding_")
 SHOP = "sto:shop"
 READ_HALF_HOURS = 2.0
 DISCOUNT = [0.5 ** (k / READ_HALF_HOURS) for k in range(24)]
@@ -33,7 +33,7 @@ WAIT_GAIN = 1.1  # a message waits only for an hour that scores this much better
 
 
 def can_wait(intent: MessageIntent) -> bool:
-    return intent.kind == "marketing" or intent.intent_type.startswith(POST_DELIVERY_SERVICE)
+    return after_sale(intent.kind, intent.intent_type)
 
 
 def segment_key(segment: str) -> str:

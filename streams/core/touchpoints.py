@@ -81,6 +81,16 @@ EXCEPTION_TOUCHPOINT = {
 }
 
 
+# The customer stage's service messages about the time after delivery (care tips, onboarding_<n>).
+POST_DELIVERY_SERVICE = ("care_tips", "onboarding_")
+
+
+def after_sale(kind: str, intent_type: str) -> bool:
+    """Marketing, or service about the time after delivery: messages that can wait for the
+    customer's best hour, and that a cancelled, refunded or returned order no longer gets."""
+    return kind == "marketing" or intent_type.startswith(POST_DELIVERY_SERVICE)
+
+
 def exception_touchpoint(status: str, sub_status: str | None) -> str | None:
     return EXCEPTION_TOUCHPOINT.get((status, sub_status)) or EXCEPTION_TOUCHPOINT.get((status, None))
 

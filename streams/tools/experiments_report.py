@@ -20,11 +20,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..core import experiments as ex
-from ..core.send_time import POST_DELIVERY_SERVICE
+from ..core.touchpoints import after_sale
 
 
 def _can_wait(intent: dict) -> bool:
-    return intent.get("kind") == "marketing" or intent.get("intent_type", "").startswith(POST_DELIVERY_SERVICE)
+    return after_sale(intent.get("kind") or "", intent.get("intent_type") or "")
 
 
 def _send_time_arm(intent: dict, experiment_ids: set[str]) -> str | None:
